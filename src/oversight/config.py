@@ -1,0 +1,114 @@
+"""Typed experiment configs -> command-line flags, with one place for each field's documentation.
+
+Each experiment kind has one dataclass. A field's help text lives in ``metadata["help"]`` and is
+what ``--help`` prints (as CleanRL's ``Args``); its hash keys the run in the results store.
+
+    @dataclass
+    class MyConfig:
+        lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate"})
+        def validate(self) -> None:
+            if self.lr <= 0: raise ConfigError("lr", "must be > 0")
+
+    add_arguments(parser, MyConfig); cfg = from_args(MyConfig, parser.parse_args())
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from typing import Any, TypeVar
+
+from oversight.errors import ConfigError
+
+C = TypeVar("C")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _base_type(tp: Any) -> tuple[Any, bool]:
+    """(underlying type, optional?) of an annotation such as ``int | None``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return (args[0] if len(args) == 1 else str), True
+    return tp, False
+
+
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
+    """Add one ``--flag`` per dataclass field; the help text is the field's documentation."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.init:
+            continue
+        tp, optional = _base_type(hints[f.name])
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        choices = f.metadata.get("choices")
+        if tp is bool:
+            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                                default=default, help=help_text)
+            continue
+        conv = tp if tp in (int, float, str) else str
+
+        def convert(text: str, conv: Any = conv, optional: bool = optional, name: str = f.name) -> Any:
+            if optional and text.lower() in ("none", "null", ""):
+                return None
+            try:
+                return conv(text)
+            except ValueError:
+                raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: expected {conv.__name__}, got {text!r}") from None
+
+        parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default,
+                            choices=choices, help=f"{help_text} (default: {default})",
+                            metavar=f.metadata.get("metavar", conv.__name__.upper()))
+
+
+def from_args(cls: type[C], namespace: argparse.Namespace, **overrides: Any) -> C:
+    """Build (and validate) a config from parsed flags; unknown namespace entries are ignored."""
+    names = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    values = {k: v for k, v in vars(namespace).items() if k in names}
+    values.update(overrides)
+    return make_config(cls, **values)
+
+
+def make_config(cls: type[C], **values: Any) -> C:
+    """Construct a config from keyword values, naming the field when one is unknown or invalid."""
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in values:
+        if key not in names:
+            raise ConfigError(key, f"no such field in {cls.__name__}; fields: {', '.join(sorted(names))}")
+    cfg = cls(**values)
+    validate = getattr(cfg, "validate", None)
+    if callable(validate):
+        validate()
+    return cfg
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(cfg: Any, kind: str, **extra: Any) -> str:
+    """Stable key of a run: the experiment kind, every config field, and any upstream keys."""
+    payload = {"kind": kind, "config": config_to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg}
+    if extra:
+        payload["extra"] = extra
+    return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
+
+
+def help_of(cls: type, name: str) -> str:
+    """The documentation of one field (for tables and reports)."""
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.name == name:
+            return f.metadata.get("help", "")
+    raise KeyError(name)

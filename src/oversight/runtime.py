@@ -1,0 +1,52 @@
+"""Seeds, devices, threads and mixed precision: the same for both experiment families."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from oversight.errors import ConfigError
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str = "auto") -> str:
+    """'auto' -> cuda when available, else cpu; an explicit device that is absent is an error."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"{name!r} requested but torch.cuda.is_available() is False")
+    if name != "cpu" and not name.startswith(("cuda", "mps")):
+        raise ConfigError("device", f"{name!r} is not one of auto, cpu, cuda, cuda:N, mps")
+    return name
+
+
+def set_threads(n: int | None = None) -> None:
+    """Use all cores by default (OVERSIGHT_THREADS overrides), not torch's guess."""
+    n = n or int(os.environ.get("OVERSIGHT_THREADS", "0")) or (os.cpu_count() or 1)
+    torch.set_num_threads(n)
+
+
+def bf16_supported(device: str) -> bool:
+    if device.startswith("cuda"):
+        return torch.cuda.is_bf16_supported()
+    return device == "cpu"
+
+
+@contextlib.contextmanager
+def autocast(device: str, enabled: bool = True) -> Iterator[None]:
+    """bf16 autocast where the hardware supports it (2-3x faster on this project's CPUs)."""
+    if enabled and bf16_supported(device):
+        with torch.autocast(device_type="cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
