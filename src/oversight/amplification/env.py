@@ -1,0 +1,469 @@
+"""Iterated-Amplification environments: shared vocabulary, the Task interface and the lock-step H driver.
+
+Every task (see ``tasks/``) shares ONE token vocabulary, so one learner architecture serves all five:
+
+    PAD=0  DONT_KNOW=1 ("?")  YES=2  NO=3  INF=4  CHAR_A=5 ("a")  CHAR_B=6 ("b")  WILD=7 ("*")
+    question-kind tokens  Q[kind]  (POW, VAL, ARG1, ARG2, OP, SUM, DIST, NEXT, EDGE, NBR, ROOT, UVAL, PAR, DEPTH)
+    ROUND ("|"), ANSWER_MARK ("=")   separators for encoding H transcripts (see ``encode_transcript``)
+    NAME0 .. NAME0+63                 the 64 names: 2-char strings over the letters "abcdefgh"
+    INT tokens for the integers INT_MIN..INT_MAX (-32..63): ``int_token(v) == INT0 + v``
+
+A context (``Instance``) is a SET of facts: an int64 array [n_facts, task.fact_len], rows in random
+order. Questions are int64 arrays [task.question_len] whose first token is the question kind, padded
+with PAD. Answers are ONE token.
+
+H (the expert) is ``task.expert(q)``, a generator that yields one ROUND of subquestions at a time
+(a list of question arrays), receives the list of their answer tokens, and finally returns its answer
+token. H never sees the facts: primitive subquestions are answered by the environment
+(``task.answer_primitive``, i.e. H reading the context) and the others by the learner X.
+``run_expert`` drives H for a whole batch of questions from many contexts in lock-step, making ONE
+batched learner call per round.
+
+Note on rounds: the reference counts one subquestion per round (3, 5, 2, 9, 9 rounds). Our H asks
+all subquestions that do not depend on each other in the same round, so ``task.rounds`` (the most
+rounds our H ever uses) is smaller: 3, 3, 1, 3, 3.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from oversight.registry import Registry
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+# ----------------------------------------------------------------------------------------------
+# Vocabulary
+# ----------------------------------------------------------------------------------------------
+PAD, DONT_KNOW, YES, NO, INF, CHAR_A, CHAR_B, WILD = range(8)
+_SPECIAL_STR = ["_", "?", "yes", "no", "inf", "a", "b", "*"]
+
+QUESTION_KINDS: tuple[str, ...] = (
+    "POW",  # permutation powering: (x, k) -> sigma^k(x); primitive when k in {0, 1}
+    "VAL",  # sequential assignments: value of variable x
+    "ARG1",  # sequential assignments (primitive): first operand of x, or its constant
+    "ARG2",  # sequential assignments (primitive): second operand of x, or its constant
+    "OP",  # sequential assignments (primitive): table lookup a o b
+    "SUM",  # wildcard search: sum of f over strings matching a pattern (primitive if no wildcard)
+    "DIST",  # shortest path: distance D(a, b)
+    "NEXT",  # shortest path: next hop S(a, b)
+    "EDGE",  # shortest path / union find (primitive): is (a, b) an edge -> YES/NO
+    "NBR",  # shortest path / union find (primitive): a random (out-)neighbour of a
+    "ROOT",  # union find (primitive): the given value of x if x is a root, else NO
+    "UVAL",  # union find: value V(x)
+    "PAR",  # union find: parent-toward-root P(x) (P(root) = root)
+    "DEPTH",  # union find: depth D(x) (D(root) = 0)
+)
+Q0 = 8
+Q: dict[str, int] = {k: Q0 + i for i, k in enumerate(QUESTION_KINDS)}
+ROUND = Q0 + len(QUESTION_KINDS)  # "|": ends the subquestions of a round in an encoded transcript
+ANSWER_MARK = ROUND + 1  # "=": precedes the final answer in an encoded transcript
+
+N_NAMES = 64
+NAME_LETTERS = "abcdefgh"
+NAME0 = 32
+NAMES: tuple[str, ...] = tuple(a + b for a in NAME_LETTERS for b in NAME_LETTERS)
+
+INT_MIN, INT_MAX = -32, 63
+INT_BASE = NAME0 + N_NAMES  # token of INT_MIN
+INT0 = INT_BASE - INT_MIN  # token of the integer 0
+VOCAB_SIZE = INT_BASE + (INT_MAX - INT_MIN + 1)
+
+assert ANSWER_MARK < NAME0
+
+
+def name_token(i: int | np.ndarray) -> Any:
+    """Token of name number i (0..63); works elementwise on arrays."""
+    return NAME0 + i
+
+
+def is_name(tok: int | np.ndarray) -> Any:
+    return (tok >= NAME0) & (tok < NAME0 + N_NAMES)
+
+
+def name_index(tok: int | np.ndarray) -> Any:
+    return tok - NAME0
+
+
+def int_token(v: int | np.ndarray) -> Any:
+    """Token of the integer v (INT_MIN..INT_MAX); works elementwise on arrays."""
+    if isinstance(v, (int, np.integer)):
+        if not INT_MIN <= v <= INT_MAX:
+            raise ValueError(f"integer {v} outside the vocabulary range {INT_MIN}..{INT_MAX}")
+        return INT0 + int(v)
+    if np.any(np.asarray(v) < INT_MIN) or np.any(np.asarray(v) > INT_MAX):
+        raise ValueError(f"integer {v} outside the vocabulary range {INT_MIN}..{INT_MAX}")
+    return INT0 + v
+
+
+def is_int(tok: int | np.ndarray) -> Any:
+    return (tok >= INT_BASE) & (tok < VOCAB_SIZE)
+
+
+def int_value(tok: int | np.ndarray) -> Any:
+    return tok - INT0
+
+
+def token_to_str(tok: int) -> str:
+    tok = int(tok)
+    if 0 <= tok < len(_SPECIAL_STR):
+        return _SPECIAL_STR[tok]
+    if Q0 <= tok < Q0 + len(QUESTION_KINDS):
+        return QUESTION_KINDS[tok - Q0]
+    if tok == ROUND:
+        return "|"
+    if tok == ANSWER_MARK:
+        return "="
+    if NAME0 <= tok < NAME0 + N_NAMES:
+        return NAMES[tok - NAME0]
+    if INT_BASE <= tok < VOCAB_SIZE:
+        return str(tok - INT0)
+    return f"<{tok}>"
+
+
+def detokenize(tokens: Sequence[int] | np.ndarray, keep_pad: bool = False) -> str:
+    """Space-separated readable form of a token sequence (PAD dropped unless keep_pad)."""
+    return " ".join(token_to_str(t) for t in np.asarray(tokens).ravel() if keep_pad or t != PAD)
+
+
+def detokenize_facts(facts: np.ndarray) -> list[str]:
+    return [detokenize(f) for f in facts]
+
+
+ALL_NAME_TOKENS = np.arange(NAME0, NAME0 + N_NAMES, dtype=np.int64)
+
+
+def int_tokens(lo: int, hi: int) -> np.ndarray:
+    """Tokens of the integers lo..hi inclusive."""
+    return np.arange(int_token(lo), int_token(hi) + 1, dtype=np.int64)
+
+
+# ----------------------------------------------------------------------------------------------
+# Instances and tasks
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Instance:
+    """One context: a set of facts plus the task-private ground truth."""
+
+    facts: np.ndarray  # int64 [n_facts, fact_len], row order random (it is a SET)
+    size: int  # n
+    data: Any = field(repr=False)  # task-private ground truth (e.g. the permutation)
+
+    def __str__(self) -> str:
+        return f"Instance(size={self.size}, facts=[{'; '.join(detokenize_facts(self.facts))}])"
+
+
+ExpertGen = Generator[list[np.ndarray], list[int], int]
+
+
+class Task(ABC):
+    """One environment. Subclasses set the class attributes and implement the abstract methods."""
+
+    name: str
+    fact_len: int
+    question_len: int
+    rounds: int  # the most lock-step rounds H uses for any question
+    max_subquestions: int  # the most subquestions H asks for any question
+    num_levels: int  # question-difficulty curriculum levels 1..num_levels; num_levels = full D
+    question_kinds: tuple[int, ...]  # kinds of the (non-primitive) questions in D
+    primitive_kinds: tuple[int, ...]  # kinds answered from the facts by the environment
+    # kinds for which H asks X the very question it answers (then checks and improves the guess)
+    self_asking_kinds: tuple[int, ...] = ()
+
+    # ---- the environment --------------------------------------------------------------------
+    @abstractmethod
+    def generate(self, size: int, rng: np.random.Generator) -> Instance: ...
+
+    @abstractmethod
+    def sample_questions(
+        self, inst: Instance, m: int, rng: np.random.Generator, level: int | None = None
+    ) -> np.ndarray:
+        """[m, question_len] questions from D (never primitive). level in 1..num_levels; None = full D."""
+
+    def is_primitive(self, q: np.ndarray) -> bool:
+        return int(q[0]) in self.primitive_kinds
+
+    def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
+        """Vectorised is_primitive over [m, question_len] -> bool [m]."""
+        return np.isin(questions[:, 0], self.primitive_kinds)
+
+    @abstractmethod
+    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
+        """The environment answers a primitive question by reading the facts (H reading the context)."""
+
+    def answer_primitive_batch(
+        self,
+        instances: Sequence[Instance],
+        ctx_index: np.ndarray,
+        questions: np.ndarray,
+        rng: np.random.Generator,
+    ) -> np.ndarray:
+        return np.fromiter(
+            (self.answer_primitive(instances[c], q, rng) for c, q in zip(ctx_index, questions, strict=True)),
+            dtype=np.int64,
+            count=len(questions),
+        )
+
+    @abstractmethod
+    def truth(self, inst: Instance, q: np.ndarray) -> int:
+        """Ground-truth answer token (for evaluation and the supervised baseline; never used by H)."""
+
+    def truth_batch(
+        self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray
+    ) -> np.ndarray:
+        """truth() for questions[i] in instances[ctx_index[i]] -> int64 [m]."""
+        return np.fromiter(
+            (self.truth(instances[c], q) for c, q in zip(ctx_index, questions, strict=True)),
+            dtype=np.int64,
+            count=len(questions),
+        )
+
+    def correct_batch(
+        self,
+        instances: Sequence[Instance],
+        ctx_index: np.ndarray,
+        questions: np.ndarray,
+        answers: np.ndarray,
+    ) -> np.ndarray:
+        """bool [m]: is answers[i] a correct answer? (Equals truth, except where several are correct.)"""
+        return np.asarray(answers) == self.truth_batch(instances, ctx_index, questions)
+
+    # ---- the expert H -----------------------------------------------------------------------
+    @abstractmethod
+    def expert(self, q: np.ndarray) -> ExpertGen:
+        """H: ``answers = yield [subq, ...]`` per round, ``return answer_token`` at the end."""
+
+    @abstractmethod
+    def recursion_measure(self, q: np.ndarray, inst: Instance | None = None) -> int:
+        """A measure that strictly decreases for the non-primitive subquestions H asks (see task docs).
+
+        Tasks whose measure depends on the instance (sequential assignments, shortest path, union
+        find) need ``inst``; the measure is then computed from the ground truth.
+        """
+
+    def answer_tokens(self, q: np.ndarray) -> np.ndarray | None:
+        """Legal answer tokens for this question's kind (DONT_KNOW always included), or None."""
+        return None
+
+    def answer_mask(self, questions: np.ndarray) -> np.ndarray:
+        """bool [m, VOCAB_SIZE]: legal answer tokens per question (all True where unknown)."""
+        mask = np.ones((len(questions), VOCAB_SIZE), dtype=bool)
+        for kind in np.unique(questions[:, 0]):
+            rows = questions[:, 0] == kind
+            legal = self.answer_tokens(questions[np.argmax(rows)])
+            if legal is not None:
+                m = np.zeros(VOCAB_SIZE, dtype=bool)
+                m[legal] = True
+                mask[rows] = m
+        return mask
+
+    # ---- helpers ----------------------------------------------------------------------------
+    def question(self, *tokens: int) -> np.ndarray:
+        """Build a PAD-padded question array from its tokens."""
+        q = np.zeros(self.question_len, dtype=np.int64)
+        q[: len(tokens)] = tokens
+        return q
+
+    def _shuffle_facts(self, rows: list[list[int]] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        facts = np.zeros((len(rows), self.fact_len), dtype=np.int64)
+        for i, r in enumerate(rows):
+            facts[i, : len(r)] = r
+        return facts[rng.permutation(len(facts))]
+
+    def _check_level(self, level: int | None) -> int:
+        if level is None:
+            return self.num_levels
+        if not 1 <= level <= self.num_levels:
+            raise ValueError(f"{self.name}: level must be in 1..{self.num_levels}, got {level}")
+        return int(level)
+
+    def _check_size(self, size: int) -> None:
+        if not 2 <= size <= N_NAMES:
+            raise ValueError(f"{self.name}: size must be in 2..{N_NAMES}, got {size}")
+
+
+# ----------------------------------------------------------------------------------------------
+# The lock-step driver
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class Transcript:
+    """H's work on one question: [question, (subq, subans)..., answer], grouped into rounds."""
+
+    question: np.ndarray
+    rounds: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # ([r, qlen], [r])
+    answer: int = DONT_KNOW
+    n_primitive: int = 0
+
+    @property
+    def n_subquestions(self) -> int:
+        return sum(len(a) for _, a in self.rounds)
+
+    @property
+    def steps(self) -> list[tuple[np.ndarray, int]]:
+        """Flat [(subq, subans), ...] in the order asked."""
+        return [(sq, int(a)) for qs, ans in self.rounds for sq, a in zip(qs, ans, strict=True)]
+
+    def __str__(self) -> str:
+        lines = [f"Q: {detokenize(self.question)}"]
+        for r, (qs, ans) in enumerate(self.rounds):
+            for sq, a in zip(qs, ans, strict=True):
+                lines.append(f"  [{r}] {detokenize(sq)} -> {token_to_str(a)}")
+        lines.append(f"A: {token_to_str(self.answer)}")
+        return "\n".join(lines)
+
+
+class ExpertRun(NamedTuple):
+    """``answers, transcripts = run_expert(...)``; counts are properties."""
+
+    answers: np.ndarray  # int64 [m]
+    transcripts: list[Transcript]
+
+    @property
+    def n_subquestions(self) -> int:
+        return sum(t.n_subquestions for t in self.transcripts)
+
+    @property
+    def n_primitive(self) -> int:
+        return sum(t.n_primitive for t in self.transcripts)
+
+    @property
+    def n_learner_questions(self) -> int:
+        """Subquestions answered by answer_fn (the learner)."""
+        return self.n_subquestions - self.n_primitive
+
+
+AnswerFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def run_expert(
+    task: Task,
+    instances: Sequence[Instance],
+    ctx_index: np.ndarray | Sequence[int],
+    questions: np.ndarray,
+    answer_fn: AnswerFn,
+    rng: np.random.Generator,
+) -> ExpertRun:
+    """Run H (``task.expert``) on ``questions[i]`` in context ``instances[ctx_index[i]]``, in lock-step.
+
+    Each round, the subquestions of all still-running H's are stacked; the primitive ones are
+    answered by ``task.answer_primitive_batch`` (the facts) and ALL the others by ONE call
+    ``answer_fn(ctx_index_sub [k], subquestions [k, question_len]) -> answer tokens [k]``
+    (the learner's teacher copy, or ``truth_answer_fn`` in tests). answer_fn is not called for a
+    round without non-primitive subquestions.
+    """
+    questions = np.asarray(questions, dtype=np.int64)
+    ctx_index = np.asarray(ctx_index, dtype=np.int64)
+    m = len(questions)
+    if questions.ndim != 2 or questions.shape[1] != task.question_len or len(ctx_index) != m:
+        raise ValueError(
+            f"questions must be [m, {task.question_len}] with one ctx_index each; got "
+            f"{questions.shape} and {ctx_index.shape}"
+        )
+    answers = np.full(m, DONT_KNOW, dtype=np.int64)
+    transcripts = [Transcript(questions[i]) for i in range(m)]
+    gens: list[ExpertGen | None] = [None] * m
+    pending: dict[int, list[np.ndarray]] = {}
+    for i in range(m):
+        g = task.expert(questions[i])
+        try:
+            pending[i] = next(g)
+            gens[i] = g
+        except StopIteration as stop:
+            answers[i] = stop.value
+    n_round = 0
+    while pending:
+        n_round += 1
+        if n_round > task.rounds:
+            raise RuntimeError(f"{task.name}: H used more than task.rounds={task.rounds} rounds")
+        active = list(pending)
+        counts = [len(pending[i]) for i in active]
+        subqs = np.stack([sq for i in active for sq in pending[i]]).astype(np.int64, copy=False)
+        owner = np.repeat(np.asarray(active, dtype=np.int64), counts)
+        sub_ctx = ctx_index[owner]
+        prim = task.primitive_mask(subqs)
+        subans = np.empty(len(subqs), dtype=np.int64)
+        if prim.any():
+            subans[prim] = task.answer_primitive_batch(instances, sub_ctx[prim], subqs[prim], rng)
+        if not prim.all():
+            learned = ~prim
+            out = np.asarray(answer_fn(sub_ctx[learned], subqs[learned]), dtype=np.int64).reshape(-1)
+            if len(out) != int(learned.sum()):
+                raise ValueError(f"answer_fn returned {len(out)} answers for {int(learned.sum())} questions")
+            subans[learned] = out
+        pending = {}
+        start = 0
+        for i, c in zip(active, counts, strict=True):
+            qs_i, ans_i = subqs[start : start + c], subans[start : start + c]
+            t = transcripts[i]
+            t.rounds.append((qs_i, ans_i))
+            t.n_primitive += int(prim[start : start + c].sum())
+            start += c
+            try:
+                pending[i] = gens[i].send(ans_i.tolist())  # type: ignore[union-attr]
+            except StopIteration as stop:
+                answers[i] = stop.value
+                gens[i] = None
+    for t, a in zip(transcripts, answers, strict=True):
+        t.answer = int(a)
+    return ExpertRun(answers, transcripts)
+
+
+def truth_answer_fn(task: Task, instances: Sequence[Instance]) -> AnswerFn:
+    """An answer_fn that answers every subquestion with the ground truth (for tests / an oracle X)."""
+
+    def answer(ctx_index: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        return task.truth_batch(instances, ctx_index, questions)
+
+    return answer
+
+
+def make_task(name: str) -> Task:
+    """Instantiate a registered task by name (imports the task modules so they register)."""
+    import oversight.amplification.tasks  # noqa: F401
+
+    return TASKS.get(name)()
+
+
+# ----------------------------------------------------------------------------------------------
+# Transcript encoding for H' (optional helper)
+# ----------------------------------------------------------------------------------------------
+def transcript_max_len(task: Task) -> int:
+    return task.question_len + task.max_subquestions * (task.question_len + 1) + task.rounds + 2
+
+
+def encode_transcript(task: Task, t: Transcript) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten a transcript for a causal H': tokens and a loss mask (True where H' must predict).
+
+    Layout: question, then per round ``subq_1 .. subq_r ROUND ans_1 .. ans_r``, then
+    ``ANSWER_MARK answer``, padded with PAD to ``transcript_max_len(task)``. The loss mask covers
+    subquestion tokens, ROUND, ANSWER_MARK and the answer, never the question or the sub-answers.
+    """
+    toks: list[int] = list(t.question)
+    mask: list[bool] = [False] * len(toks)
+    for qs, ans in t.rounds:
+        flat = qs.reshape(-1).tolist()
+        toks += flat + [ROUND] + ans.tolist()
+        mask += [True] * (len(flat) + 1) + [False] * len(ans)
+    toks += [ANSWER_MARK, t.answer]
+    mask += [True, True]
+    n = transcript_max_len(task)
+    out_t = np.full(n, PAD, dtype=np.int64)
+    out_m = np.zeros(n, dtype=bool)
+    out_t[: len(toks)] = toks
+    out_m[: len(mask)] = mask
+    return out_t, out_m
+
+
+__all__ = [
+    "ALL_NAME_TOKENS", "ANSWER_MARK", "CHAR_A", "CHAR_B", "DONT_KNOW", "INF", "INT0", "INT_BASE",
+    "INT_MAX", "INT_MIN", "NAME0", "NAMES", "NO", "N_NAMES", "PAD", "Q", "QUESTION_KINDS", "ROUND",
+    "TASKS", "VOCAB_SIZE", "WILD", "YES", "AnswerFn", "ExpertRun", "Instance", "Task", "Transcript",
+    "detokenize", "detokenize_facts", "encode_transcript", "int_token", "int_tokens", "int_value",
+    "is_int", "is_name", "make_task", "name_index", "name_token", "run_expert", "token_to_str",
+    "transcript_max_len", "truth_answer_fn",
+]
