@@ -1,2 +1,99 @@
-def main() -> None:
-    raise SystemExit("cli not ready")
+"""The ``oversight`` command.
+
+    oversight datasets                      # registered datasets with sizes
+    oversight models                        # the model ladder: parameters, installed or how to install
+    oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf
+    oversight w2s sweep --preset demo
+    oversight amplify run --task permutation_powering --mode amplify --size 8
+    oversight report --out runs/report      # PNG figures + an HTML page from the results store
+
+Errors a user can act on (unknown names, invalid config fields, missing packages) are printed as
+one line; Ctrl-C keeps every finished run and the same command resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from oversight.errors import OversightError
+from oversight.store import DEFAULT_STORE
+
+# Each family contributes its subcommands through a `register(subparsers)` function.
+FAMILY_CLIS = ("oversight.w2s.cli", "oversight.amplification.cli")
+
+
+def _table(rows: list[dict], columns: list[str]) -> str:
+    lines = [columns] + [[str(r.get(c, "")) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(columns))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from oversight.w2s.datasets import list_datasets
+
+    print(_table(list_datasets(), ["name", "size", "installed", "source", "description"]))
+    print("\nAlso: file:PATH (JSONL/CSV with text,label[,group]) and hf:NAME[:CONFIG] (Hugging Face datasets).")
+    return 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from oversight.w2s.models import describe_models
+
+    rows = describe_models()
+    for r in rows:
+        r["params"] = f"{r['params'] / 1e6:.1f}M" if r.get("params") else "-"
+        r["installed"] = "yes" if r.get("installed") else f"no: {r.get('install_command')}"
+    print(_table(rows, ["name", "kind", "params", "installed", "description"]))
+    print("\nAlso: hf:ID_OR_PATH for any Hugging Face encoder (mean pooling) or decoder (last non-padding token).")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from oversight.report import write_report
+
+    index = write_report(args.store, args.out)
+    print(f"report written to {index}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oversight", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("datasets", help="list the registered datasets").set_defaults(func=_cmd_datasets)
+    sub.add_parser("models", help="list the model ladder").set_defaults(func=_cmd_models)
+    report = sub.add_parser("report", help="write PNG plots and an HTML page from the results store")
+    report.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    report.add_argument("--out", default="runs/report", help="output directory")
+    report.set_defaults(func=_cmd_report)
+    for module in FAMILY_CLIS:
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as err:  # a family still being built must not break the other
+            if err.name is None or not err.name.startswith("oversight"):
+                raise
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages, never a hub
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except OversightError as err:
+        print(f"oversight: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\noversight: interrupted. Finished runs are saved in the store; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""``oversight w2s run|sweep``: weak-to-strong experiments from the command line.
+
+    oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf --seeds 3
+    oversight w2s run ... --json            # one JSON object per (dataset, weak, strong, loss) on stdout
+    oversight w2s sweep --dataset rotten_tomatoes --models bow,minilm-l3,minilm-l6,mpnet-base --losses xent,logconf
+    oversight w2s sweep --preset demo       # what `make demo` runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from typing import Any
+
+from oversight.config import add_arguments, make_config
+from oversight.errors import ConfigError
+from oversight.progress import log, set_quiet
+from oversight.store import DEFAULT_STORE, ResultsStore
+from oversight.sweep import EXECUTORS, run_jobs
+from oversight.w2s.metrics import format_pgr
+from oversight.w2s.pipeline import W2SConfig, aggregate, run_experiment, seed_configs
+
+# Named sweeps; `make demo` runs "demo". Fields are W2SConfig fields plus models/losses/seeds.
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {"dataset": "rotten_tomatoes", "models": "bow,minilm-l3,minilm-l6,mpnet-base",
+             "losses": "xent,logconf", "seeds": 3, "mode": "head", "head": "mlp"},
+    "geo-finetune": {"dataset": "geo_facts", "models": "minilm-l6,mpnet-base", "losses": "xent,logconf",
+                     "seeds": 1, "mode": "finetune"},
+}
+LIST_FIELDS = ("dataset", "weak", "strong", "loss")
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (seed, seed+1, ...; default 3)")
+    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per cell on stdout instead of a table")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    parser.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
+                        help="where runs execute: local (in this process) or ray (a Ray cluster; `pip install ray`)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    w2s = sub.add_parser("w2s", help="weak-to-strong generalization experiments")
+    w2s_sub = w2s.add_subparsers(dest="w2s_command", required=True)
+
+    run = w2s_sub.add_parser("run", help="train weak, weak-to-strong and ceiling; print test metrics and PGR",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(run, W2SConfig)
+    _common(run)
+    run.set_defaults(func=_cmd_run)
+
+    sweep = w2s_sub.add_parser("sweep", help="every weak<strong pair of a model ladder, for every loss")
+    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss"))
+    sweep.add_argument("--models", default=None, help="comma-separated ladder, weakest first (default: the preset's)")
+    sweep.add_argument("--losses", default=None, help="comma-separated losses (default: xent,logconf)")
+    sweep.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named sweep; flags given override it")
+    _common(sweep)
+    sweep.set_defaults(func=_cmd_sweep, parser=sweep)
+
+
+def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
+    """Expand comma lists into the grid of cells; each cell is its list of per-seed configs."""
+    base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
+    lists = [_split(getattr(args, name)) for name in LIST_FIELDS]
+    cells = []
+    for dataset, weak, strong, loss in itertools.product(*lists):
+        cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
+        cells.append(seed_configs(cfg, args.seeds or 3))
+    return cells
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    return _execute(_cells(args), args)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    for key, value in (PRESETS[args.preset] if args.preset else {}).items():
+        if getattr(args, key) == parser.get_default(key):  # flags the user gave win over the preset
+            setattr(args, key, value)
+    models = _split(args.models or "bow,minilm-l3,minilm-l6,mpnet-base")
+    if len(models) < 2:
+        raise ConfigError("models", "a sweep needs at least two models, weakest first")
+    args.losses = args.losses or "xent,logconf"
+    cells = []
+    base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
+    for dataset in _split(args.dataset):
+        for i, weak in enumerate(models):
+            for strong in models[i + 1:]:
+                for loss in _split(args.losses):
+                    cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
+                    cells.append(seed_configs(cfg, args.seeds or 3))
+    return _execute(cells, args)
+
+
+def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
+    set_quiet(args.quiet or args.json and not sys.stderr.isatty())
+    store = ResultsStore(args.store)
+    jobs = [cfg for cell in cells for cfg in cell]
+    log(f"{len(cells)} cells x seeds = {len(jobs)} runs; store {args.store}")
+    run_jobs(run_experiment, jobs, store_path=args.store, executor=args.executor)
+    rows = [aggregate(cell, store) for cell in cells]
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+    else:
+        print(format_table(rows))
+    return 0
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ["dataset", "weak", "strong", "loss", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]", "PGR seeds", "n"]
+    lines = [header]
+    def acc(r: dict[str, Any], name: str) -> str:
+        return f"{r[name]:.3f}±{r[name + '_std']:.3f}"
+
+    for r in rows:
+
+        seed_pgr = (f"{r['pgr_seed_mean']:.2f}±{r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})"
+                    if r["pgr_seed_mean"] is not None else "undefined")
+        lines.append([r["dataset"], r["weak"], r["strong"], r["loss"], acc(r, "weak_acc"), acc(r, "w2s_acc"),
+                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}", format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"]),
+                      seed_pgr, str(r["seeds"])])
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    note = "PGR = (w2s - weak) / (ceiling - weak); 'undefined' when the ceiling is not above weak (not averaged)."
+    return "\n".join(out + ["", note])
+

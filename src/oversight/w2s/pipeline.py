@@ -1,0 +1,267 @@
+"""The weak-to-strong experiment, top to bottom.
+
+    oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf --seeds 3
+    oversight w2s sweep --preset demo
+
+For one (dataset, weak, strong, loss, seed):
+1. weak supervisor: trained on the GROUND TRUTH of ``weak_train``; predicts soft labels on
+   ``student_train`` (the weak model never sees ``student_train``'s labels, nor anything of test);
+2. weak-to-strong: the strong model trained on those soft labels with the chosen loss;
+3. strong ceiling: the strong model trained on the ground truth of ``student_train``;
+4. test metrics of all three, PGR, agreement; over seeds, mean ± std and a paired bootstrap CI.
+
+Each of the three trainings is its own run in the results store, keyed by the hash of what
+determines it (the student's key includes its weak run's key), so the weak model and the ceiling
+are trained once and shared by every loss, and a rerun only does what is missing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from oversight.config import config_hash
+from oversight.errors import ConfigError
+from oversight.runtime import resolve_device, seed_everything, set_threads
+from oversight.store import ArtifactStore, ResultsStore, artifacts_for
+from oversight.w2s import metrics
+from oversight.w2s.datasets import Splits, load_dataset
+from oversight.w2s.losses import LOSSES
+from oversight.w2s.models import ModelSpec, get_model_spec
+from oversight.w2s.train import (
+    FeatureCache,
+    FrozenFeaturizer,
+    TfidfFeaturizer,
+    TrainSettings,
+    finetune,
+    train_head,
+)
+
+MODES = ("head", "finetune")
+HEADS = ("logistic", "mlp")
+
+
+@dataclass
+class W2SConfig:
+    """One weak-to-strong experiment: a (dataset, weak, strong, loss) cell at one seed."""
+
+    dataset: str = field(default="rotten_tomatoes", metadata={
+        "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
+    weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
+    strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
+    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent (soft cross-entropy) or logconf (auxiliary confidence)"})
+    mode: str = field(default="head", metadata={
+        "help": "head = train a head on cached frozen features; finetune = train the backbone (all or --top-k-layers)",
+        "choices": MODES})
+    head: str = field(default="mlp", metadata={"help": "head on frozen features (head mode)", "choices": HEADS})
+    seed: int = field(default=0, metadata={"help": "seed of the data split and of training"})
+    epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
+    batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
+    alpha_max: float = field(default=0.75, metadata={"help": "logconf: final weight of the confidence term (ramped over the first 20%% of steps)"})
+    top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
+    max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+
+    def validate(self) -> None:
+        LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
+        if self.mode not in MODES:
+            raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if self.head not in HEADS:
+            raise ConfigError("head", f"{self.head!r} is not one of {', '.join(HEADS)}")
+        for name in ("epochs", "batch_size", "max_examples"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"must be positive, got {value}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError("lr", f"must be positive, got {self.lr}")
+        if not 0 <= self.alpha_max <= 1:
+            raise ConfigError("alpha_max", f"must be in [0, 1], got {self.alpha_max}")
+        if self.weak == self.strong:
+            raise ConfigError("strong", "the strong model must differ from the weak model")
+
+
+# --------------------------------------------------------------------------- one training run
+
+def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainSettings:
+    finetuning = cfg.mode == "finetune" and spec.kind != "bow"
+    return TrainSettings(
+        mode="finetune" if finetuning else "head",
+        head=cfg.head,
+        loss=loss,
+        epochs=cfg.epochs or (2 if finetuning else 10),
+        lr=cfg.lr or (spec.lr if finetuning else 1e-3),
+        batch_size=cfg.batch_size or (spec.batch_size if finetuning else 64),
+        alpha_max=cfg.alpha_max,
+        top_k_layers=cfg.top_k_layers,
+        bf16=cfg.bf16,
+        device=device,
+        seed=cfg.seed,
+    )
+
+
+def _train_and_predict(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
+                       predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str) -> dict[str, np.ndarray]:
+    if settings.mode == "finetune":
+        model = finetune(spec, train_texts, targets, settings, desc=desc)
+    else:
+        featurizer = TfidfFeaturizer() if spec.kind == "bow" else FrozenFeaturizer(
+            FeatureCache(artifacts, spec), settings.device)
+        model = train_head(featurizer, train_texts, targets, settings, desc=desc)
+    return {name: model.predict_proba(texts).astype(np.float32) for name, texts in predict_on.items()}
+
+
+def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any], train: Any) -> dict[str, np.ndarray]:
+    """Get-or-compute one training run. Artifacts first, the row last: a crash in between leaves
+    no row, so the run is simply redone; a finished run is never redone."""
+    artifacts = artifacts_for(store)
+    if store.has(key) and artifacts.has(key):
+        return artifacts.load_arrays(key)
+    start = time.time()
+    arrays, results = train()
+    artifacts.save_arrays(key, arrays)
+    store.put(key, kind, config, results, seconds=time.time() - start)
+    return arrays
+
+
+def _texts(examples: list[Any]) -> list[str]:
+    return [e.text for e in examples]
+
+
+def _labels(examples: list[Any]) -> np.ndarray:
+    return np.array([e.label for e in examples], dtype=np.float32)
+
+
+def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
+    """Run (or fetch) the weak, ceiling and weak-to-strong runs of one seed; return its metrics."""
+    cfg.validate()
+    pair_key = config_hash(cfg, kind="w2s")
+    done = store.get(pair_key)
+    if done is not None and all(artifacts_for(store).has(k) for k in done["results"]["run_keys"].values()):
+        return done["results"]
+    set_threads()
+    device = resolve_device(cfg.device)
+    weak_spec, strong_spec = get_model_spec(cfg.weak), get_model_spec(cfg.strong)
+    splits: Splits = load_dataset(cfg.dataset, seed=cfg.seed, max_examples=cfg.max_examples)
+    splits.check_disjoint()  # science hygiene: no id or group shared between splits
+    test_texts, test_labels = _texts(splits.test), _labels(splits.test)
+    train_texts = _texts(splits.student_train)
+    artifacts = artifacts_for(store)
+    start = time.time()
+
+    # Everything that determines a run and nothing else goes into its key.
+    data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples}
+    weak_settings = _settings(cfg, weak_spec, "xent", device)
+    weak_cfg = {**data, "model": cfg.weak, "role": "weak", **_hashable(weak_settings)}
+    weak_key = config_hash(weak_cfg, kind="w2s_weak")
+
+    def train_weak() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        seed_everything(cfg.seed)
+        probs = _train_and_predict(weak_spec, weak_settings, _texts(splits.weak_train), _labels(splits.weak_train),
+                                   {"student_train": train_texts, "test": test_texts}, artifacts,
+                                   desc=f"weak {cfg.weak}")
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+
+    weak = _run_unit(store, "w2s_weak", weak_key, weak_cfg, train_weak)
+    weak_labels = weak["student_train"]
+
+    strong_settings = _settings(cfg, strong_spec, "xent", device)
+    ceiling_cfg = {**data, "model": cfg.strong, "role": "ceiling", **_hashable(strong_settings)}
+    ceiling_key = config_hash(ceiling_cfg, kind="w2s_ceiling")
+
+    def train_ceiling() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        seed_everything(cfg.seed)
+        probs = _train_and_predict(strong_spec, strong_settings, train_texts, _labels(splits.student_train),
+                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}")
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+
+    ceiling = _run_unit(store, "w2s_ceiling", ceiling_key, ceiling_cfg, train_ceiling)
+
+    student_settings = _settings(cfg, strong_spec, cfg.loss, device)
+    student_cfg = {**data, "model": cfg.strong, "role": "w2s", "weak_run": weak_key, **_hashable(student_settings)}
+    student_key = config_hash(student_cfg, kind="w2s_student")
+
+    def train_student() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        seed_everything(cfg.seed)
+        probs = _train_and_predict(strong_spec, student_settings, train_texts, weak_labels, {"test": test_texts},
+                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}")
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+
+    student = _run_unit(store, "w2s_student", student_key, student_cfg, train_student)
+
+    weak_test, w2s_test, ceiling_test = weak["test"], student["test"], ceiling["test"]
+    results: dict[str, Any] = {
+        "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
+        "mode": cfg.mode, "head": cfg.head,
+        "weak_acc": metrics.accuracy(weak_test, test_labels),
+        "w2s_acc": metrics.accuracy(w2s_test, test_labels),
+        "ceiling_acc": metrics.accuracy(ceiling_test, test_labels),
+        "weak_auroc": metrics.auroc(weak_test, test_labels),
+        "w2s_auroc": metrics.auroc(w2s_test, test_labels),
+        "ceiling_auroc": metrics.auroc(ceiling_test, test_labels),
+        "weak_label_acc": metrics.accuracy(weak_labels, _labels(splits.student_train)),
+        **metrics.agreement(w2s_test, weak_test, test_labels),
+        "split_sizes": splits.sizes(),
+        "run_keys": {"weak": weak_key, "ceiling": ceiling_key, "w2s": student_key},
+        "seconds": time.time() - start,
+    }
+    results["pgr"] = metrics.pgr(results["weak_acc"], results["w2s_acc"], results["ceiling_acc"])
+    # test labels are needed again for the bootstrap over seeds
+    artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
+    store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
+    return results
+
+
+def _hashable(settings: TrainSettings) -> dict[str, Any]:
+    # device and bf16 change speed, not (meaningfully) the result; keep them out of the key so a
+    # run done on a GPU box is reused on a laptop. The loss is part of the key for students only.
+    values = asdict(settings)
+    for name in ("device",):
+        values.pop(name)
+    if values["mode"] == "head":
+        values.pop("top_k_layers")
+    if values["loss"] != "logconf":
+        values.pop("alpha_max")
+    return values
+
+
+# --------------------------------------------------------------------------- over seeds
+
+def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) -> dict[str, Any]:
+    """Mean ± std over seeds and a paired bootstrap CI of PGR for one (dataset, weak, strong, loss)."""
+    artifacts = artifacts_for(store)
+    per_seed = [store.get(config_hash(c, kind="w2s")) for c in cfgs]
+    rows = [r["results"] for r in per_seed if r is not None]
+    if not rows:
+        raise RuntimeError("no finished runs to aggregate")
+    first = rows[0]
+    out: dict[str, Any] = {k: first[k] for k in ("dataset", "weak", "strong", "loss", "mode", "head")}
+    out["seeds"] = len(rows)
+    for name in ("weak_acc", "w2s_acc", "ceiling_acc", "weak_auroc", "w2s_auroc", "ceiling_auroc",
+                 "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong"):
+        mean, std, _ = metrics.mean_std([r[name] for r in rows])
+        out[name], out[name + "_std"] = mean, std
+    labels, weak_p, w2s_p, ceil_p = [], [], [], []
+    for cfg, row in zip(cfgs, per_seed, strict=True):
+        if row is None:
+            continue
+        keys = row["results"]["run_keys"]
+        labels.append(artifacts.load_arrays(f"labels{config_hash(cfg, kind='w2s')}")["test"])
+        weak_p.append(artifacts.load_arrays(keys["weak"])["test"])
+        w2s_p.append(artifacts.load_arrays(keys["w2s"])["test"])
+        ceil_p.append(artifacts.load_arrays(keys["ceiling"])["test"])
+    out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
+    out.update(metrics.paired_bootstrap_pgr(labels, weak_p, w2s_p, ceil_p, n_boot=n_boot, seed=0))
+    seed_pgrs = [r["pgr"] for r in rows]
+    out["pgr_seed_mean"], out["pgr_seed_std"], out["pgr_defined_seeds"] = metrics.mean_std(seed_pgrs)
+    out["gap"] = out["ceiling_acc"] - out["weak_acc"]
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
+
+
+def seed_configs(cfg: W2SConfig, seeds: int) -> list[W2SConfig]:
+    return [replace(cfg, seed=cfg.seed + s) for s in range(seeds)]

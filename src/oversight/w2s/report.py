@@ -1,0 +1,118 @@
+"""The weak-to-strong section of ``oversight report``: the paper-style figure and PGR tables.
+
+Figure (one panel per dataset × loss, as in Burns et al. Fig. 3): test accuracy against the strong
+student's size; one solid line per weak supervisor (its weak-to-strong students), the strong
+ceiling dashed, and each weak supervisor's own accuracy as a dotted horizontal line.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from oversight.config import make_config
+from oversight.store import ResultsStore
+from oversight.w2s.metrics import format_pgr
+from oversight.w2s.pipeline import W2SConfig, aggregate
+
+
+def collect(store: ResultsStore) -> list[dict[str, Any]]:
+    """Aggregate every (dataset, weak, strong, loss, mode, head) cell over its seeds."""
+    cells: dict[str, list[W2SConfig]] = defaultdict(list)
+    for record in store.records(kind="w2s"):
+        cfg = make_config(W2SConfig, **record["config"])
+        cell = {k: v for k, v in record["config"].items() if k != "seed"}
+        cells[repr(sorted(cell.items()))].append(cfg)
+    return [aggregate(sorted(cfgs, key=lambda c: c.seed), store) for cfgs in cells.values()]
+
+
+def _model_size(name: str) -> float:
+    from oversight.w2s.models import get_model_spec
+
+    try:
+        params = get_model_spec(name).params
+    except Exception:  # an hf: model that is gone; order it last
+        params = None
+    return float(params) if params else 1e3  # bow: no pretrained parameters, leftmost
+
+
+def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        panels[(r["dataset"], r["mode"], r["head"])].append(r)
+    paths = []
+    for (dataset, mode, head), panel_rows in sorted(panels.items()):
+        losses = sorted({r["loss"] for r in panel_rows})
+        fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 4.2), squeeze=False, sharey=True)
+        for ax, loss in zip(axes[0], losses, strict=True):
+            sub = [r for r in panel_rows if r["loss"] == loss]
+            strongs = sorted({r["strong"] for r in sub}, key=_model_size)
+            weaks = sorted({r["weak"] for r in sub}, key=_model_size)
+            x_of = {s: i for i, s in enumerate(sorted(set(strongs) | set(weaks), key=_model_size))}
+            ceiling = {r["strong"]: (r["ceiling_acc"], r["ceiling_acc_std"]) for r in sub}
+            xs = sorted(ceiling, key=_model_size)
+            ax.errorbar([x_of[s] for s in xs], [ceiling[s][0] for s in xs], yerr=[ceiling[s][1] for s in xs],
+                        color="black", linestyle="--", marker="s", label="strong ceiling (ground truth)")
+            cmap = plt.get_cmap("viridis")
+            for i, weak in enumerate(weaks):
+                color = cmap(i / max(1, len(weaks) - 1) * 0.85)
+                line = sorted((r for r in sub if r["weak"] == weak), key=lambda r: _model_size(r["strong"]))
+                ax.errorbar([x_of[r["strong"]] for r in line], [r["w2s_acc"] for r in line],
+                            yerr=[r["w2s_acc_std"] for r in line], color=color, marker="o",
+                            label=f"supervised by {weak}")
+                ax.axhline(line[0]["weak_acc"], color=color, linestyle=":", linewidth=1)
+                ax.plot([x_of[weak]], [line[0]["weak_acc"]], marker="*", color=color, markersize=11)
+            ax.set_xticks(list(x_of.values()), list(x_of), rotation=20)
+            ax.set_xlabel("strong student (ordered by parameters)")
+            ax.set_title(f"{dataset}: loss={loss} ({mode}, {head})")
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy")
+        axes[0][-1].legend(fontsize=8, loc="lower right")
+        fig.tight_layout()
+        path = out_dir / f"w2s_{dataset}_{mode}_{head}.png".replace(":", "_").replace("/", "_")
+        fig.savefig(path, dpi=130)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def pgr_table_html(rows: list[dict[str, Any]]) -> str:
+    out = []
+    for loss in sorted({r["loss"] for r in rows}):
+        out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
+                   "<th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
+                   "<th>PGR [95% CI]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
+                   "<th>seeds</th></tr>")
+        for r in sorted((r for r in rows if r["loss"] == loss),
+                        key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]))):
+            seeds = ("undefined" if r["pgr_seed_mean"] is None
+                     else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
+            agree = "-" if r["agreement_supervisor_wrong"] is None else (
+                f"{r['agreement_supervisor_right']:.2f} / {r['agreement_supervisor_wrong']:.2f}")
+            cells = [r["dataset"], f"{r['mode']}/{r['head']}", r["weak"], r["strong"],
+                     f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
+                     f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
+                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"]), seeds, agree, str(r["seeds"])]
+            out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
+        out.append("</table>")
+    return "\n".join(out)
+
+
+def section(store: ResultsStore, out_dir: Path) -> str:
+    rows = collect(store)
+    if not rows:
+        return ""
+    figures = plot(rows, out_dir)
+    imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
+    return ("<h2>Weak-to-strong generalization</h2>"
+            "<p>PGR = (w2s − weak) / (ceiling − weak), with a paired bootstrap 95% CI over test examples "
+            "(stratified by seed) and mean ± std over seeds. <em>undefined</em>: the ceiling is not above "
+            "the weak supervisor, so there is no gap to recover (such cells are not averaged).</p>"
+            f"{imgs}\n{pgr_table_html(rows)}")

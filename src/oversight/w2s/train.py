@@ -1,0 +1,260 @@
+"""Training one classifier on (soft) labels: the loop every weak, strong and ceiling run uses.
+
+Two modes:
+- ``head``: features of the frozen backbone are computed once, cached on disk by content hash
+  (:class:`FeatureCache`), and a logistic or MLP head is trained on them. The ``bow`` rung's
+  features are TF-IDF vectors fitted on the run's own training texts.
+- ``finetune``: the backbone (all layers, or the top k) and a linear head are trained with AdamW,
+  a cosine schedule and bf16 autocast.
+
+Both go through :func:`fit`, one readable loop over minibatches that calls a loss from
+``losses.py``. The trainer owns the loop; a loss is a plain function of (logits, targets, ctx).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from oversight.progress import progress
+from oversight.runtime import autocast
+from oversight.store import ArtifactStore
+from oversight.w2s.losses import LOSSES, LossContext
+from oversight.w2s.models import ModelSpec, extract_features, load_backbone
+
+
+@dataclass
+class TrainSettings:
+    """How one classifier is trained (resolved from the experiment config and the rung's defaults)."""
+
+    mode: str = "head"              # head | finetune
+    head: str = "mlp"               # logistic | mlp (head mode)
+    loss: str = "xent"
+    epochs: int = 10
+    lr: float = 1e-3
+    batch_size: int = 64
+    weight_decay: float = 0.01
+    alpha_max: float = 0.75
+    top_k_layers: int | None = None  # finetune: train only the top k layers (None = all)
+    bf16: bool = True
+    device: str = "cpu"
+    seed: int = 0
+
+
+class Classifier(Protocol):
+    def predict_proba(self, texts: list[str]) -> np.ndarray: ...
+
+
+# --------------------------------------------------------------------------- the loop
+
+def fit(
+    model: nn.Module,
+    forward: Callable[[np.ndarray], torch.Tensor],
+    targets: np.ndarray,
+    settings: TrainSettings,
+    desc: str = "train",
+) -> None:
+    """Train ``model`` so that ``forward(batch_indices)`` (logits ``[B, 2]``) fits ``targets``
+    (P(class 1) per example) under ``settings.loss``. AdamW, linear warm-up then cosine decay."""
+    n = len(targets)
+    generator = np.random.default_rng(settings.seed)
+    steps_per_epoch = math.ceil(n / settings.batch_size)
+    total_steps = steps_per_epoch * settings.epochs
+    loss_fn = LOSSES.get(settings.loss)
+    ctx = LossContext(total_steps=total_steps, alpha_max=settings.alpha_max, prior=float(np.mean(targets)))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    warmup = max(1, int(0.05 * total_steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total_steps - warmup))),
+    )
+    target_tensor = torch.as_tensor(targets, dtype=torch.float32)
+    model.train()
+    bar = progress(total=total_steps, desc=desc, unit="step")
+    for _epoch in range(settings.epochs):
+        order = generator.permutation(n)
+        for start in range(0, n, settings.batch_size):
+            idx = order[start:start + settings.batch_size]
+            with autocast(settings.device, settings.bf16):
+                logits = forward(idx)
+            loss = loss_fn(logits.float(), target_tensor[idx].to(logits.device), ctx)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            ctx.step += 1
+            bar.update(1)
+    bar.close()
+    model.eval()
+
+
+@torch.no_grad()
+def predict(model: nn.Module, forward: Callable[[np.ndarray], torch.Tensor], n: int, settings: TrainSettings,
+            batch_size: int = 256) -> np.ndarray:
+    model.eval()
+    out = []
+    for start in range(0, n, batch_size):
+        with autocast(settings.device, settings.bf16):
+            logits = forward(np.arange(start, min(n, start + batch_size)))
+        out.append(torch.softmax(logits.float(), dim=-1)[:, 1].cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- head mode
+
+class FeatureCache:
+    """Frozen-backbone features on disk, addressed by (model, text) content hash.
+
+    One file per model holds every text it has embedded; any run on any split of any dataset
+    reuses them, so the expensive forward passes happen once per text."""
+
+    def __init__(self, artifacts: ArtifactStore, spec: ModelSpec) -> None:
+        self.artifacts = artifacts
+        self.spec = spec
+        self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}".encode()).hexdigest()[:24]
+
+    @staticmethod
+    def text_hash(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def get(self, texts: list[str], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+        stored: dict[str, int] = {}
+        features = None
+        if self.artifacts.has(self.key):
+            arrays = self.artifacts.load_arrays(self.key)
+            features = arrays["features"]
+            stored = {h: i for i, h in enumerate(arrays["hashes"].tolist())}
+        hashes = [self.text_hash(t) for t in texts]
+        missing = sorted({h: t for h, t in zip(hashes, texts, strict=True) if h not in stored}.items())
+        if missing:
+            new = extract_features(self.spec, [t for _, t in missing], batch_size=batch_size, device=device,
+                                   progress_desc=f"features {self.spec.name}")
+            all_hashes = list(stored) + [h for h, _ in missing]
+            features = new if features is None else np.concatenate([features, new.astype(features.dtype)])
+            self.artifacts.save_arrays(self.key, {"hashes": np.array(all_hashes), "features": features})
+            stored = {h: i for i, h in enumerate(all_hashes)}
+        assert features is not None
+        return features[[stored[h] for h in hashes]]
+
+
+class TfidfFeaturizer:
+    """The no-pretraining rung: TF-IDF over word uni- and bigrams, fitted on training texts only."""
+
+    def __init__(self) -> None:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=50_000)
+
+    def fit(self, texts: list[str]) -> TfidfFeaturizer:
+        self.vectorizer.fit(texts)
+        return self
+
+    def transform(self, texts: list[str]) -> sp.csr_matrix:
+        return self.vectorizer.transform(texts).astype(np.float32).tocsr()
+
+
+class FrozenFeaturizer:
+    def __init__(self, cache: FeatureCache, device: str) -> None:
+        self.cache, self.device = cache, device
+
+    def fit(self, texts: list[str]) -> FrozenFeaturizer:
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        return self.cache.get(texts, device=self.device)
+
+
+class Head(nn.Module):
+    """Logistic (linear) or MLP head over standardised features."""
+
+    def __init__(self, dim: int, kind: str, mean: np.ndarray, scale: np.ndarray, hidden: int = 256) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        if kind == "logistic":
+            self.net: nn.Module = nn.Linear(dim, 2)
+        elif kind == "mlp":
+            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+        else:
+            raise ValueError(f"unknown head {kind!r}; available: logistic, mlp")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.scale)
+
+
+def _rows(matrix: Any, idx: np.ndarray) -> torch.Tensor:
+    rows = matrix[idx]
+    if sp.issparse(rows):
+        rows = rows.toarray()  # densify per batch only: the full TF-IDF matrix stays sparse
+    return torch.as_tensor(np.asarray(rows, dtype=np.float32))
+
+
+class HeadClassifier:
+    def __init__(self, featurizer: TfidfFeaturizer | FrozenFeaturizer, head: Head, settings: TrainSettings) -> None:
+        self.featurizer, self.head, self.settings = featurizer, head, settings
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        features = self.featurizer.transform(texts)
+        # bf16 gains nothing for a small head and costs precision
+        settings = TrainSettings(**{**self.settings.__dict__, "bf16": False})
+        return predict(self.head, lambda idx: self.head(_rows(features, idx)), len(texts), settings)
+
+
+def train_head(featurizer: TfidfFeaturizer | FrozenFeaturizer, texts: list[str], targets: np.ndarray,
+               settings: TrainSettings, desc: str = "head") -> HeadClassifier:
+    torch.manual_seed(settings.seed)
+    featurizer.fit(texts)
+    features = featurizer.transform(texts)
+    if sp.issparse(features):
+        mean = np.zeros(features.shape[1], dtype=np.float32)  # keep sparsity meaningful: scale only
+        scale = np.ones(features.shape[1], dtype=np.float32)
+    else:
+        mean, scale = features.mean(0), features.std(0) + 1e-6
+    head = Head(features.shape[1], settings.head, mean, scale)
+    fit(head, lambda idx: head(_rows(features, idx)), targets, TrainSettings(**{**settings.__dict__, "bf16": False}),
+        desc=desc)
+    return HeadClassifier(featurizer, head, settings)
+
+
+# --------------------------------------------------------------------------- finetune mode
+
+class TextClassifier(nn.Module):
+    """A pretrained backbone with a linear head on its pooled output."""
+
+    def __init__(self, spec: ModelSpec, device: str, top_k_layers: int | None) -> None:
+        super().__init__()
+        self.backbone = load_backbone(spec, device=device)
+        self.backbone.trainable_top_layers(top_k_layers)
+        self.head = nn.Linear(self.backbone.hidden_size, 2).to(device)
+        self.device = device
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in self.backbone.tokenize(texts).items()}
+        pooled = self.backbone(batch["input_ids"], batch["attention_mask"])
+        return self.head(pooled.float())
+
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        settings = TrainSettings(device=self.device)
+        order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding
+        sorted_texts = [texts[i] for i in order]
+        probs = predict(self, lambda idx: self([sorted_texts[i] for i in idx]), len(texts), settings, batch_size=64)
+        out = np.empty_like(probs)
+        out[order] = probs
+        return out
+
+
+def finetune(spec: ModelSpec, texts: list[str], targets: np.ndarray, settings: TrainSettings,
+             desc: str = "finetune") -> TextClassifier:
+    torch.manual_seed(settings.seed)
+    model = TextClassifier(spec, settings.device, settings.top_k_layers)
+    fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc)
+    return model
