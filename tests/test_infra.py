@@ -1,0 +1,100 @@
+"""Results store, configs and CLI plumbing shared by both families."""
+
+import argparse
+import sqlite3
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from oversight.config import add_arguments, config_hash, from_args, make_config
+from oversight.errors import ConfigError, UnknownNameError
+from oversight.registry import Registry
+from oversight.store import ArtifactStore, ResultsStore
+
+
+def test_store_roundtrip_and_nan_is_null(tmp_path):
+    store = ResultsStore(tmp_path / "r.db")
+    store.put("k1", "w2s", {"a": 1}, {"pgr": float("nan"), "acc": np.float32(0.5)}, seconds=1.5)
+    row = store.get("k1")
+    assert row["config"] == {"a": 1} and row["results"] == {"pgr": None, "acc": 0.5}
+    assert store.get("missing") is None
+    assert [r["key"] for r in store.records(kind="w2s")] == ["k1"] and store.records(kind="amplify") == []
+
+
+def test_store_crash_mid_write_leaves_no_row(tmp_path):
+    store = ResultsStore(tmp_path / "r.db")
+
+    class Boom:  # not serialisable -> the write fails after the transaction started
+        pass
+
+    with pytest.raises(TypeError):
+        store.put("k", "w2s", {"a": 1}, {"bad": Boom()})
+    assert store.get("k") is None
+    with sqlite3.connect(tmp_path / "r.db") as db:
+        assert db.execute("select count(*) from runs").fetchone()[0] == 0
+
+
+def test_artifacts_atomic_and_no_temp_files_left(tmp_path, monkeypatch):
+    arts = ArtifactStore(tmp_path / "a")
+    arts.save_arrays("abc123", {"x": np.arange(3)})
+    assert np.array_equal(arts.load_arrays("abc123")["x"], np.arange(3))
+
+    import oversight.store as store_mod
+
+    def crash(*_a, **_k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(store_mod.os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        arts.save_arrays("def456", {"x": np.arange(3)})
+    assert not arts.has("def456")
+    assert [p.name for p in (tmp_path / "a").rglob("*") if p.is_file()] == ["abc123.npz"]
+
+
+@dataclass
+class Demo:
+    lr: float = field(default=0.1, metadata={"help": "the learning rate"})
+    steps: int | None = field(default=None, metadata={"help": "number of steps"})
+    name: str = field(default="x", metadata={"help": "a name"})
+    fast: bool = field(default=True, metadata={"help": "go fast"})
+
+    def validate(self):
+        if self.lr <= 0:
+            raise ConfigError("lr", "must be > 0")
+
+
+def test_dataclass_to_cli_uses_field_docs_and_types():
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Demo)
+    assert "the learning rate" in parser.format_help()
+    cfg = from_args(Demo, parser.parse_args(["--lr", "0.5", "--steps", "7", "--no-fast"]))
+    assert cfg == Demo(lr=0.5, steps=7, name="x", fast=False)
+    assert from_args(Demo, parser.parse_args(["--steps", "none"])).steps is None
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--lr", "fast"])
+
+
+def test_invalid_config_names_the_field():
+    with pytest.raises(ConfigError, match="'lr'"):
+        make_config(Demo, lr=-1.0)
+    with pytest.raises(ConfigError, match="'nope'"):
+        make_config(Demo, nope=1)
+
+
+def test_config_hash_is_stable_and_sensitive():
+    a, b = Demo(), Demo(lr=0.2)
+    assert config_hash(a, kind="k") == config_hash(Demo(), kind="k")
+    assert config_hash(a, kind="k") != config_hash(b, kind="k")
+    assert config_hash(a, kind="k") != config_hash(a, kind="other")
+
+
+def test_registry_errors_list_names():
+    reg = Registry("widget")
+    reg.add("a", 1)
+    reg.register("b")(2)
+    assert reg.get("b") == 2 and reg.names() == ["a", "b"]
+    with pytest.raises(UnknownNameError, match="unknown widget 'c'; available: a, b"):
+        reg.get("c")
+    with pytest.raises(ValueError):
+        reg.add("a", 3)
