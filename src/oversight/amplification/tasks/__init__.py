@@ -1,3 +1,6 @@
 """The five Iterated-Amplification environments; importing this package registers them in ``TASKS``."""
 
-from oversight.amplification.tasks import permutation_powering  # noqa: F401
+from oversight.amplification.tasks import (  # noqa: F401
+    permutation_powering,
+    sequential_assignments,
+)
