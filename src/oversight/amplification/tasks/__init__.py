@@ -3,4 +3,5 @@
 from oversight.amplification.tasks import (  # noqa: F401
     permutation_powering,
     sequential_assignments,
+    wildcard_search,
 )
