@@ -3,5 +3,6 @@
 from oversight.amplification.tasks import (  # noqa: F401
     permutation_powering,
     sequential_assignments,
+    shortest_path,
     wildcard_search,
 )
