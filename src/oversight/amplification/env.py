@@ -21,7 +21,7 @@ batched learner call per round.
 
 Note on rounds: the reference counts one subquestion per round (3, 5, 2, 9, 9 rounds). Our H asks
 all subquestions that do not depend on each other in the same round, so ``task.rounds`` (the most
-rounds our H ever uses) is smaller: 3, 3, 1, 3, 3.
+rounds our H ever uses) is smaller: 3, 3, 1, 2, 2.
 """
 
 from __future__ import annotations

@@ -4,5 +4,6 @@ from oversight.amplification.tasks import (  # noqa: F401
     permutation_powering,
     sequential_assignments,
     shortest_path,
+    union_find,
     wildcard_search,
 )
