@@ -423,9 +423,7 @@ def truth_answer_fn(task: Task, instances: Sequence[Instance]) -> AnswerFn:
 
 
 def make_task(name: str) -> Task:
-    """Instantiate a registered task by name (imports the task modules so they register)."""
-    import oversight.amplification.tasks  # noqa: F401
-
+    """Instantiate a registered task by name, e.g. ``make_task("union_find")``."""
     return TASKS.get(name)()
 
 
@@ -467,3 +465,6 @@ __all__ = [
     "is_int", "is_name", "make_task", "name_index", "name_token", "run_expert", "token_to_str",
     "transcript_max_len", "truth_answer_fn",
 ]
+
+# Register the five tasks whenever the env is imported (the task modules import the names above).
+import oversight.amplification.tasks  # noqa: E402, F401, I001

@@ -293,7 +293,7 @@ class ShortestPath(Task):
         ]
         if e == YES:
             return b
-        if e != NO:
+        if e != NO or not all(is_name(c) or c == INF for c in (c1, c2)) or not (is_name(r) or r == NO):
             return DONT_KNOW
         guesses = [c for c in dict.fromkeys((c1, c2)) if is_name(c)]
         cands = guesses + ([r] if is_name(r) and r not in guesses else [])
@@ -303,9 +303,9 @@ class ShortestPath(Task):
         edge_ok = dict(zip(guesses, answers[: len(guesses)], strict=True))
         best, best_d = INF, MAX_DIST  # a candidate must be at distance ≤ 11 from b
         for c, d in zip(cands, answers[len(guesses) :], strict=True):
-            if c in edge_ok and edge_ok[c] != YES:
-                continue
-            if is_dist(d) and int(int_value(d)) < best_d:
+            if not (is_dist(d) or d == INF) or edge_ok.get(c, YES) not in (YES, NO):
+                return DONT_KNOW
+            if edge_ok.get(c, YES) == YES and d != INF and int(int_value(d)) < best_d:
                 best, best_d = c, int(int_value(d))
         return best
 

@@ -272,19 +272,17 @@ class UnionFind(Task):
         ]
         if is_value(rv):
             return x  # the root is its own parent
-        if rv != NO:
+        if rv != NO or not (is_name(c1) and is_name(c2)) or not (is_name(r) or r == NO):
             return DONT_KNOW
-        guesses = [c for c in dict.fromkeys((c1, c2)) if is_name(c)]
+        guesses = list(dict.fromkeys((c1, c2)))
         cands = guesses + ([r] if is_name(r) and r not in guesses else [])
-        if not cands:
-            return DONT_KNOW
         answers = yield [self.question(EDGE, x, c) for c in guesses] + [self.question(DEPTH, c) for c in cands]
         edge_ok = dict(zip(guesses, answers[: len(guesses)], strict=True))
         best, best_d = DONT_KNOW, INT_MAX + 1
         for c, d in zip(cands, answers[len(guesses) :], strict=True):
-            if c in edge_ok and edge_ok[c] != YES:
-                continue
-            if is_depth(d) and int(int_value(d)) < best_d:
+            if not is_depth(d) or edge_ok.get(c, YES) not in (YES, NO):
+                return DONT_KNOW
+            if edge_ok.get(c, YES) == YES and int(int_value(d)) < best_d:
                 best, best_d = c, int(int_value(d))
         return best
 
