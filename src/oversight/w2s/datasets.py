@@ -31,8 +31,8 @@ text        text column (default ``text``); ``text=question,answer`` joins colum
 label       label column (default ``label``); values must be 0/1, true/false, unless mapped:
 positive    comma-separated label values that mean 1 (everything else is 0, unless ``negative``)
 negative    comma-separated label values that mean 0 (rows with other labels are dropped)
-group       group column (default: none, each distinct text is its own group)
-id          id column (default: a SHA-1 of label and text)
+group       group column (default ``group`` if there is one; else each distinct text is its own group)
+id          id column (default ``id`` if there is one; else a SHA-1 of label and text)
 split       hf only: which split(s) to read, ``train+validation`` for several (default ``train``, or
             the only split there is)
 cache_dir   hf only: where ``datasets`` caches files it prepares (default: the HF cache)
@@ -46,15 +46,18 @@ How splits are made
    duplicated text can never sit on both sides of a split.
 2. Assign groups to splits (``assign_splits``): groups are ordered by SHA-1(seed, group) and cut by
    cumulative example count at TEST_FRACTION (test), VALIDATION_FRACTION (validation) and two equal
-   halves of the rest (weak_train, student_train). Fractions therefore hold in examples, not only
-   in groups, and every group lands whole in one split. The assignment is computed on the full
-   dataset, before ``max_examples``, so an example's split does not depend on ``max_examples``.
+   halves of the rest (weak_train, student_train), separately for mostly-positive, mostly-negative
+   and tied groups. Fractions therefore hold in examples and per class, not only in groups, and
+   every group lands whole in one split. The assignment is computed on the full dataset, before
+   ``max_examples``, so an example's split does not depend on ``max_examples``. (geo_facts builds
+   its statements after the split, so it cuts by expected statements per country instead.)
 3. ``max_examples``: each split keeps about its fraction of the budget, taking whole groups in
-   SHA-1(seed, group) order (so a larger budget is a superset of a smaller one, up to the last
-   group), then trimming to the budget.
+   SHA-1(seed, group) order, then balancing and trimming in that same order, so for one seed a
+   larger budget's examples are a superset of a smaller one's (data-scaling curves are nested).
 4. Balance each split separately: the majority class is downsampled to the minority's count,
-   keeping the examples with the smallest SHA-1(seed, id). Per split, so that every split (the test
-   set especially) is exactly 50/50 and chance accuracy is 0.5 everywhere.
+   keeping the examples with the smallest SHA-1(seed, id) (with ``max_examples``: the order of
+   step 3). Per split, so that every split (the test set especially) is exactly 50/50 and chance
+   accuracy is 0.5 everywhere.
 5. Order each split by SHA-1(seed, id): a deterministic shuffle, so a prefix is a random subset.
 Finally ``Splits.check_disjoint()`` runs on every result: no id, group, mentioned entity or text is
 shared between two splits.
@@ -84,7 +87,7 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import unquote
 
 from oversight.errors import ConfigError, MissingPackageError, OversightError, UnknownNameError
 from oversight.registry import Registry
@@ -215,25 +218,44 @@ def normalize_text(text: str) -> str:
     return " ".join(text.casefold().split())
 
 
-def assign_splits(seed: int, weights: Mapping[str, float]) -> dict[str, str]:
+def assign_splits(seed: int, weights: Mapping[str, float], strata: Mapping[str, object] | None = None,
+                  ) -> dict[str, str]:
     """group -> split name: groups in SHA-1(seed, group) order, cut by cumulative weight.
 
     A group goes to the split whose segment of [0, 1) holds the midpoint of the group's share, so
     each split gets its fraction of the total weight (example count) up to one group. Adding or
-    removing a few groups only moves groups near the cut points.
+    removing a few groups only moves groups near the cut points. With ``strata`` (group -> key),
+    each stratum is cut separately, so every split gets its fraction of each stratum too.
     """
-    order = sorted(weights, key=lambda g: (_hash(seed, "split", g), g))
-    total = float(sum(weights.values())) or 1.0
+    by_stratum: dict[object, list[str]] = defaultdict(list)
+    for g in weights:
+        by_stratum[strata[g] if strata is not None else None].append(g)
     bounds, acc = [], 0.0
     for s in _SPLIT_ORDER:
         acc += SPLIT_FRACTIONS[s]
         bounds.append((acc, s))
-    out, done = {}, 0.0
-    for g in order:
-        mid = (done + weights[g] / 2) / total
-        done += weights[g]
-        out[g] = next((s for bound, s in bounds if mid < bound), _SPLIT_ORDER[-1])
+    out: dict[str, str] = {}
+    for groups in by_stratum.values():
+        order = sorted(groups, key=lambda g: (_hash(seed, "split", g), g))
+        total = float(sum(weights[g] for g in groups)) or 1.0
+        done = 0.0
+        for g in order:
+            mid = (done + weights[g] / 2) / total
+            done += weights[g]
+            out[g] = next((s for bound, s in bounds if mid < bound), _SPLIT_ORDER[-1])
     return out
+
+
+def _majority_labels(examples: Iterable[Example]) -> dict[str, int]:
+    """group -> 1 / 0 / -1 (mostly positive / mostly negative / tied): the strata for assign_splits.
+
+    Stratifying by it keeps each split's classes close to the data's, so that per-split balancing
+    discards little (with one example per group it would otherwise lose ~10%).
+    """
+    score: dict[str, int] = defaultdict(int)
+    for e in examples:
+        score[e.group] += 1 if e.label else -1
+    return {g: (v > 0) - (v < 0) for g, v in score.items()}
 
 
 def _clean(examples: Iterable[Example]) -> list[Example]:
@@ -283,6 +305,16 @@ def _clean(examples: Iterable[Example]) -> list[Example]:
 
 
 def _balance_and_trim(xs: list[Example], seed: int, budget: int | None) -> list[Example]:
+    """Keep the same number of each class (and at most budget // 2 each), lowest rank first.
+
+    Full data: rank by SHA-1(seed, id), so the majority class is thinned evenly across groups.
+    With a budget: rank by (SHA-1(seed, group), SHA-1(seed, id)), the order _subsample_groups
+    takes groups in, which makes a smaller budget's examples a subset of a larger budget's.
+    """
+    def rank(e: Example) -> tuple[int, ...]:
+        own = (_hash(seed, "balance", e.id),)
+        return own if budget is None else (_hash(seed, "subsample", e.group), *own)
+
     by_label: dict[int, list[Example]] = {0: [], 1: []}
     for e in xs:
         by_label[e.label].append(e)
@@ -291,7 +323,7 @@ def _balance_and_trim(xs: list[Example], seed: int, budget: int | None) -> list[
         keep = min(keep, budget // 2)
     out = []
     for label in (0, 1):
-        out += sorted(by_label[label], key=lambda e: (_hash(seed, "balance", e.id), e.id))[:keep]
+        out += sorted(by_label[label], key=lambda e: (rank(e), e.id))[:keep]
     return sorted(out, key=lambda e: (_hash(seed, "order", e.id), e.id))
 
 
@@ -365,7 +397,7 @@ def _examples_and_splits(name: str, seed: int) -> tuple[list[Example], dict[str,
     else:
         raise UnknownNameError("dataset", name, DATASETS.names(),
                                hint="Or pass file:PATH or hf:NAME[:CONFIG] (see oversight.w2s.datasets)")
-    return examples, assign_splits(seed, _group_counts(examples))
+    return examples, assign_splits(seed, _group_counts(examples), _majority_labels(examples))
 
 
 def _group_counts(examples: Iterable[Example]) -> dict[str, float]:
@@ -382,7 +414,7 @@ def _builtin(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
     spec.require()
     if spec.group_weights is None:
         examples = _parsed(name)
-        return examples, assign_splits(seed, _group_counts(examples))
+        return examples, assign_splits(seed, _group_counts(examples), _majority_labels(examples))
     split_of = assign_splits(seed, spec.group_weights())
     # No _clean() here: merging groups after the fact could break the loader's same-split
     # construction; such loaders build unique texts themselves (check_disjoint verifies it).
@@ -501,7 +533,13 @@ def _parse_spec(spec: str, prefix: str, allowed: set[str]) -> tuple[str, dict[st
     if os.path.exists(os.path.expanduser(body)):
         return body, {}
     body, _, query = body.partition("?")
-    options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
+    # Not urllib's parse_qsl: it reads "+" as a space, and "split=train+validation" needs the "+".
+    options = {}
+    for item in filter(None, query.split("&")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError("dataset", f"option {item!r} in {spec!r} is not KEY=VALUE")
+        options[unquote(key.strip())] = unquote(value.strip())
     unknown = sorted(set(options) - allowed)
     if unknown:
         raise ConfigError("dataset", f"unknown option(s) {', '.join(unknown)} in {spec!r}; "
@@ -536,7 +574,10 @@ def _binary_label(value: Any, options: dict[str, str], where: str, names: list[s
 def _rows_to_examples(rows: Iterable[Mapping[str, Any]], columns: list[str], options: dict[str, str],
                       where: str, label_names: list[str] | None = None) -> list[Example]:
     text_cols = [c.strip() for c in options.get("text", "text").split(",")]
-    label_col, group_col, id_col = options.get("label", "label"), options.get("group"), options.get("id")
+    label_col = options.get("label", "label")
+    # "group" and "id" columns are used when present, unless an option names other ones.
+    group_col = options.get("group", "group" if "group" in columns else None)
+    id_col = options.get("id", "id" if "id" in columns else None)
     for col in [*text_cols, label_col, group_col, id_col]:
         if col is not None and col not in columns:
             option = {label_col: "label", group_col: "group", id_col: "id"}.get(col, "text")
