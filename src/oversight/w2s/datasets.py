@@ -409,7 +409,7 @@ def _group_counts(examples: Iterable[Example]) -> dict[str, float]:
 
 @functools.lru_cache(maxsize=16)
 def _builtin(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
-    # Cached in memory only: parsing is ~0.1-0.5 s, and a sweep calls this once per seed and size.
+    # Cached in memory only: parsing takes ~0.2-1 s, and a sweep calls this once per seed and size.
     spec = DATASETS.get(name)
     spec.require()
     if spec.group_weights is None:
