@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from oversight.progress import progress
-from oversight.runtime import autocast
+from oversight.runtime import autocast, num_threads
 from oversight.store import ArtifactStore
 from oversight.w2s.losses import LOSSES, LossContext
 from oversight.w2s.models import ModelSpec, extract_features, load_backbone
@@ -206,7 +206,8 @@ class HeadClassifier:
         features = self.featurizer.transform(texts)
         # bf16 gains nothing for a small head and costs precision
         settings = TrainSettings(**{**self.settings.__dict__, "bf16": False})
-        return predict(self.head, lambda idx: self.head(_rows(features, idx)), len(texts), settings)
+        with num_threads(1):
+            return predict(self.head, lambda idx: self.head(_rows(features, idx)), len(texts), settings)
 
 
 def train_head(featurizer: TfidfFeaturizer | FrozenFeaturizer, texts: list[str], targets: np.ndarray,
@@ -220,8 +221,9 @@ def train_head(featurizer: TfidfFeaturizer | FrozenFeaturizer, texts: list[str],
     else:
         mean, scale = features.mean(0), features.std(0) + 1e-6
     head = Head(features.shape[1], settings.head, mean, scale)
-    fit(head, lambda idx: head(_rows(features, idx)), targets, TrainSettings(**{**settings.__dict__, "bf16": False}),
-        desc=desc)
+    with num_threads(1):
+        fit(head, lambda idx: head(_rows(features, idx)), targets,
+            TrainSettings(**{**settings.__dict__, "bf16": False}), desc=desc)
     return HeadClassifier(featurizer, head, settings)
 
 
