@@ -100,7 +100,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
-    set_quiet(args.quiet or args.json and not sys.stderr.isatty())
+    if args.quiet or (args.json and not sys.stderr.isatty()):
+        set_quiet(True)
     store = ResultsStore(args.store)
     jobs = [cfg for cell in cells for cfg in cell]
     log(f"{len(cells)} cells x seeds = {len(jobs)} runs; store {args.store}")

@@ -33,9 +33,10 @@ from oversight.w2s.datasets import Splits, load_dataset
 from oversight.w2s.losses import LOSSES
 from oversight.w2s.models import ModelSpec, get_model_spec
 from oversight.w2s.train import (
+    BowClassifier,
+    Classifier,
     FeatureCache,
     FrozenFeaturizer,
-    TfidfFeaturizer,
     TrainSettings,
     finetune,
     train_head,
@@ -82,6 +83,8 @@ class W2SConfig:
             raise ConfigError("lr", f"must be positive, got {self.lr}")
         if not 0 <= self.alpha_max <= 1:
             raise ConfigError("alpha_max", f"must be in [0, 1], got {self.alpha_max}")
+        if self.strong == "bow" and self.loss != "xent":
+            raise ConfigError("loss", "the bow rung (logistic regression) trains with xent only")
         if self.weak == self.strong:
             raise ConfigError("strong", "the strong model must differ from the weak model")
 
@@ -89,7 +92,9 @@ class W2SConfig:
 # --------------------------------------------------------------------------- one training run
 
 def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainSettings:
-    finetuning = cfg.mode == "finetune" and spec.kind != "bow"
+    if spec.kind == "bow":  # TF-IDF + logistic regression: nothing else applies
+        return TrainSettings(mode="bow", head="logistic", loss="xent", epochs=0, lr=0.0, batch_size=0, seed=cfg.seed)
+    finetuning = cfg.mode == "finetune"
     return TrainSettings(
         mode="finetune" if finetuning else "head",
         head=cfg.head,
@@ -107,11 +112,12 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainS
 
 def _train_and_predict(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
                        predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str) -> dict[str, np.ndarray]:
-    if settings.mode == "finetune":
+    if spec.kind == "bow":
+        model: Classifier = BowClassifier(settings).fit(train_texts, targets)
+    elif settings.mode == "finetune":
         model = finetune(spec, train_texts, targets, settings, desc=desc)
     else:
-        featurizer = TfidfFeaturizer() if spec.kind == "bow" else FrozenFeaturizer(
-            FeatureCache(artifacts, spec), settings.device)
+        featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec), settings.device)
         model = train_head(featurizer, train_texts, targets, settings, desc=desc)
     return {name: model.predict_proba(texts).astype(np.float32) for name, texts in predict_on.items()}
 
@@ -214,7 +220,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     # test labels are needed again for the bootstrap over seeds
     artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
-    return results
+    return store.get(pair_key)["results"]  # as stored: undefined PGR is None, the same on every call
 
 
 def _hashable(settings: TrainSettings) -> dict[str, Any]:
@@ -223,7 +229,7 @@ def _hashable(settings: TrainSettings) -> dict[str, Any]:
     values = asdict(settings)
     for name in ("device",):
         values.pop(name)
-    if values["mode"] == "head":
+    if values["mode"] != "finetune":
         values.pop("top_k_layers")
     if values["loss"] != "logconf":
         values.pop("alpha_max")

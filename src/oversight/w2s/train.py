@@ -2,8 +2,8 @@
 
 Two modes:
 - ``head``: features of the frozen backbone are computed once, cached on disk by content hash
-  (:class:`FeatureCache`), and a logistic or MLP head is trained on them. The ``bow`` rung's
-  features are TF-IDF vectors fitted on the run's own training texts.
+  (:class:`FeatureCache`), and a logistic or MLP head is trained on them. The ``bow`` rung is
+  TF-IDF + scikit-learn logistic regression (:class:`BowClassifier`) in either mode.
 - ``finetune``: the backbone (all layers, or the top k) and a linear head are trained with AdamW,
   a cosine schedule and bf16 autocast.
 
@@ -17,7 +17,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -69,7 +69,10 @@ def fit(
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     loss_fn = LOSSES.get(settings.loss)
-    ctx = LossContext(total_steps=total_steps, alpha_max=settings.alpha_max, prior=float(np.mean(targets)))
+    # The threshold buffer spans a few recent batches: enough for a stable quantile, short enough
+    # to follow the student as it changes.
+    ctx = LossContext(total_steps=total_steps, alpha_max=settings.alpha_max, prior=float(np.mean(targets)),
+                      buffer_size=max(4 * settings.batch_size, 128))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     warmup = max(1, int(0.05 * total_steps))
@@ -146,20 +149,28 @@ class FeatureCache:
         return features[[stored[h] for h in hashes]]
 
 
-class TfidfFeaturizer:
-    """The no-pretraining rung: TF-IDF over word uni- and bigrams, fitted on training texts only."""
+class BowClassifier:
+    """The no-pretraining rung: TF-IDF over word uni- and bigrams (fitted on the training texts
+    only) and scikit-learn's logistic regression. Soft labels p are fitted exactly by giving each
+    text two rows, label 1 with weight p and label 0 with weight 1 - p (the soft cross-entropy)."""
 
-    def __init__(self) -> None:
+    def __init__(self, settings: TrainSettings) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.linear_model import LogisticRegression
 
         self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=50_000)
+        self.model = LogisticRegression(C=1.0, max_iter=2000, random_state=settings.seed)
 
-    def fit(self, texts: list[str]) -> TfidfFeaturizer:
-        self.vectorizer.fit(texts)
+    def fit(self, texts: list[str], targets: np.ndarray) -> BowClassifier:
+        features = self.vectorizer.fit_transform(texts)
+        targets = np.asarray(targets, dtype=np.float64)
+        both = sp.vstack([features, features])
+        labels = np.r_[np.ones(len(texts)), np.zeros(len(texts))]
+        self.model.fit(both, labels, sample_weight=np.r_[targets, 1 - targets] + 1e-12)
         return self
 
-    def transform(self, texts: list[str]) -> sp.csr_matrix:
-        return self.vectorizer.transform(texts).astype(np.float32).tocsr()
+    def predict_proba(self, texts: list[str]) -> np.ndarray:
+        return self.model.predict_proba(self.vectorizer.transform(texts))[:, 1]
 
 
 class FrozenFeaturizer:
@@ -191,15 +202,12 @@ class Head(nn.Module):
         return self.net((x - self.mean) / self.scale)
 
 
-def _rows(matrix: Any, idx: np.ndarray) -> torch.Tensor:
-    rows = matrix[idx]
-    if sp.issparse(rows):
-        rows = rows.toarray()  # densify per batch only: the full TF-IDF matrix stays sparse
-    return torch.as_tensor(np.asarray(rows, dtype=np.float32))
+def _rows(matrix: np.ndarray, idx: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(matrix[idx], dtype=np.float32))
 
 
 class HeadClassifier:
-    def __init__(self, featurizer: TfidfFeaturizer | FrozenFeaturizer, head: Head, settings: TrainSettings) -> None:
+    def __init__(self, featurizer: FrozenFeaturizer, head: Head, settings: TrainSettings) -> None:
         self.featurizer, self.head, self.settings = featurizer, head, settings
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
@@ -210,16 +218,12 @@ class HeadClassifier:
             return predict(self.head, lambda idx: self.head(_rows(features, idx)), len(texts), settings)
 
 
-def train_head(featurizer: TfidfFeaturizer | FrozenFeaturizer, texts: list[str], targets: np.ndarray,
+def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarray,
                settings: TrainSettings, desc: str = "head") -> HeadClassifier:
     torch.manual_seed(settings.seed)
     featurizer.fit(texts)
     features = featurizer.transform(texts)
-    if sp.issparse(features):
-        mean = np.zeros(features.shape[1], dtype=np.float32)  # keep sparsity meaningful: scale only
-        scale = np.ones(features.shape[1], dtype=np.float32)
-    else:
-        mean, scale = features.mean(0), features.std(0) + 1e-6
+    mean, scale = features.mean(0), features.std(0) + 1e-6
     head = Head(features.shape[1], settings.head, mean, scale)
     with num_threads(1):
         fit(head, lambda idx: head(_rows(features, idx)), targets,
