@@ -141,3 +141,20 @@ def test_real_pretrained_rung_in_the_pipeline(tmp_path):
                       head="logistic")
     out = run_experiment(cfg, ResultsStore(tmp_path / "o.db"))
     assert out["ceiling_acc"] > 0.65 and out["weak_acc"] > 0.55 and out["w2s_auroc"] > 0.55, out
+
+
+def test_sweep_then_report_writes_figure_and_tables(tiny, tmp_path, capsys):
+    store, out = tmp_path / "o.db", tmp_path / "report"
+    other = save_tiny_bert(tmp_path / "bert2", hidden=48, seed=1)
+    assert main(["w2s", "sweep", "--dataset", f"file:{tiny['data']}", "--models",
+                 f"bow,hf:{tiny['bert']},hf:{other}", "--losses", "xent", "--seeds", "2", "--store", str(store),
+                 "--quiet"]) == 0
+    table = capsys.readouterr().out
+    assert table.count("file:") == 3  # every weak<strong pair of the three-rung ladder
+    assert main(["report", "--store", str(store), "--out", str(out)]) == 0
+    page = (out / "index.html").read_text()
+    assert "Weak-to-strong" in page and "PGR, loss = xent" in page and page.count("<tr>") >= 4
+    pngs = list(out.glob("*.png"))
+    assert pngs and all(p.stat().st_size > 5000 for p in pngs)
+    for p in pngs:
+        assert p.name in page
