@@ -1,0 +1,336 @@
+"""H', the learned expert: a small Transformer trained on H's transcripts to decompose like H.
+
+    hprime = LearnedExpert(task)                               # small Transformer, d=64
+    batch = encode_transcripts(task, expert_run.transcripts)   # H's transcripts -> arrays
+    loss, accuracy = hprime.loss(batch)                        # train on subquestions + final answers
+    run = run_learned_expert(task, hprime, instances, ctx_index, questions, answer_fn, rng)
+
+A transcript is ``[Q, round 1: (subq, subans)..., round 2: ..., answer]``. H' works in the same
+lock-step rounds as H: before round ``d`` it makes ONE decision, either "ask these subquestions"
+(up to ``task.max_subquestions`` of them at once) or "answer now with this token". One decision is
+one forward pass (not one pass per token), which keeps H' cheap enough to make every one of X's
+targets.
+
+The sequence is the transcript's tokens (the "content": question tokens, then each round's
+subquestion tokens and sub-answers, each token tagged with its role, round, position and
+subquestion index) followed by the decision slots (an action slot -> ROUND to ask or ANSWER_MARK to
+answer, ``max_subquestions * question_len`` subquestion slots, and an answer slot). Attention is
+causal in rounds: the slots of decision ``d`` see the question and rounds ``< d`` (and each
+other), so training on every decision of a transcript takes one pass, like a causal LM. Outputs
+copy a visible transcript token (a pointer) or come from a vocabulary softmax, as in X.
+The loss covers subquestions, the action and the final answer, never the sub-answers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from oversight.amplification.env import (
+    ANSWER_MARK,
+    DONT_KNOW,
+    PAD,
+    ROUND,
+    VOCAB_SIZE,
+    AnswerFn,
+    Instance,
+    Task,
+    Transcript,
+)
+from oversight.amplification.learner import SelfAttentionBlock
+
+# roles of sequence positions
+ROLE_QUESTION, ROLE_SUBQ, ROLE_SUBANS, SLOT_ACTION, SLOT_SUBQ, SLOT_ANSWER = range(6)
+
+
+@dataclass
+class TranscriptBatch:
+    """H transcripts as arrays. R = task.rounds, S = task.max_subquestions, L = task.question_len."""
+
+    question: np.ndarray  # [B, L]
+    subqs: np.ndarray  # [B, R, S, L], PAD where no subquestion
+    subans: np.ndarray  # [B, R, S], PAD where no subquestion
+    n_rounds: np.ndarray  # [B] rounds asked before answering
+    answer: np.ndarray  # [B] final answer token
+
+    def __len__(self) -> int:
+        return len(self.question)
+
+    def take(self, rows: np.ndarray) -> TranscriptBatch:
+        return TranscriptBatch(self.question[rows], self.subqs[rows], self.subans[rows],
+                               self.n_rounds[rows], self.answer[rows])
+
+    @staticmethod
+    def concat(batches: Sequence[TranscriptBatch]) -> TranscriptBatch:
+        return TranscriptBatch(*(np.concatenate([getattr(b, f) for b in batches]) for f in
+                                 ("question", "subqs", "subans", "n_rounds", "answer")))
+
+
+def encode_transcripts(task: Task, transcripts: Sequence[Transcript]) -> TranscriptBatch:
+    """H's transcripts -> a TranscriptBatch (the training data of H')."""
+    b, r, s, length = len(transcripts), task.rounds, task.max_subquestions, task.question_len
+    out = TranscriptBatch(
+        question=np.stack([t.question for t in transcripts]).astype(np.int64),
+        subqs=np.full((b, r, s, length), PAD, dtype=np.int64),
+        subans=np.full((b, r, s), PAD, dtype=np.int64),
+        n_rounds=np.array([len(t.rounds) for t in transcripts], dtype=np.int64),
+        answer=np.array([t.answer for t in transcripts], dtype=np.int64),
+    )
+    for i, t in enumerate(transcripts):
+        for j, (qs, ans) in enumerate(t.rounds):
+            out.subqs[i, j, : len(qs)] = qs
+            out.subans[i, j, : len(ans)] = ans
+    return out
+
+
+class TranscriptBuffer:
+    """A ring buffer of H transcripts; a fixed fraction of what arrives is held out for H's loss."""
+
+    def __init__(self, capacity: int, holdout_fraction: float, rng: np.random.Generator) -> None:
+        self.capacity, self.holdout_fraction, self.rng = capacity, holdout_fraction, rng
+        self.train: TranscriptBatch | None = None
+        self.heldout: TranscriptBatch | None = None
+
+    def add(self, batch: TranscriptBatch) -> None:
+        held = self.rng.random(len(batch)) < self.holdout_fraction
+        self.train = self._append(self.train, batch.take(np.flatnonzero(~held)), self.capacity)
+        self.heldout = self._append(self.heldout, batch.take(np.flatnonzero(held)),
+                                    max(1, int(self.capacity * self.holdout_fraction)))
+
+    @staticmethod
+    def _append(old: TranscriptBatch | None, new: TranscriptBatch, capacity: int) -> TranscriptBatch:
+        merged = new if old is None else TranscriptBatch.concat([old, new])
+        return merged.take(np.arange(max(0, len(merged) - capacity), len(merged)))
+
+    def sample(self, n: int, heldout: bool = False) -> TranscriptBatch | None:
+        data = self.heldout if heldout else self.train
+        if data is None or len(data) == 0:
+            return None
+        return data.take(self.rng.integers(0, len(data), size=min(n, len(data))))
+
+    def __len__(self) -> int:
+        return (len(self.train) if self.train is not None else 0) + (len(self.heldout) if self.heldout is not None else 0)
+
+
+@dataclass
+class Decision:
+    """H's (or H''s) move before one round: ask ``subqs`` (ROUND) or answer (ANSWER_MARK)."""
+
+    action: np.ndarray  # [B] ROUND or ANSWER_MARK
+    subqs: np.ndarray  # [B, S, L] (PAD rows = not asked)
+    answer: np.ndarray  # [B]
+
+
+class LearnedExpert(nn.Module):
+    """H': makes H's decisions from the transcript so far. See the module docstring for the layout."""
+
+    def __init__(self, task: Task, d_model: int = 64, n_heads: int = 4, n_layers: int = 2) -> None:
+        super().__init__()
+        self.rounds, self.slots, self.question_len = task.rounds, task.max_subquestions, task.question_len
+        r, s, length = self.rounds, self.slots, self.question_len
+        self.d_model = d_model
+        self.token_embedding = nn.Embedding(VOCAB_SIZE, d_model)
+        self.role_embedding = nn.Embedding(6, d_model)
+        self.time_embedding = nn.Embedding(r + 1, d_model)
+        self.position_embedding = nn.Embedding(length + 1, d_model)
+        self.index_embedding = nn.Embedding(s + 1, d_model)
+        self.blocks = nn.ModuleList(SelfAttentionBlock(d_model, n_heads) for _ in range(n_layers))
+        self.norm = nn.LayerNorm(d_model)
+        self.vocab_head = nn.Linear(d_model, VOCAB_SIZE)
+        self.pointer_query = nn.Linear(d_model, d_model)
+        self.pointer_key = nn.Linear(d_model, d_model)
+
+        # static layout of the content: question, then per round S*L subquestion tokens and S answers
+        role, time, pos, idx = [ROLE_QUESTION] * length, [0] * length, list(range(length)), [s] * length
+        for j in range(r):
+            for k in range(s):
+                role += [ROLE_SUBQ] * length
+                time += [j + 1] * length
+                pos += list(range(length))
+                idx += [k] * length
+            role += [ROLE_SUBANS] * s
+            time += [j + 1] * s
+            pos += [length] * s
+            idx += list(range(s))
+        # the slots of one decision: action, S*L subquestion tokens, answer
+        slot_role = [SLOT_ACTION] + [SLOT_SUBQ] * (s * length) + [SLOT_ANSWER]
+        slot_pos = [length] + [p for _ in range(s) for p in range(length)] + [length]
+        slot_idx = [s] + [k for k in range(s) for _ in range(length)] + [s]
+        for name, values in (("content_role", role), ("content_time", time), ("content_pos", pos),
+                             ("content_idx", idx), ("slot_role", slot_role), ("slot_pos", slot_pos),
+                             ("slot_idx", slot_idx)):
+            self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
+        self.n_content, self.n_slot = len(role), len(slot_role)
+
+    # ---- the network ----------------------------------------------------------------------------
+    def _content_tokens(self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor) -> torch.Tensor:
+        b = len(question)
+        per_round = torch.cat([subqs.reshape(b, self.rounds, -1), subans], dim=2)  # [B, R, S*L + S]
+        return torch.cat([question, per_round.reshape(b, -1)], dim=1)
+
+    def decision_logits(
+        self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor, decisions: Sequence[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probs over tokens of every slot of the given decisions: [B, len(decisions) * n_slot, V].
+
+        Also returns the content tokens [B, n_content]. Rounds at or after a decision are unseen by it.
+        """
+        content = self._content_tokens(question, subqs, subans)
+        b, device = len(content), content.device
+        n_dec = len(decisions)
+        dec_time = torch.tensor(decisions, dtype=torch.long, device=device)
+        slot_time = dec_time.repeat_interleave(self.n_slot)
+        x_content = (self.token_embedding(content) + self.role_embedding(self.content_role)
+                     + self.time_embedding(self.content_time) + self.position_embedding(self.content_pos)
+                     + self.index_embedding(self.content_idx))
+        slot_role, slot_pos, slot_idx = (t.repeat(n_dec) for t in (self.slot_role, self.slot_pos, self.slot_idx))
+        x_slots = (self.role_embedding(slot_role) + self.time_embedding(slot_time)
+                   + self.position_embedding(slot_pos) + self.index_embedding(slot_idx))
+        x = torch.cat([x_content, x_slots.expand(b, -1, -1)], dim=1)
+
+        # who may attend to whom (True = allowed)
+        query_time = torch.cat([self.content_time, slot_time])  # [T]
+        content_ok = (content != PAD)[:, None, :] & (self.content_time[None, None, :] <= query_time[None, :, None])
+        slot_group = torch.cat([torch.full((self.n_content,), -1, device=device),
+                                torch.arange(n_dec, device=device).repeat_interleave(self.n_slot)])
+        slot_ok = (slot_group[:, None] == slot_group[None, self.n_content:]) & (slot_group[:, None] >= 0)
+        mask = torch.cat([content_ok, slot_ok[None].expand(b, -1, -1)], dim=2)  # [B, T, T]
+        for block in self.blocks:
+            x = block(x, mask[:, None])
+        h = self.norm(x[:, self.n_content:]).float()  # the slots: [B, n_dec * n_slot, d]
+        keys = self.pointer_key(self.norm(x[:, : self.n_content]).float())
+        pointer_logits = self.pointer_query(h) @ keys.transpose(1, 2) / math.sqrt(self.d_model)
+        pointer_logits = pointer_logits.masked_fill(~content_ok[:, self.n_content:], -1e9)
+        probs = torch.softmax(torch.cat([self.vocab_head(h), pointer_logits], dim=2), dim=2)
+        index = content[:, None, :].expand(-1, h.shape[1], -1)
+        token_probs = probs[..., :VOCAB_SIZE].scatter_add(2, index, probs[..., VOCAB_SIZE:])
+        return torch.log(token_probs.clamp_min(1e-12)), content
+
+    def _split_slots(self, logp: torch.Tensor, legal_answer: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
+        """[B, D*n_slot, V] -> action [B, D, V], subquestions [B, D, S, L, V], answer [B, D, V]."""
+        b = logp.shape[0]
+        logp = logp.view(b, -1, self.n_slot, VOCAB_SIZE)
+        action = logp[:, :, 0].clone()
+        not_action = torch.ones(VOCAB_SIZE, dtype=torch.bool, device=logp.device)
+        not_action[[ROUND, ANSWER_MARK]] = False
+        action = action.masked_fill(not_action, -1e9)
+        subqs = logp[:, :, 1:-1].reshape(b, -1, self.slots, self.question_len, VOCAB_SIZE)
+        answer = logp[:, :, -1]
+        if legal_answer is not None:
+            answer = answer.masked_fill(~legal_answer[:, None, :], -1e9)
+        return action, subqs, answer
+
+    # ---- training ---------------------------------------------------------------------------------
+    def loss(self, batch: TranscriptBatch, task: Task, device: str = "cpu") -> tuple[torch.Tensor, float]:
+        """Mean cross-entropy over the action, subquestion and answer tokens of every decision H made,
+        and the fraction of decisions H' gets entirely right (teacher-forced)."""
+        question, subqs, subans, n_rounds, answer = self._tensors(batch, device)
+        legal = torch.from_numpy(task.answer_mask(batch.question)).to(device)
+        decisions = list(range(self.rounds + 1))
+        logp, _ = self.decision_logits(question, subqs, subans, decisions)
+        action_lp, subq_lp, answer_lp = self._split_slots(logp, legal)
+        d = torch.arange(self.rounds + 1, device=device)[None, :]  # [1, D]
+        asks, answers = d < n_rounds[:, None], d == n_rounds[:, None]  # [B, D]
+        action_target = torch.where(asks, ROUND, ANSWER_MARK)
+        subq_target = torch.cat([subqs, torch.full_like(subqs[:, :1], PAD)], dim=1)  # [B, D, S, L]
+        action_nll = -action_lp.gather(2, action_target[..., None])[..., 0]
+        subq_nll = -subq_lp.gather(4, subq_target[..., None])[..., 0]  # [B, D, S, L]
+        answer_nll = -answer_lp.gather(2, answer[:, None, None].expand(-1, self.rounds + 1, 1))[..., 0]
+        made = asks | answers
+        total = (action_nll * made).sum() + (subq_nll.sum((2, 3)) * asks).sum() + (answer_nll * answers).sum()
+        n_tokens = made.sum() + asks.sum() * self.slots * self.question_len + answers.sum()
+        with torch.no_grad():
+            right = (action_lp.argmax(2) == action_target)
+            right &= ~asks | (subq_lp.argmax(4) == subq_target).all(3).all(2)
+            right &= ~answers | (answer_lp.argmax(2) == answer[:, None])
+            accuracy = float(right[made].float().mean())
+        return total / n_tokens.clamp_min(1), accuracy
+
+    @staticmethod
+    def _tensors(batch: TranscriptBatch, device: str) -> tuple[torch.Tensor, ...]:
+        return tuple(torch.from_numpy(a).to(device) for a in
+                     (batch.question, batch.subqs, batch.subans, batch.n_rounds, batch.answer))
+
+    # ---- acting -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def decide(self, task: Task, question: np.ndarray, subqs: np.ndarray, subans: np.ndarray,
+               decision: int, device: str = "cpu") -> Decision:
+        """H''s greedy decision before round ``decision`` (0-based) given the earlier rounds."""
+        q, sq, sa = (torch.from_numpy(a).to(device) for a in (question, subqs, subans))
+        legal = torch.from_numpy(task.answer_mask(question)).to(device)
+        logp, _ = self.decision_logits(q, sq, sa, [decision])
+        action_lp, subq_lp, answer_lp = self._split_slots(logp, legal)
+        return Decision(action=action_lp[:, 0].argmax(1).cpu().numpy(),
+                        subqs=subq_lp[:, 0].argmax(3).cpu().numpy(),
+                        answer=answer_lp[:, 0].argmax(1).cpu().numpy())
+
+
+def run_learned_expert(
+    task: Task,
+    hprime: LearnedExpert,
+    instances: Sequence[Instance],
+    ctx_index: np.ndarray,
+    questions: np.ndarray,
+    answer_fn: AnswerFn,
+    rng: np.random.Generator,
+    device: str = "cpu",
+    keep_transcripts: bool = False,
+) -> tuple[np.ndarray, list[Transcript], int, int]:
+    """Amplify^{H'}(X): H' decomposes, the environment answers primitive subquestions, X the others.
+
+    Lock-step like ``env.run_expert``: one H' pass and one ``answer_fn`` call per round. A decision to
+    ask with no well-formed subquestion makes the answer DONT_KNOW. Returns (answers [m],
+    transcripts (only with ``keep_transcripts``), number of primitive subquestions, number answered
+    by answer_fn).
+    """
+    m, r, s, length = len(questions), task.rounds, task.max_subquestions, task.question_len
+    ctx_index = np.asarray(ctx_index, dtype=np.int64)
+    subqs = np.full((m, r, s, length), PAD, dtype=np.int64)
+    subans = np.full((m, r, s), PAD, dtype=np.int64)
+    answers = np.full(m, DONT_KNOW, dtype=np.int64)
+    running = np.ones(m, dtype=bool)
+    n_rounds = np.zeros(m, dtype=np.int64)
+    n_primitive = n_learner = 0
+    for d in range(r + 1):
+        rows = np.flatnonzero(running)
+        if len(rows) == 0:
+            break
+        decision = hprime.decide(task, questions[rows], subqs[rows], subans[rows], d, device)
+        asked = decision.subqs[:, :, 0] != PAD  # [b, S]: a subquestion starts with its kind token
+        answering = (decision.action == ANSWER_MARK) | (d == r)
+        answers[rows[answering]] = decision.answer[answering]
+        malformed = ~answering & ~asked.any(1)
+        answers[rows[malformed]] = DONT_KNOW
+        running[rows[answering | malformed]] = False
+        ask = ~answering & ~malformed
+        if not ask.any():
+            continue
+        ask_rows = rows[ask]
+        new_subqs = np.where(asked[ask][..., None], decision.subqs[ask], PAD)  # [a, S, L]
+        subqs[ask_rows, d] = new_subqs
+        n_rounds[ask_rows] = d + 1
+        flat_owner, flat_slot = np.nonzero(asked[ask])
+        flat_q = new_subqs[flat_owner, flat_slot]
+        flat_ctx = ctx_index[ask_rows[flat_owner]]
+        prim = task.primitive_mask(flat_q)
+        flat_ans = np.empty(len(flat_q), dtype=np.int64)
+        if prim.any():
+            flat_ans[prim] = task.answer_primitive_batch(instances, flat_ctx[prim], flat_q[prim], rng)
+        if not prim.all():
+            flat_ans[~prim] = np.asarray(answer_fn(flat_ctx[~prim], flat_q[~prim]), dtype=np.int64)
+        n_primitive += int(prim.sum())
+        n_learner += int((~prim).sum())
+        subans[ask_rows[flat_owner], d, flat_slot] = flat_ans
+    transcripts = []
+    for i in range(m if keep_transcripts else 0):
+        rounds = []
+        for j in range(n_rounds[i]):
+            used = subqs[i, j, :, 0] != PAD
+            rounds.append((subqs[i, j, used], subans[i, j, used]))
+        transcripts.append(Transcript(questions[i], rounds, int(answers[i])))
+    return answers, transcripts, n_primitive, n_learner

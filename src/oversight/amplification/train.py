@@ -1,0 +1,498 @@
+"""Iterated Amplification: one training loop for the supervised baseline and both amplification modes.
+
+    oversight amplify run --task permutation_powering --mode amplify --size 8 --minutes 5
+    python -m oversight.amplification.train --task permutation_powering --mode supervised --steps 500
+
+    from oversight.amplification.train import AmplifyConfig, train
+    run = train(AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=1500))
+    run.results["test_acc"], run.results["expert_calls"], run.results["gt_labels_used"]
+
+Each step draws ``contexts_per_step`` fresh instances at the curriculum's current size and
+``questions_per_context`` questions from each (at the current question-difficulty level), makes a
+target for every question, and trains X on them with cross-entropy. The modes differ ONLY in
+where the targets come from:
+
+- ``supervised``: the ground truth (``task.truth_batch``), counted in ``gt_labels_used``;
+- ``amplify``: Amplify^H(X): H (``task.expert``) decomposes each question; the environment answers
+  the primitive subquestions and the teacher (an EMA copy of X, one batched no-grad pass per
+  round over fact encodings computed once per step) answers the others. Every question costs one
+  expert call;
+- ``amplify-learned``: Amplify^{H'}(X): the learned expert H' (``expert.py``) decomposes instead of
+  H. H runs only on a few questions per step to make H' training transcripts (under Amplify^H(X)),
+  and fewer as H' gets accurate: ``hprime_calls_per_step`` while H''s held-out loss is above 0.1,
+  a tenth of that below 0.1, a hundredth below 0.01.
+
+Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
+in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
+
+Curriculum: stages (size, level): every question-difficulty level 1..num_levels at ``start_size``,
+then the full question distribution at sizes doubling up to ``size``. The stage advances when X's
+rolling accuracy against its own training targets (ground truth in ``supervised``, Amplify(X) in the
+amplify modes, so no label is needed) passes ``curriculum_threshold`` after at least
+``min_stage_steps`` steps. Test accuracy is always measured on FIXED held-out test sets of fresh
+instances at several sizes (8, 16, 32, 64 up to ``size``, and ``size``), full question
+distribution, whatever the curriculum stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oversight.amplification.env import Instance, Task, make_task, run_expert
+from oversight.amplification.expert import (
+    LearnedExpert,
+    TranscriptBuffer,
+    encode_transcripts,
+    run_learned_expert,
+)
+from oversight.amplification.learner import FactSetLearner, count_parameters, ema_update
+from oversight.errors import ConfigError
+from oversight.progress import log
+from oversight.runtime import autocast, resolve_device, seed_everything, set_threads
+
+MODES = ("supervised", "amplify", "amplify-learned")
+STANDARD_TEST_SIZES = (8, 16, 32, 64)
+TEST_SEED = 20_181_003  # test sets depend only on (task, size): the same for every mode and seed
+
+
+@dataclass
+class AmplifyConfig:
+    """One Iterated-Amplification run. Every field is a CLI flag of ``oversight amplify run``."""
+
+    task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
+    mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
+    size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64)"})
+    steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no step limit)"})
+    minutes: float = field(default=0.0, metadata={"help": "stop after this much training wall time (0 = no limit)"})
+    seed: int = field(default=0, metadata={"help": "training seed (the test sets do not depend on it)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine"})
+    stop_at_acc: float = field(default=0.0, metadata={"help": "stop once test accuracy at the largest size reaches this (0 = never)"})
+    # curriculum
+    start_size: int = field(default=8, metadata={"help": "curriculum: first instance size"})
+    curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
+    curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy"})
+    min_stage_steps: int = field(default=30, metadata={"help": "curriculum: least steps spent in a stage"})
+    relevel_each_size: bool = field(default=False, metadata={"help": "curriculum: restart question difficulty at level 1 at every size"})
+    # batch and optimiser
+    contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
+    questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of X"})
+    warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
+    grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    teacher_ema: float = field(default=0.5, metadata={"help": "decay of the teacher's EMA of X (0 = the current X)"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (not faster for this small model on CPU)"})
+    # X
+    d_model: int = field(default=128, metadata={"help": "X: width"})
+    n_heads: int = field(default=4, metadata={"help": "X: attention heads"})
+    encoder_layers: int = field(default=2, metadata={"help": "X: self-attention layers over the facts"})
+    decoder_layers: int = field(default=2, metadata={"help": "X: layers in which questions attend to the facts"})
+    # H'
+    hprime_d_model: int = field(default=64, metadata={"help": "H': width"})
+    hprime_layers: int = field(default=2, metadata={"help": "H': Transformer layers"})
+    hprime_lr: float = field(default=1e-3, metadata={"help": "H': AdamW learning rate"})
+    hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
+    hprime_updates_per_step: int = field(default=1, metadata={"help": "H': updates per X step"})
+    hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H' held-out loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
+    hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
+    hprime_holdout: float = field(default=0.1, metadata={"help": "H': fraction of transcripts held out for its loss"})
+    # evaluation
+    eval_every: int = field(default=100, metadata={"help": "steps between test-set evaluations"})
+    test_contexts: int = field(default=64, metadata={"help": "instances per test set (one test set per size)"})
+    test_questions: int = field(default=8, metadata={"help": "questions per test instance"})
+
+    def validate(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if not 2 <= self.size <= 64:
+            raise ConfigError("size", f"must be in 2..64, got {self.size}")
+        if self.steps < 0 or self.minutes < 0:
+            raise ConfigError("steps", "steps and minutes must be >= 0")
+        if self.steps == 0 and self.minutes == 0:
+            raise ConfigError("steps", "give --steps or --minutes (or both)")
+        if self.d_model % self.n_heads or self.hprime_d_model % 4:
+            raise ConfigError("d_model", "d_model must be divisible by n_heads, hprime_d_model by 4")
+        for name in ("contexts_per_step", "questions_per_context", "eval_every", "test_contexts",
+                     "test_questions", "curriculum_window", "hprime_batch"):
+            if getattr(self, name) < 1:
+                raise ConfigError(name, "must be >= 1")
+        if not 0 <= self.teacher_ema < 1:
+            raise ConfigError("teacher_ema", "must be in [0, 1)")
+
+    @property
+    def test_sizes(self) -> list[int]:
+        return sorted({s for s in STANDARD_TEST_SIZES if min(self.start_size, self.size) <= s <= self.size} | {self.size})
+
+
+# ----------------------------------------------------------------------------------------------
+# Ground truth, accounting, curriculum, test sets
+# ----------------------------------------------------------------------------------------------
+class GroundTruthLedger:
+    """The training loop's only way to ground truth; it counts labels and refuses them in amplify modes."""
+
+    def __init__(self, task: Task, allow_non_primitive: bool) -> None:
+        self.task, self.allow_non_primitive = task, allow_non_primitive
+        self.non_primitive_labels = 0
+
+    def labels(self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        n = int((~self.task.primitive_mask(questions)).sum())
+        if n and not self.allow_non_primitive:
+            raise AssertionError(f"{n} ground-truth labels of non-primitive questions requested in an amplify mode")
+        self.non_primitive_labels += n
+        return self.task.truth_batch(instances, ctx_index, questions)
+
+
+@dataclass
+class Accounting:
+    steps: int = 0
+    seconds: float = 0.0  # training wall time (evaluation excluded)
+    questions_trained: int = 0
+    expert_calls: int = 0  # questions H (the scripted expert) answered, each one transcript
+    gt_labels_used: int = 0  # ground-truth answers of non-primitive questions used for training
+    primitive_answers: int = 0  # subquestions answered by the environment from the facts
+    teacher_answers: int = 0  # subquestions answered by X's teacher copy
+    hprime_updates: int = 0
+
+
+class Curriculum:
+    """Stages (size, level); advance when the rolling training accuracy passes the threshold."""
+
+    def __init__(self, cfg: AmplifyConfig, num_levels: int) -> None:
+        sizes, s = [], min(cfg.start_size, cfg.size)
+        while s < cfg.size:
+            sizes.append(s)
+            s *= 2
+        sizes.append(cfg.size)
+        self.stages = [(sizes[0], level) for level in range(1, num_levels + 1)]
+        for size in sizes[1:]:
+            levels = range(1, num_levels + 1) if cfg.relevel_each_size else [num_levels]
+            self.stages += [(size, level) for level in levels]
+        self.threshold, self.min_steps = cfg.curriculum_threshold, cfg.min_stage_steps
+        self.recent: deque[float] = deque(maxlen=cfg.curriculum_window)
+        self.index, self.steps_in_stage = 0, 0
+        self.history: list[dict[str, int]] = []
+
+    @property
+    def size(self) -> int:
+        return self.stages[self.index][0]
+
+    @property
+    def level(self) -> int:
+        return self.stages[self.index][1]
+
+    @property
+    def final(self) -> bool:
+        return self.index == len(self.stages) - 1
+
+    @property
+    def rolling_accuracy(self) -> float:
+        return float(np.mean(self.recent)) if self.recent else 0.0
+
+    def update(self, accuracy: float, step: int) -> bool:
+        self.recent.append(accuracy)
+        self.steps_in_stage += 1
+        ready = (len(self.recent) == self.recent.maxlen and self.steps_in_stage >= self.min_steps
+                 and self.rolling_accuracy >= self.threshold)
+        if ready and not self.final:
+            self.index += 1
+            self.steps_in_stage = 0
+            self.recent.clear()
+            self.history.append({"step": step, "size": self.size, "level": self.level})
+            return True
+        return False
+
+
+@dataclass
+class TestSet:
+    size: int
+    instances: list[Instance]
+    ctx_index: np.ndarray
+    questions: np.ndarray
+
+
+def make_test_sets(task: Task, sizes: Sequence[int], n_contexts: int, n_questions: int) -> dict[int, TestSet]:
+    """Fixed held-out test sets: fresh instances, full question distribution, seeded by size only."""
+    sets = {}
+    for size in sizes:
+        rng = np.random.default_rng([TEST_SEED, size])
+        instances = [task.generate(size, rng) for _ in range(n_contexts)]
+        questions = np.concatenate([task.sample_questions(inst, n_questions, rng) for inst in instances])
+        sets[size] = TestSet(size, instances, np.repeat(np.arange(n_contexts), n_questions), questions)
+    return sets
+
+
+def stack_facts(instances: Sequence[Instance], device: str) -> torch.Tensor:
+    """[C, n, fact_len]; instances with fewer facts are padded with all-PAD rows (ignored by X)."""
+    n = max(len(inst.facts) for inst in instances)
+    out = np.zeros((len(instances), n, instances[0].facts.shape[1]), dtype=np.int64)
+    for i, inst in enumerate(instances):
+        out[i, : len(inst.facts)] = inst.facts
+    return torch.from_numpy(out).to(device)
+
+
+def make_answer_fn(model: FactSetLearner, task: Task, memory: torch.Tensor, facts: torch.Tensor,
+                   device: str, bf16: bool = False) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """X (or its teacher) as an ``answer_fn`` for ``run_expert``: one batched no-grad pass per call,
+    reusing the fact encodings ``memory`` computed once for this batch of contexts."""
+
+    def answer(ctx_index: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        with torch.no_grad(), autocast(device, bf16):
+            logp = model.answer_log_probs(
+                memory, facts, torch.from_numpy(np.asarray(ctx_index)).to(device),
+                torch.from_numpy(questions).to(device), torch.from_numpy(task.answer_mask(questions)).to(device))
+        return logp.argmax(1).cpu().numpy()
+
+    return answer
+
+
+@torch.no_grad()
+def evaluate(model: FactSetLearner, task: Task, test_sets: dict[int, TestSet], device: str,
+             bf16: bool = False) -> dict[int, float]:
+    """Test accuracy of X per size (``task.correct_batch``: any correct answer counts)."""
+    was_training = model.training
+    model.eval()
+    accuracy = {}
+    for size, ts in test_sets.items():
+        facts = stack_facts(ts.instances, device)
+        with autocast(device, bf16):
+            memory = model.encode_facts(facts)
+        answers = make_answer_fn(model, task, memory, facts, device, bf16)(ts.ctx_index, ts.questions)
+        accuracy[size] = float(task.correct_batch(ts.instances, ts.ctx_index, ts.questions, answers).mean())
+    model.train(was_training)
+    return accuracy
+
+
+# ----------------------------------------------------------------------------------------------
+# The training loop
+# ----------------------------------------------------------------------------------------------
+@dataclass
+class TrainedRun:
+    results: dict[str, Any]
+    model: FactSetLearner
+    hprime: LearnedExpert | None
+
+
+def build_learner(cfg: AmplifyConfig, task: Task) -> FactSetLearner:
+    return FactSetLearner(task.fact_len, task.question_len, cfg.d_model, cfg.n_heads,
+                          cfg.encoder_layers, cfg.decoder_layers)
+
+
+def build_hprime(cfg: AmplifyConfig, task: Task) -> LearnedExpert:
+    return LearnedExpert(task, cfg.hprime_d_model, 4, cfg.hprime_layers)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """AdamW; the fused kernel (one call for all parameters) is much cheaper per step than the default on CPU."""
+    try:
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
+
+
+def hprime_call_rate(cfg: AmplifyConfig, heldout_loss: float) -> float:
+    """H transcripts per X step: falls as H' gets accurate (held-out loss 0.1, 0.01)."""
+    if heldout_loss > 0.1:
+        return cfg.hprime_calls_per_step
+    return cfg.hprime_calls_per_step * (0.1 if heldout_loss > 0.01 else 0.01)
+
+
+def train(cfg: AmplifyConfig, task: Task | None = None,
+          on_eval: Callable[[dict[str, Any]], None] | None = None) -> TrainedRun:
+    """Train X in ``cfg.mode``; returns the results (accounting, learning curve, test accuracy) and models."""
+    cfg.validate()
+    task = task or make_task(cfg.task)
+    device = resolve_device(cfg.device)
+    set_threads(cfg.threads or None)
+    seed_everything(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    amplifying = cfg.mode != "supervised"
+
+    model = build_learner(cfg, task).to(device)
+    teacher = copy.deepcopy(model).requires_grad_(False)
+    optimizer = make_optimizer(model, cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    hprime = hprime_optimizer = buffer = None
+    hprime_loss, expert_credit = math.inf, 0.0
+    if cfg.mode == "amplify-learned":
+        hprime = build_hprime(cfg, task).to(device)
+        hprime_optimizer = make_optimizer(hprime, cfg.hprime_lr)
+        buffer = TranscriptBuffer(cfg.hprime_buffer, cfg.hprime_holdout, np.random.default_rng([cfg.seed, 1]))
+
+    ground_truth = GroundTruthLedger(task, allow_non_primitive=not amplifying)
+    acct = Accounting()
+    curriculum = Curriculum(cfg, task.num_levels)
+    test_sets = make_test_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions)
+    curve: list[dict[str, Any]] = []
+    largest = cfg.size
+    m = cfg.questions_per_context
+    log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} "
+        f"X params={count_parameters(model):,} stages={len(curriculum.stages)}")
+
+    def record_eval() -> dict[str, Any]:
+        acc = evaluate(model, task, test_sets, device, cfg.bf16)
+        point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
+                 "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
+                 "stage_size": curriculum.size, "stage_level": curriculum.level,
+                 "train_acc": round(curriculum.rolling_accuracy, 4),
+                 "hprime_loss": None if not math.isfinite(hprime_loss) else round(hprime_loss, 5),
+                 "acc": {str(s): round(a, 4) for s, a in acc.items()}}
+        curve.append(point)
+        log(f"  step {acct.steps:6d}  {acct.seconds:7.1f}s  stage n={curriculum.size} L{curriculum.level}  "
+            f"train {curriculum.rolling_accuracy:.3f}  test " + " ".join(f"n{s}:{a:.3f}" for s, a in acc.items())
+            + (f"  H' loss {hprime_loss:.4f} H calls {acct.expert_calls}" if hprime is not None else ""))
+        if on_eval is not None:
+            on_eval(point)
+        return point
+
+    record_eval()
+    while True:
+        if cfg.steps and acct.steps >= cfg.steps:
+            break
+        if cfg.minutes and acct.seconds >= cfg.minutes * 60:
+            break
+        step_start = time.perf_counter()
+
+        # 1. a fresh batch at the current curriculum stage
+        instances = [task.generate(curriculum.size, rng) for _ in range(cfg.contexts_per_step)]
+        questions = np.concatenate([task.sample_questions(inst, m, rng, level=curriculum.level) for inst in instances])
+        ctx_index = np.repeat(np.arange(cfg.contexts_per_step), m)
+        facts = stack_facts(instances, device)
+
+        # 2. targets
+        if cfg.mode == "supervised":
+            targets = ground_truth.labels(instances, ctx_index, questions)
+        else:
+            with torch.no_grad(), autocast(device, cfg.bf16):
+                teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all rounds
+            teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
+            if cfg.mode == "amplify":
+                run = run_expert(task, instances, ctx_index, questions, teacher_answers, rng)
+                targets = run.answers
+                acct.expert_calls += len(questions)
+                acct.primitive_answers += run.n_primitive
+                acct.teacher_answers += run.n_learner_questions
+            else:
+                assert hprime is not None and buffer is not None and hprime_optimizer is not None
+                # 2a. H makes a few transcripts (one question per context), fewer as H' improves
+                expert_credit += hprime_call_rate(cfg, hprime_loss)
+                n_calls = min(int(expert_credit), cfg.contexts_per_step)
+                expert_credit -= n_calls
+                if n_calls:
+                    rows = np.arange(n_calls) * m  # the first question of the first n_calls contexts
+                    run = run_expert(task, instances, ctx_index[rows], questions[rows], teacher_answers, rng)
+                    buffer.add(encode_transcripts(task, run.transcripts))
+                    acct.expert_calls += n_calls
+                    acct.primitive_answers += run.n_primitive
+                    acct.teacher_answers += run.n_learner_questions
+                # 2b. H' learns from them
+                for _ in range(cfg.hprime_updates_per_step):
+                    batch = buffer.sample(cfg.hprime_batch)
+                    if batch is None:
+                        break
+                    loss_h, _ = hprime.loss(batch, task, device)
+                    hprime_optimizer.zero_grad(set_to_none=True)
+                    loss_h.backward()
+                    hprime_optimizer.step()
+                    acct.hprime_updates += 1
+                if acct.steps % 10 == 0:
+                    heldout = buffer.sample(256, heldout=True)
+                    if heldout is not None:
+                        with torch.no_grad():
+                            hprime_loss = float(hprime.loss(heldout, task, device)[0])
+                # 2c. H' (not H) decomposes every training question
+                targets, _, n_prim, n_teacher = run_learned_expert(
+                    task, hprime, instances, ctx_index, questions, teacher_answers, rng, device)
+                acct.primitive_answers += n_prim
+                acct.teacher_answers += n_teacher
+
+        # 3. one gradient step of X on (questions, targets)
+        with autocast(device, cfg.bf16):
+            log_probs = model(facts, torch.from_numpy(ctx_index).to(device), torch.from_numpy(questions).to(device),
+                              torch.from_numpy(task.answer_mask(questions)).to(device))
+        target_t = torch.from_numpy(targets).to(device)
+        loss = F.nll_loss(log_probs.float(), target_t)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        schedule.step()
+        ema_update(teacher, model, cfg.teacher_ema)
+
+        # 4. accounting and curriculum
+        acct.steps += 1
+        acct.questions_trained += len(questions)
+        acct.gt_labels_used = ground_truth.non_primitive_labels
+        train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        acct.seconds += time.perf_counter() - step_start
+        if curriculum.update(train_accuracy, acct.steps):
+            log(f"  step {acct.steps:6d}  curriculum -> size {curriculum.size}, level {curriculum.level}")
+
+        if acct.steps % cfg.eval_every == 0:
+            point = record_eval()
+            if cfg.stop_at_acc and curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
+                break
+    if not curve or curve[-1]["step"] != acct.steps:
+        record_eval()
+
+    if amplifying:
+        assert acct.gt_labels_used == 0 and ground_truth.non_primitive_labels == 0, \
+            "amplification used ground-truth labels of non-primitive questions"
+    final = curve[-1]
+    results = {
+        "task": cfg.task, "mode": cfg.mode, "size": cfg.size, "seed": cfg.seed,
+        "steps": acct.steps, "seconds": round(acct.seconds, 2),
+        "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
+        "test_acc": final["acc"][str(largest)],
+        "test_acc_by_size": final["acc"],
+        "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
+        "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
+        "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
+        "hprime_heldout_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
+        "final_stage": {"size": curriculum.size, "level": curriculum.level, "final": curriculum.final},
+        "curriculum": curriculum.history,
+        "reached": reached(curve, largest),
+        "curve": curve,
+        "x_parameters": count_parameters(model),
+        "device": device,
+    }
+    return TrainedRun(results, model, hprime)
+
+
+def reached(curve: list[dict[str, Any]], size: int, targets: Sequence[float] = (0.9, 0.95, 0.99)) -> dict[str, Any]:
+    """First evaluation at which test accuracy at ``size`` reached each target: step, seconds, expert calls."""
+    out: dict[str, Any] = {}
+    for target in targets:
+        hit = next((p for p in curve if p["acc"].get(str(size), 0.0) >= target), None)
+        out[f"{target:.2f}"] = None if hit is None else {
+            "step": hit["step"], "seconds": hit["seconds"], "expert_calls": hit["expert_calls"],
+            "gt_labels": hit["gt_labels"]}
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    import json
+
+    from oversight.config import add_arguments, from_args
+
+    parser = argparse.ArgumentParser(description="Train X by Iterated Amplification (no results store).")
+    add_arguments(parser, AmplifyConfig)
+    cfg = from_args(AmplifyConfig, parser.parse_args(argv))
+    results = train(cfg).results
+    print(json.dumps({k: v for k, v in results.items() if k != "curve"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
