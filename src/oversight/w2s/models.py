@@ -454,7 +454,8 @@ class Backbone(torch.nn.Module):
     def trainable_top_layers(self, k: int | None) -> None:
         """Freeze everything except the top ``k`` layers (and the final norm above them, if any).
 
-        ``None``: everything trainable, embeddings included. ``0``: everything frozen.
+        ``None``: everything trainable, embeddings included. ``0``: everything frozen. Parts shared by all
+        layers (embeddings, MPNet's relative-position bias) stay frozen for any integer ``k``.
         """
         params = list(self.model.parameters())
         if k is None:
