@@ -42,10 +42,10 @@ from oversight.amplification.env import (
     Task,
     Transcript,
 )
-from oversight.amplification.learner import SelfAttentionBlock
+from oversight.amplification.learner import SelfAttentionBlock, TupleEmbedding
 
 # roles of sequence positions
-ROLE_QUESTION, ROLE_SUBQ, ROLE_SUBANS, SLOT_ACTION, SLOT_SUBQ, SLOT_ANSWER = range(6)
+ROLE_QUESTION, ROLE_SUBQ, SLOT_ACTION, SLOT_SUBQ, SLOT_ANSWER = range(5)
 
 
 @dataclass
@@ -113,6 +113,12 @@ class TranscriptBuffer:
             return None
         return data.take(self.rng.integers(0, len(data), size=min(n, len(data))))
 
+    def recent_heldout(self, n: int) -> TranscriptBatch | None:
+        """The newest ``n`` held-out transcripts: H''s loss on the CURRENT question distribution."""
+        if self.heldout is None or len(self.heldout) == 0:
+            return None
+        return self.heldout.take(np.arange(max(0, len(self.heldout) - n), len(self.heldout)))
+
     def __len__(self) -> int:
         return (len(self.train) if self.train is not None else 0) + (len(self.heldout) if self.heldout is not None else 0)
 
@@ -135,86 +141,89 @@ class LearnedExpert(nn.Module):
         r, s, length = self.rounds, self.slots, self.question_len
         self.d_model = d_model
         self.token_embedding = nn.Embedding(VOCAB_SIZE, d_model)
-        self.role_embedding = nn.Embedding(6, d_model)
+        self.embed_item = TupleEmbedding(self.token_embedding, length + 1, d_model)  # (subq tokens, answer)
+        self.role_embedding = nn.Embedding(5, d_model)
         self.time_embedding = nn.Embedding(r + 1, d_model)
-        self.position_embedding = nn.Embedding(length + 1, d_model)
         self.index_embedding = nn.Embedding(s + 1, d_model)
-        self.blocks = nn.ModuleList(SelfAttentionBlock(d_model, n_heads) for _ in range(n_layers))
+        self.blocks = nn.ModuleList(SelfAttentionBlock(d_model, n_heads, mlp_ratio=2) for _ in range(n_layers))
         self.norm = nn.LayerNorm(d_model)
+        # each output token gets its own query vector, read off its slot's vector
+        self.action_out = nn.Linear(d_model, d_model)
+        self.subq_out = nn.Linear(d_model, length * d_model)
+        self.answer_out = nn.Linear(d_model, d_model)
         self.vocab_head = nn.Linear(d_model, VOCAB_SIZE)
-        self.pointer_query = nn.Linear(d_model, d_model)
-        self.pointer_key = nn.Linear(d_model, d_model)
+        self.pointer_keys = nn.Linear(d_model, (length + 1) * d_model)  # one key per token of an item
 
-        # static layout of the content: question, then per round S*L subquestion tokens and S answers
-        role, time, pos, idx = [ROLE_QUESTION] * length, [0] * length, list(range(length)), [s] * length
-        for j in range(r):
-            for k in range(s):
-                role += [ROLE_SUBQ] * length
-                time += [j + 1] * length
-                pos += list(range(length))
-                idx += [k] * length
-            role += [ROLE_SUBANS] * s
-            time += [j + 1] * s
-            pos += [length] * s
-            idx += list(range(s))
-        # the slots of one decision: action, S*L subquestion tokens, answer
-        slot_role = [SLOT_ACTION] + [SLOT_SUBQ] * (s * length) + [SLOT_ANSWER]
-        slot_pos = [length] + [p for _ in range(s) for p in range(length)] + [length]
-        slot_idx = [s] + [k for k in range(s) for _ in range(length)] + [s]
-        for name, values in (("content_role", role), ("content_time", time), ("content_pos", pos),
-                             ("content_idx", idx), ("slot_role", slot_role), ("slot_pos", slot_pos),
-                             ("slot_idx", slot_idx)):
+        # content items: the question (time 0), then round j's S (subquestion, answer) items (time j + 1)
+        time = [0] + [j + 1 for j in range(r) for _ in range(s)]
+        idx = [s] + [k for _ in range(r) for k in range(s)]
+        role = [ROLE_QUESTION] + [ROLE_SUBQ] * (r * s)
+        # the slots of one decision: action, S subquestions, answer
+        slot_role = [SLOT_ACTION] + [SLOT_SUBQ] * s + [SLOT_ANSWER]
+        slot_idx = [s] + list(range(s)) + [s]
+        for name, values in (("item_time", time), ("item_idx", idx), ("item_role", role),
+                             ("slot_role", slot_role), ("slot_idx", slot_idx)):
             self.register_buffer(name, torch.tensor(values, dtype=torch.long), persistent=False)
-        self.n_content, self.n_slot = len(role), len(slot_role)
+        self.n_slot = len(slot_role)  # slot vectors per decision
+        self.n_out = 1 + s * length + 1  # output tokens per decision
 
     # ---- the network ----------------------------------------------------------------------------
-    def _content_tokens(self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor) -> torch.Tensor:
+    def _items(self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor, n_rounds: int) -> torch.Tensor:
+        """[B, 1 + n_rounds * S, L + 1] tokens: (question, PAD), then (subquestion, its answer) items."""
         b = len(question)
-        per_round = torch.cat([subqs.reshape(b, self.rounds, -1), subans], dim=2)  # [B, R, S*L + S]
-        return torch.cat([question, per_round.reshape(b, -1)], dim=1)
+        first = torch.cat([question, torch.full_like(question[:, :1], PAD)], dim=1)[:, None]
+        rest = torch.cat([subqs[:, :n_rounds], subans[:, :n_rounds, :, None]], dim=3).reshape(b, -1, self.question_len + 1)
+        return torch.cat([first, rest], dim=1)
 
     def decision_logits(
         self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor, decisions: Sequence[int]
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs over tokens of every slot of the given decisions: [B, len(decisions) * n_slot, V].
+        """Log-probs of every output token of the given decisions: [B, len(decisions) * n_out, V].
 
-        Also returns the content tokens [B, n_content]. Rounds at or after a decision are unseen by it.
+        Also returns the item tokens. Rounds at or after a decision are unseen by it (and rounds after
+        the last decision asked for are not even computed).
         """
-        content = self._content_tokens(question, subqs, subans)
-        b, device = len(content), content.device
+        items = self._items(question, subqs, subans, max(decisions))
+        b, n_items, device = items.shape[0], items.shape[1], items.device
         n_dec = len(decisions)
-        dec_time = torch.tensor(decisions, dtype=torch.long, device=device)
-        slot_time = dec_time.repeat_interleave(self.n_slot)
-        x_content = (self.token_embedding(content) + self.role_embedding(self.content_role)
-                     + self.time_embedding(self.content_time) + self.position_embedding(self.content_pos)
-                     + self.index_embedding(self.content_idx))
-        slot_role, slot_pos, slot_idx = (t.repeat(n_dec) for t in (self.slot_role, self.slot_pos, self.slot_idx))
-        x_slots = (self.role_embedding(slot_role) + self.time_embedding(slot_time)
-                   + self.position_embedding(slot_pos) + self.index_embedding(slot_idx))
-        x = torch.cat([x_content, x_slots.expand(b, -1, -1)], dim=1)
+        item_time, item_idx, item_role = (t[:n_items] for t in (self.item_time, self.item_idx, self.item_role))
+        x_items = self.embed_item(items) + self.role_embedding(item_role) + self.time_embedding(item_time) \
+            + self.index_embedding(item_idx)
+        slot_time = torch.tensor(decisions, dtype=torch.long, device=device).repeat_interleave(self.n_slot)
+        x_slots = (self.role_embedding(self.slot_role.repeat(n_dec)) + self.time_embedding(slot_time)
+                   + self.index_embedding(self.slot_idx.repeat(n_dec)))
+        x = torch.cat([x_items, x_slots.expand(b, -1, -1)], dim=1)
 
-        # who may attend to whom (True = allowed)
-        query_time = torch.cat([self.content_time, slot_time])  # [T]
-        content_ok = (content != PAD)[:, None, :] & (self.content_time[None, None, :] <= query_time[None, :, None])
-        slot_group = torch.cat([torch.full((self.n_content,), -1, device=device),
+        # who may attend to whom (True = allowed): items of earlier rounds; slots of the same decision
+        query_time = torch.cat([item_time, slot_time])  # [T]
+        item_real = items[:, :, 0] != PAD  # [B, n_items]
+        item_ok = item_real[:, None, :] & (item_time[None, None, :] <= query_time[None, :, None])
+        slot_group = torch.cat([torch.full((n_items,), -1, device=device),
                                 torch.arange(n_dec, device=device).repeat_interleave(self.n_slot)])
-        slot_ok = (slot_group[:, None] == slot_group[None, self.n_content:]) & (slot_group[:, None] >= 0)
-        mask = torch.cat([content_ok, slot_ok[None].expand(b, -1, -1)], dim=2)  # [B, T, T]
+        slot_ok = (slot_group[:, None] == slot_group[None, n_items:]) & (slot_group[:, None] >= 0)
+        mask = torch.cat([item_ok, slot_ok[None].expand(b, -1, -1)], dim=2)  # [B, T, T]
         for block in self.blocks:
             x = block(x, mask[:, None])
-        h = self.norm(x[:, self.n_content:]).float()  # the slots: [B, n_dec * n_slot, d]
-        keys = self.pointer_key(self.norm(x[:, : self.n_content]).float())
-        pointer_logits = self.pointer_query(h) @ keys.transpose(1, 2) / math.sqrt(self.d_model)
-        pointer_logits = pointer_logits.masked_fill(~content_ok[:, self.n_content:], -1e9)
-        probs = torch.softmax(torch.cat([self.vocab_head(h), pointer_logits], dim=2), dim=2)
-        index = content[:, None, :].expand(-1, h.shape[1], -1)
+        x = self.norm(x).float()
+        slots = x[:, n_items:].view(b, n_dec, self.n_slot, self.d_model)
+        out = torch.cat([self.action_out(slots[:, :, :1]),
+                         self.subq_out(slots[:, :, 1:-1]).reshape(b, n_dec, -1, self.d_model),
+                         self.answer_out(slots[:, :, -1:])], dim=2).reshape(b, n_dec * self.n_out, self.d_model)
+        keys = self.pointer_keys(x[:, :n_items]).reshape(b, -1, self.d_model)  # [B, n_items * (L+1), d]
+        item_tokens = items.reshape(b, -1)
+        visible = item_ok[:, n_items:: self.n_slot]  # [B, n_dec, n_items]: what each decision may see
+        visible = visible.repeat_interleave(self.question_len + 1, dim=2) & (item_tokens != PAD)[:, None, :]
+        visible = visible.repeat_interleave(self.n_out, dim=1)  # [B, n_dec * n_out, n_items * (L+1)]
+        pointer_logits = (out @ keys.transpose(1, 2) / math.sqrt(self.d_model)).masked_fill(~visible, -1e9)
+        probs = torch.softmax(torch.cat([self.vocab_head(out), pointer_logits], dim=2), dim=2)
+        index = item_tokens[:, None, :].expand(-1, out.shape[1], -1)
         token_probs = probs[..., :VOCAB_SIZE].scatter_add(2, index, probs[..., VOCAB_SIZE:])
-        return torch.log(token_probs.clamp_min(1e-12)), content
+        return torch.log(token_probs.clamp_min(1e-12)), items
 
     def _split_slots(self, logp: torch.Tensor, legal_answer: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """[B, D*n_slot, V] -> action [B, D, V], subquestions [B, D, S, L, V], answer [B, D, V]."""
         b = logp.shape[0]
-        logp = logp.view(b, -1, self.n_slot, VOCAB_SIZE)
+        logp = logp.view(b, -1, self.n_out, VOCAB_SIZE)
         action = logp[:, :, 0].clone()
         not_action = torch.ones(VOCAB_SIZE, dtype=torch.bool, device=logp.device)
         not_action[[ROUND, ANSWER_MARK]] = False

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oversight.amplification.env import Instance, Task, make_task, run_expert
+from oversight.amplification.env import DONT_KNOW, Instance, Task, make_task, run_expert
 from oversight.amplification.expert import (
     LearnedExpert,
     TranscriptBuffer,
@@ -63,6 +63,7 @@ from oversight.runtime import autocast, resolve_device, seed_everything, set_thr
 
 MODES = ("supervised", "amplify", "amplify-learned")
 STANDARD_TEST_SIZES = (8, 16, 32, 64)
+IGNORE = -100  # targets X is not trained on
 TEST_SEED = 20_181_003  # test sets depend only on (task, size): the same for every mode and seed
 
 
@@ -74,11 +75,11 @@ class AmplifyConfig:
     mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
     size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64)"})
     steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no step limit)"})
-    minutes: float = field(default=0.0, metadata={"help": "stop after this much training wall time (0 = no limit)"})
+    minutes: float = field(default=15.0, metadata={"help": "stop after this much training wall time (0 = no limit); with --steps, whichever comes first"})
     seed: int = field(default=0, metadata={"help": "training seed (the test sets do not depend on it)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine"})
-    stop_at_acc: float = field(default=0.0, metadata={"help": "stop once test accuracy at the largest size reaches this (0 = never)"})
+    stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and test accuracy at the largest size reaches this (0 = never)"})
     # curriculum
     start_size: int = field(default=8, metadata={"help": "curriculum: first instance size"})
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
@@ -105,6 +106,8 @@ class AmplifyConfig:
     hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
     hprime_updates_per_step: int = field(default=1, metadata={"help": "H': updates per X step"})
     hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H' held-out loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
+    hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H' held-out loss is below this"})
+    hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
     hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
     hprime_holdout: float = field(default=0.1, metadata={"help": "H': fraction of transcripts held out for its loss"})
     # evaluation
@@ -163,6 +166,8 @@ class Accounting:
     primitive_answers: int = 0  # subquestions answered by the environment from the facts
     teacher_answers: int = 0  # subquestions answered by X's teacher copy
     hprime_updates: int = 0
+    hprime_warmup_steps: int = 0  # amplify-learned: steps spent training H' before X started
+    dont_know_targets: int = 0  # amplify modes: questions Amplify(X) answered DONT_KNOW (not trained on)
 
 
 class Curriculum:
@@ -323,7 +328,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     optimizer = make_optimizer(model, cfg.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     hprime = hprime_optimizer = buffer = None
-    hprime_loss, expert_credit = math.inf, 0.0
+    hprime_loss, expert_credit, hprime_steps, hprime_ready = math.inf, 0.0, 0, False
     if cfg.mode == "amplify-learned":
         hprime = build_hprime(cfg, task).to(device)
         hprime_optimizer = make_optimizer(hprime, cfg.hprime_lr)
@@ -405,11 +410,19 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     loss_h.backward()
                     hprime_optimizer.step()
                     acct.hprime_updates += 1
-                if acct.steps % 10 == 0:
-                    heldout = buffer.sample(256, heldout=True)
+                hprime_steps += 1
+                if hprime_steps % 10 == 0:
+                    heldout = buffer.recent_heldout(256)
                     if heldout is not None:
                         with torch.no_grad():
                             hprime_loss = float(hprime.loss(heldout, task, device)[0])
+                if not hprime_ready:
+                    # warm-up: X waits until H' imitates H (otherwise X learns H''s noise)
+                    hprime_ready = (hprime_loss <= cfg.hprime_ready_loss
+                                    or acct.hprime_warmup_steps >= cfg.hprime_max_warmup_steps)
+                    acct.seconds += time.perf_counter() - step_start
+                    acct.hprime_warmup_steps += 1
+                    continue
                 # 2c. H' (not H) decomposes every training question
                 targets, _, n_prim, n_teacher = run_learned_expert(
                     task, hprime, instances, ctx_index, questions, teacher_answers, rng, device)
@@ -421,7 +434,10 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
             log_probs = model(facts, torch.from_numpy(ctx_index).to(device), torch.from_numpy(questions).to(device),
                               torch.from_numpy(task.answer_mask(questions)).to(device))
         target_t = torch.from_numpy(targets).to(device)
-        loss = F.nll_loss(log_probs.float(), target_t)
+        if amplifying:  # "don't know" (a malformed decomposition) carries nothing to imitate
+            target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
+            acct.dont_know_targets += int((targets == DONT_KNOW).sum())
+        loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -433,7 +449,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         acct.steps += 1
         acct.questions_trained += len(questions)
         acct.gt_labels_used = ground_truth.non_primitive_labels
-        train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())
+        train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())  # IGNORE counts as wrong
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         acct.seconds += time.perf_counter() - step_start
@@ -460,6 +476,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
+        "hprime_warmup_steps": acct.hprime_warmup_steps, "dont_know_targets": acct.dont_know_targets,
         "hprime_heldout_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
         "final_stage": {"size": curriculum.size, "level": curriculum.level, "final": curriculum.final},
         "curriculum": curriculum.history,

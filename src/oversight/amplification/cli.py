@@ -1,0 +1,264 @@
+"""``oversight amplify run|sweep|show``: Iterated Amplification from the command line.
+
+    oversight amplify run --task permutation_powering --mode amplify --size 8 --minutes 5
+    oversight amplify run --task union_find --mode supervised --steps 2000 --json   # final JSON object on stdout
+    oversight amplify sweep --size 16 --minutes 15          # all tasks x modes into the results store (resumes)
+    oversight amplify show --task permutation_powering      # one question's decomposition tree
+
+Every run is keyed by the hash of its full config in the SQLite results store shared with the w2s
+experiments (``--store``); a finished run is not repeated (``--force`` reruns it). X (and H') are
+saved as artifacts beside the store, which is what ``show`` loads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+
+from oversight.amplification.env import (
+    TASKS,
+    Instance,
+    Task,
+    detokenize,
+    make_task,
+    run_expert,
+    token_to_str,
+)
+from oversight.amplification.expert import LearnedExpert, run_learned_expert
+from oversight.amplification.learner import FactSetLearner
+from oversight.amplification.train import (
+    MODES,
+    AmplifyConfig,
+    TrainedRun,
+    build_hprime,
+    build_learner,
+    make_answer_fn,
+    stack_facts,
+    train,
+)
+from oversight.config import add_arguments, config_hash, config_to_dict, from_args, make_config
+from oversight.errors import ConfigError, OversightError
+from oversight.progress import log, set_quiet
+from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for
+from oversight.sweep import EXECUTORS, run_jobs
+
+KIND = "amplify"
+SUMMARY_FIELDS = ("task", "mode", "size", "steps", "seconds", "test_acc", "expert_calls", "gt_labels_used")
+
+
+def _task_names() -> list[str]:
+    import oversight.amplification.tasks  # noqa: F401  (registers the tasks)
+
+    return TASKS.names()
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    amplify = sub.add_parser("amplify", help="Iterated Amplification on the algorithmic environments")
+    amplify_sub = amplify.add_subparsers(dest="amplify_command", required=True)
+
+    run = amplify_sub.add_parser("run", help="train X in one mode on one task; print the accounting and test accuracy")
+    add_arguments(run, AmplifyConfig)
+    _common(run)
+    run.add_argument("--force", action="store_true", help="rerun even if this exact config is in the store")
+    run.set_defaults(func=_cmd_run)
+
+    sweep = amplify_sub.add_parser("sweep", help="every task x mode (x seed) into the results store; resumes")
+    add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
+    sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
+    sweep.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
+    sweep.add_argument("--seeds", type=int, default=1, help="seeds per cell (0, 1, ...)")
+    sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray")
+    _common(sweep)
+    sweep.set_defaults(func=_cmd_sweep)
+
+    show = amplify_sub.add_parser("show", help="print one question's decomposition tree with a stored X (and H')")
+    show.add_argument("--task", required=True, help="environment name")
+    show.add_argument("--size", type=int, default=None, help="instance size (default: the stored run's size)")
+    show.add_argument("--mode", default=None, choices=MODES, help="which stored run (default: the latest, H' first)")
+    show.add_argument("--depth", type=int, default=2, help="levels of the tree to expand")
+    show.add_argument("--seed", type=int, default=0, help="seed of the instance and question")
+    show.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    show.set_defaults(func=_cmd_show)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
+    parser.add_argument("--json", action="store_true", help="print the final JSON object(s) on stdout")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+
+
+# ----------------------------------------------------------------------------------------------
+# run / sweep
+# ----------------------------------------------------------------------------------------------
+def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:
+    """Train ``cfg`` unless the store already holds it; store the results and the trained models."""
+    key = config_hash(cfg, kind=KIND)
+    existing = store.get(key)
+    if existing is not None and not force:
+        log(f"  already in the store ({key}); --force reruns")
+        return existing["results"]
+    trained = train(cfg)
+    save_models(store, key, trained)
+    store.put(key, KIND, config_to_dict(cfg), trained.results, seconds=trained.results["seconds"])
+    return trained.results
+
+
+def save_models(store: ResultsStore, key: str, trained: TrainedRun) -> None:
+    arrays = {f"x.{k}": v.detach().cpu().numpy() for k, v in trained.model.state_dict().items()}
+    if trained.hprime is not None:
+        arrays |= {f"hprime.{k}": v.detach().cpu().numpy() for k, v in trained.hprime.state_dict().items()}
+    artifacts_for(store).save_arrays(key, arrays)
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if k != "curve"}
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    header = ["task", "mode", "size", "test acc", "acc by size", "steps", "seconds", "to 95% (s)",
+              "expert calls", "gt labels"]
+    lines = [header]
+    for r in rows:
+        hit = (r.get("reached") or {}).get("0.95")
+        lines.append([r["task"], r["mode"], str(r["size"]), f"{r['test_acc']:.3f}",
+                      " ".join(f"{s}:{a:.2f}" for s, a in r["test_acc_by_size"].items()),
+                      str(r["steps"]), f"{r['seconds']:.0f}", "-" if hit is None else f"{hit['seconds']:.0f}",
+                      str(r["expert_calls"]), str(r["gt_labels_used"])])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    out = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
+    out.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(out)
+
+
+def _print(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        for r in rows:
+            print(json.dumps(summary(r), sort_keys=True))
+    else:
+        print(format_table(rows))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.quiet or args.json:
+        set_quiet(args.quiet or not sys.stderr.isatty())
+    cfg = from_args(AmplifyConfig, args)
+    results = run_and_store(cfg, ResultsStore(args.store), force=args.force)
+    _print([results], args.json)
+    return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    if args.quiet:
+        set_quiet(True)
+    tasks = _task_names() if args.tasks == "all" else _split(args.tasks)
+    for t in tasks:
+        TASKS.get(t)
+    modes = _split(args.modes)
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError("modes", f"{mode!r} is not one of {', '.join(MODES)}")
+    base = {k: v for k, v in vars(args).items() if k in AmplifyConfig.__dataclass_fields__}
+    configs = [make_config(AmplifyConfig, task=t, mode=mode, seed=seed, **base)
+               for t in tasks for mode in modes for seed in range(args.seeds)]
+    log(f"{len(configs)} runs; store {args.store}")
+    results = run_jobs(run_and_store, configs, store_path=args.store, executor=args.executor)
+    _print(results, args.json)
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------
+# show
+# ----------------------------------------------------------------------------------------------
+def load_models(store: ResultsStore, record: dict[str, Any]) -> tuple[AmplifyConfig, Task, FactSetLearner,
+                                                                      LearnedExpert | None]:
+    cfg = make_config(AmplifyConfig, **record["config"])
+    task = make_task(cfg.task)
+    arrays = artifacts_for(store).load_arrays(record["key"])
+    model = build_learner(cfg, task)
+    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("x.")})
+    hprime = None
+    if any(k.startswith("hprime.") for k in arrays):
+        hprime = build_hprime(cfg, task)
+        hprime.load_state_dict({k[7:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("hprime.")})
+    return cfg, task, model.eval(), hprime.eval() if hprime is not None else None
+
+
+def _pick_record(store: ResultsStore, task_name: str, mode: str | None) -> dict[str, Any]:
+    arts = artifacts_for(store)
+    records = [r for r in store.records(kind=KIND) if r["config"]["task"] == task_name and arts.has(r["key"])
+               and (mode is None or r["config"]["mode"] == mode)]
+    if not records:
+        raise OversightError(f"no trained X for task {task_name!r}{' in mode ' + mode if mode else ''} in "
+                             f"{store.path}; train one first: oversight amplify run --task {task_name} "
+                             f"--mode amplify-learned --size 8 --minutes 5")
+    preference = {"amplify-learned": 0, "amplify": 1, "supervised": 2}
+    return sorted(records, key=lambda r: (preference[r["config"]["mode"]], -r["created"]))[0]
+
+
+def decomposition_tree(task: Task, model: FactSetLearner, hprime: LearnedExpert | None, instance: Instance,
+                       question: np.ndarray, depth: int, rng: np.random.Generator) -> list[str]:
+    """Lines of the tree: the decomposer (H' if given, else H) splits the question; each subquestion is
+    answered from the facts (primitive) or by X, and non-primitive ones are expanded ``depth - 1`` more."""
+    facts = stack_facts([instance], "cpu")
+    with torch.no_grad():
+        memory = model.encode_facts(facts)
+    x_answer = make_answer_fn(model, task, memory, facts, "cpu")
+    decomposer = "H'" if hprime is not None else "H"
+
+    def truth(q: np.ndarray) -> int:  # for display only
+        return int(task.truth_batch([instance], np.zeros(1, dtype=np.int64), q[None])[0])
+
+    def expand(q: np.ndarray, indent: str, levels: int) -> list[str]:
+        if hprime is not None:
+            answers, transcripts, _, _ = run_learned_expert(task, hprime, [instance], np.zeros(1, dtype=np.int64),
+                                                            q[None], x_answer, rng, keep_transcripts=True)
+        else:
+            answers, transcripts = run_expert(task, [instance], np.zeros(1, dtype=np.int64), q[None], x_answer, rng)
+        lines = []
+        for r, (subqs, subans) in enumerate(transcripts[0].rounds, 1):
+            for sq, a in zip(subqs, subans, strict=True):
+                primitive = task.is_primitive(sq)
+                who = "facts" if primitive else "X"
+                t = truth(sq)
+                mark = "ok" if a == t else "WRONG"
+                lines.append(f"{indent}[round {r}] {detokenize(sq):<18} -> {token_to_str(a):<5} by {who:<5} "
+                             f"(truth {token_to_str(t)}, {mark})")
+                if not primitive and levels > 1:
+                    lines += expand(sq, indent + "    ", levels - 1)
+        t = truth(q)
+        lines.append(f"{indent}=> {decomposer} answers {token_to_str(int(answers[0]))} "
+                     f"(truth {token_to_str(t)}, {'ok' if answers[0] == t else 'WRONG'})")
+        return lines
+
+    direct = int(x_answer(np.zeros(1, dtype=np.int64), question[None])[0])
+    t = truth(question)
+    head = [f"Q: {detokenize(question)}   truth {token_to_str(t)};  X alone answers {token_to_str(direct)} "
+            f"({'ok' if direct == t else 'WRONG'})",
+            f"{decomposer} decomposes it (subquestions answered by the facts if primitive, else by X):"]
+    return head + expand(question, "  ", depth)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    store = ResultsStore(args.store)
+    record = _pick_record(store, args.task, args.mode)
+    cfg, task, model, hprime = load_models(store, record)
+    size = args.size or cfg.size
+    rng = np.random.default_rng(args.seed)
+    instance = task.generate(size, rng)
+    question = task.sample_questions(instance, 1, rng)[0]
+    print(f"run {record['key']} (mode {cfg.mode}, trained at size {cfg.size}, test acc "
+          f"{record['results']['test_acc']:.3f}); a fresh instance of size {size}:")
+    facts = [detokenize(f) for f in instance.facts]
+    print("facts: " + "; ".join(facts[:24]) + (f"; ... ({len(facts)} facts)" if len(facts) > 24 else ""))
+    for line in decomposition_tree(task, model, hprime, instance, question, args.depth, rng):
+        print(line)
+    return 0
