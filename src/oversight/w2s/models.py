@@ -48,7 +48,9 @@ import torch
 from torch import Tensor
 
 from oversight.errors import MissingPackageError, OversightError, UnknownNameError
+from oversight.progress import progress
 from oversight.registry import Registry
+from oversight.runtime import autocast, bf16_is_fast
 
 __all__ = [
     "MODELS",
@@ -56,7 +58,6 @@ __all__ = [
     "ModelSpec",
     "describe_models",
     "extract_features",
-    "fast_bf16",
     "get_model_spec",
     "list_models",
     "load_backbone",
@@ -503,51 +504,6 @@ def load_backbone(spec: ModelSpec, device: str = "cpu") -> Backbone:
 # Frozen features
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_has_native_bf16() -> bool:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            flags = fh.read()
-        return "avx512_bf16" in flags or "amx_bf16" in flags
-    except OSError:  # not Linux: ask oneDNN whether it has a bf16 path
-        try:
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except Exception:  # noqa: BLE001
-            return False
-
-
-def fast_bf16(device: str) -> bool:
-    """Whether bf16 autocast is both supported and a speed-up on ``device`` (emulated bf16 is slower)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    return device == "cpu" and _cpu_has_native_bf16()
-
-
-@contextlib.contextmanager
-def _autocast(device: str, enabled: bool) -> Iterator[None]:
-    if not enabled:
-        yield
-        return
-    try:
-        from oversight.runtime import autocast
-    except ImportError:
-        ctx: Any = torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=torch.bfloat16)
-    else:
-        ctx = autocast(device, enabled=True)
-    with ctx:
-        yield
-
-
-def _progress(iterable: Any, desc: str, total: int) -> Any:
-    try:
-        from oversight.progress import progress
-    except ImportError:
-        from tqdm.auto import tqdm
-
-        return tqdm(iterable, desc=desc, total=total, leave=False)
-    return progress(iterable, desc=desc, total=total)
-
-
 def extract_features(
     spec: ModelSpec,
     texts: Sequence[str],
@@ -570,15 +526,15 @@ def extract_features(
     out = np.empty((len(texts), bb.hidden_size), dtype=np.float32)
     if not texts:
         return out
-    use_bf16 = fast_bf16(str(bb.device)) if bf16 is None else bf16
+    use_bf16 = bf16_is_fast(str(bb.device)) if bf16 is None else bf16
     lengths = [len(ids) for ids in bb.tokenizer(texts, truncation=True, max_length=spec.max_length)["input_ids"]]
     order = np.argsort(-np.asarray(lengths), kind="stable")
     starts = range(0, len(texts), batch_size)
     was_training = bb.training
     bb.eval()
     try:
-        with torch.inference_mode(), _autocast(str(bb.device), use_bf16):
-            for start in _progress(starts, desc=progress_desc or f"features {spec.name}", total=len(starts)):
+        with torch.inference_mode(), autocast(str(bb.device), use_bf16):
+            for start in progress(starts, desc=progress_desc or f"features {spec.name}", total=len(starts)):
                 idx = order[start : start + batch_size]
                 batch = bb.tokenize([texts[i] for i in idx])
                 out[idx] = bb(**batch).float().cpu().numpy()
