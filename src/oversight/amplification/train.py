@@ -316,6 +316,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
           on_eval: Callable[[dict[str, Any]], None] | None = None) -> TrainedRun:
     """Train X in ``cfg.mode``; returns the results (accounting, learning curve, test accuracy) and models."""
     cfg.validate()
+    wall_start = time.perf_counter()
     task = task or make_task(cfg.task)
     device = resolve_device(cfg.device)
     set_threads(cfg.threads or None)
@@ -470,6 +471,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     results = {
         "task": cfg.task, "mode": cfg.mode, "size": cfg.size, "seed": cfg.seed,
         "steps": acct.steps, "seconds": round(acct.seconds, 2),
+        "wall_seconds": round(time.perf_counter() - wall_start, 2),  # with evaluation and setup
         "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
         "test_acc": final["acc"][str(largest)],
         "test_acc_by_size": final["acc"],
