@@ -27,16 +27,17 @@ TINY = dict(size=8, minutes=0, d_model=32, n_heads=2, encoder_layers=1, decoder_
 def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> None:
     """Amplification alone (no label of a non-primitive question) learns σ^k at n=8 well above chance (1/8).
 
-    A few hundred steps are enough for the shortest powers (bit-length 2: k = 2, 3), which is where
-    the curriculum starts; the test checks them on fresh instances, and the full fixed test set.
+    ~600 steps are enough for the shortest powers (bit-length 2: k = 2, 3), where the curriculum
+    starts (answering "x" for every question already scores ~0.3 on the full distribution at n=8, so
+    the test checks the learned powers themselves on fresh instances).
     """
-    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=400, minutes=0, eval_every=100,
-                        test_contexts=32, stop_at_acc=0.0, lr=2e-3, warmup_steps=50)
+    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=650, minutes=0, eval_every=650,
+                        test_contexts=32, stop_at_acc=0.0)
     run = train(cfg)
     results = run.results
     assert results["gt_labels_used"] == 0
-    assert results["expert_calls"] == results["questions_trained"] == 400 * 32 * 16
-    assert results["test_acc"] >= 0.2, results["curve"]  # all bit-lengths 2..6; chance 0.125
+    assert results["expert_calls"] == results["questions_trained"] == 650 * 32 * 16
+    assert results["test_acc"] >= 0.3, results["curve"]  # all bit-lengths 2..6; chance 0.125
 
     task = make_task("permutation_powering")
     rng = np.random.default_rng(123)
@@ -47,7 +48,7 @@ def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> No
     with torch.no_grad():
         memory = run.model.eval().encode_facts(facts)
     answers = make_answer_fn(run.model, task, memory, facts, "cpu")(ctx, questions)
-    assert (answers == task.truth_batch(instances, ctx, questions)).mean() >= 0.5  # 4x chance
+    assert (answers == task.truth_batch(instances, ctx, questions)).mean() >= 0.6  # 5x chance
 
 
 @pytest.mark.parametrize("mode", ["amplify", "amplify-learned"])

@@ -105,3 +105,15 @@ def test_logconf_is_xent_at_step_zero_and_uses_buffer_threshold():
 def test_loss_registry_unknown_name_lists_losses():
     with pytest.raises(KeyError, match="unknown loss 'nope'; available: xent, logconf"):
         losses.LOSSES.get("nope")
+
+
+def test_bootstrap_gap_ci_flags_noise_gaps():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 500)
+    weak = np.where(rng.random(500) < 0.75, y, 1 - y).astype(float)
+    ceiling = weak.copy()
+    ceiling[:4] = y[:4]  # at most 4 more right answers of 500: a gap of noise
+    ci = metrics.paired_bootstrap_pgr([y], [weak], [weak], [ceiling], n_boot=200)
+    assert ci["gap_ci_low"] <= 0 < ci["gap_ci_high"] or ci["gap_ci_high"] <= 0.01
+    assert metrics.format_pgr(0.5, 0.1, 0.9, gap_low=ci["gap_ci_low"]).endswith("*")
+    assert metrics.format_pgr(0.5, 0.1, 0.9, gap_low=0.05) == "0.50 [0.10, 0.90]"

@@ -126,11 +126,13 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         seed_pgr = (f"{r['pgr_seed_mean']:.2f}±{r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})"
                     if r["pgr_seed_mean"] is not None else "undefined")
         lines.append([r["dataset"], r["weak"], r["strong"], r["loss"], acc(r, "weak_acc"), acc(r, "w2s_acc"),
-                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}", format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"]),
+                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}", format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                       seed_pgr, str(r["seeds"])])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
-    note = "PGR = (w2s - weak) / (ceiling - weak); 'undefined' when the ceiling is not above weak (not averaged)."
+    note = ("PGR = (w2s - weak) / (ceiling - weak), paired bootstrap 95% CI over test examples; mean±std over seeds.\n"
+            "'undefined': the ceiling is not above weak (not averaged). '*': the gap's 95% CI reaches 0, so the\n"
+            "PGR is a ratio of noise.")
     return "\n".join(out + ["", note])
 

@@ -72,7 +72,7 @@ def paired_bootstrap_pgr(
         [(np.asarray(p) > 0.5) == np.asarray(y).astype(bool) for p in (wp, sp, cp)]
         for y, wp, sp, cp in zip(labels, weak_probs, w2s_probs, ceiling_probs, strict=True)
     ]
-    values = np.empty(n_boot)
+    values, gaps = np.empty(n_boot), np.empty(n_boot)
     for b in range(n_boot):
         accs = np.zeros(3)
         for weak_c, w2s_c, ceil_c in correct:
@@ -80,13 +80,17 @@ def paired_bootstrap_pgr(
             accs += [weak_c[idx].mean(), w2s_c[idx].mean(), ceil_c[idx].mean()]
         accs /= len(correct)
         values[b] = pgr(accs[0], accs[1], accs[2])
+        gaps[b] = accs[2] - accs[0]
     defined = values[~np.isnan(values)]
     tail = (1 - level) / 2
     if defined.size < 0.5 * n_boot:  # gap is not reliably positive: an interval would mislead
         low = high = float("nan")
     else:
         low, high = (float(v) for v in np.quantile(defined, [tail, 1 - tail]))
-    return {"pgr_ci_low": low, "pgr_ci_high": high, "pgr_undefined_frac": float(1 - defined.size / n_boot)}
+    gap_low, gap_high = (float(v) for v in np.quantile(gaps, [tail, 1 - tail]))
+    return {"pgr_ci_low": low, "pgr_ci_high": high, "pgr_undefined_frac": float(1 - defined.size / n_boot),
+            # a gap whose CI reaches 0 makes any PGR a ratio of noise: the table flags it
+            "gap_ci_low": gap_low, "gap_ci_high": gap_high}
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -98,12 +102,16 @@ def mean_std(values: list[float]) -> tuple[float, float, int]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0, int(arr.size)
 
 
-def format_pgr(value: float | None, low: float | None = None, high: float | None = None) -> str:
+def format_pgr(value: float | None, low: float | None = None, high: float | None = None,
+               gap_low: float | None = None) -> str:
+    """``0.67 [0.59, 0.77]``; ``undefined`` without a gap; ``*`` when the gap's CI reaches zero."""
     if value is None or math.isnan(value):
         return "undefined"
     text = f"{value:.2f}"
     if low is not None and high is not None and not (math.isnan(low) or math.isnan(high)):
         text += f" [{low:.2f}, {high:.2f}]"
+    if gap_low is not None and gap_low <= 0:
+        text += " *"
     return text
 
 

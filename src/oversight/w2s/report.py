@@ -38,6 +38,13 @@ def _model_size(name: str) -> float:
     return float(params) if params else 1e3  # bow: no pretrained parameters, leftmost
 
 
+def _loss_order(loss: str) -> tuple[int, str]:
+    from oversight.w2s.losses import LOSSES
+
+    names = LOSSES.names()  # registration order: the naive baseline first
+    return (names.index(loss) if loss in names else len(names), loss)
+
+
 def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -49,7 +56,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         panels[(r["dataset"], r["mode"], r["head"])].append(r)
     paths = []
     for (dataset, mode, head), panel_rows in sorted(panels.items()):
-        losses = sorted({r["loss"] for r in panel_rows})
+        losses = sorted({r["loss"] for r in panel_rows}, key=_loss_order)
         fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 4.2), squeeze=False, sharey=True)
         for ax, loss in zip(axes[0], losses, strict=True):
             sub = [r for r in panel_rows if r["loss"] == loss]
@@ -74,7 +81,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.set_title(f"{dataset}: loss={loss} ({mode}, {head})")
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("test accuracy")
-        axes[0][-1].legend(fontsize=8, loc="lower right")
+        axes[0][0].legend(fontsize=8, loc="upper left")
         fig.tight_layout()
         path = out_dir / f"w2s_{dataset}_{mode}_{head}.png".replace(":", "_").replace("/", "_")
         fig.savefig(path, dpi=130)
@@ -85,7 +92,7 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
 def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     out = []
-    for loss in sorted({r["loss"] for r in rows}):
+    for loss in sorted({r["loss"] for r in rows}, key=_loss_order):
         out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
                    "<th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
                    "<th>PGR [95% CI]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
@@ -99,7 +106,7 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
             cells = [r["dataset"], f"{r['mode']}/{r['head']}", r["weak"], r["strong"],
                      f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
                      f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
-                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"]), seeds, agree, str(r["seeds"])]
+                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]), seeds, agree, str(r["seeds"])]
             out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -114,5 +121,6 @@ def section(store: ResultsStore, out_dir: Path) -> str:
     return ("<h2>Weak-to-strong generalization</h2>"
             "<p>PGR = (w2s − weak) / (ceiling − weak), with a paired bootstrap 95% CI over test examples "
             "(stratified by seed) and mean ± std over seeds. <em>undefined</em>: the ceiling is not above "
-            "the weak supervisor, so there is no gap to recover (such cells are not averaged).</p>"
+            "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
+            "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
             f"{imgs}\n{pgr_table_html(rows)}")
