@@ -186,16 +186,17 @@ class Task(ABC):
         """[m, question_len] questions from D (never primitive). level in 1..num_levels; None = full D."""
 
     def is_primitive(self, q: np.ndarray) -> bool:
-        return int(q[0]) in self.primitive_kinds
+        return bool(self.primitive_mask(q[None])[0])
 
     def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
         """Vectorised is_primitive over [m, question_len] -> bool [m]."""
         return np.isin(questions[:, 0], self.primitive_kinds)
 
-    @abstractmethod
     def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
         """The environment answers a primitive question by reading the facts (H reading the context)."""
+        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
 
+    @abstractmethod
     def answer_primitive_batch(
         self,
         instances: Sequence[Instance],
@@ -203,25 +204,17 @@ class Task(ABC):
         questions: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        return np.fromiter(
-            (self.answer_primitive(instances[c], q, rng) for c, q in zip(ctx_index, questions, strict=True)),
-            dtype=np.int64,
-            count=len(questions),
-        )
+        """answer_primitive() for questions[i] in instances[ctx_index[i]] -> int64 [m]."""
 
-    @abstractmethod
     def truth(self, inst: Instance, q: np.ndarray) -> int:
         """Ground-truth answer token (for evaluation and the supervised baseline; never used by H)."""
+        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
+    @abstractmethod
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray
     ) -> np.ndarray:
         """truth() for questions[i] in instances[ctx_index[i]] -> int64 [m]."""
-        return np.fromiter(
-            (self.truth(instances[c], q) for c, q in zip(ctx_index, questions, strict=True)),
-            dtype=np.int64,
-            count=len(questions),
-        )
 
     def correct_batch(
         self,

@@ -85,12 +85,6 @@ class PermutationPowering(Task):
         k = int_value(questions[:, 2])
         return (questions[:, 0] == POW) & (k >= 0) & (k <= 1)
 
-    def is_primitive(self, q: np.ndarray) -> bool:
-        return bool(self.primitive_mask(q[None])[0])
-
-    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
-
     def answer_primitive_batch(
         self,
         instances: Sequence[Instance],
@@ -109,9 +103,6 @@ class PermutationPowering(Task):
             y = np.where(k[rows] == 0, x, fs[x])
             out[rows] = np.where(known, name_token(y), DONT_KNOW)
         return out
-
-    def truth(self, inst: Instance, q: np.ndarray) -> int:
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray

@@ -158,9 +158,6 @@ class SequentialAssignments(Task):
             out[rows] = np.where(v >= 0, int_token(np.maximum(v, 0)), DONT_KNOW)
         return out
 
-    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
-
     def answer_primitive_batch(
         self,
         instances: Sequence[Instance],
@@ -175,9 +172,6 @@ class SequentialAssignments(Task):
             d = instances[c].data
             out[rows] = self._lookup(d.fact_arg1, d.fact_arg2, d.fact_table, None, questions[rows])
         return out
-
-    def truth(self, inst: Instance, q: np.ndarray) -> int:
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray

@@ -181,9 +181,6 @@ class ShortestPath(Task):
         pair = np.isin(kind, (DIST, NEXT, EDGE)) & is_name(t1) & is_name(t2)
         return pair | ((kind == NBR) & is_name(t1) & (t2 == PAD))
 
-    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
-
     def answer_primitive_batch(
         self,
         instances: Sequence[Instance],
@@ -204,9 +201,6 @@ class ShortestPath(Task):
             nbr = np.where(deg > 0, name_token(np.maximum(pick, 0)), NO)
             out[rows] = np.where(kind == EDGE, edge, nbr)
         return out
-
-    def truth(self, inst: Instance, q: np.ndarray) -> int:
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray

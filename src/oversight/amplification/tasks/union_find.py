@@ -180,9 +180,6 @@ class UnionFind(Task):
         single = np.isin(kind, SINGLE_KINDS) & is_name(t1) & (t2 == PAD)
         return single | ((kind == EDGE) & is_name(t1) & is_name(t2))
 
-    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
-
     def answer_primitive_batch(
         self,
         instances: Sequence[Instance],
@@ -206,9 +203,6 @@ class UnionFind(Task):
             ans = np.where(kind == EDGE, edge, np.where(kind == ROOT, root, nbr))
             out[rows] = np.where((kind == EDGE) | d.fact_known[x], ans, DONT_KNOW)
         return out
-
-    def truth(self, inst: Instance, q: np.ndarray) -> int:
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray

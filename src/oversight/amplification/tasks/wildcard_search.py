@@ -97,18 +97,12 @@ class WildcardSearch(Task):
     def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
         return (questions[:, 0] == SUM) & ~(questions[:, 1:] == WILD).any(1)
 
-    def is_primitive(self, q: np.ndarray) -> bool:
-        return bool(self.primitive_mask(q[None])[0])
-
     def _sums(self, fs: np.ndarray, questions: np.ndarray) -> np.ndarray:
         """fs: [m, 64] f per question's context -> answer tokens [m]."""
         p = questions[:, None, 1:]  # [m, 1, 6]
         match = ((p == WILD) | (p == STRINGS[None])).all(-1)  # [m, 64]
         s = np.clip((match * fs).sum(-1), -CLIP, CLIP)
         return np.where(self._well_formed(questions), int_token(s), DONT_KNOW)
-
-    def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
 
     def answer_primitive_batch(
         self,
@@ -120,9 +114,6 @@ class WildcardSearch(Task):
         fs = np.stack([instances[c].data.fact_f for c in ctx_index]) if len(ctx_index) else np.zeros((0, N_STRINGS), dtype=np.int64)
         out = self._sums(fs, questions)
         return np.where(self.primitive_mask(questions), out, DONT_KNOW)
-
-    def truth(self, inst: Instance, q: np.ndarray) -> int:
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray
