@@ -64,8 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             except ValueError:
                 raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: expected {conv.__name__}, got {text!r}") from None
 
+        if default is not None and "default" not in help_text:
+            help_text = f"{help_text} (default: {default})"
+        if choices:
+            help_text = f"{help_text}; one of: {', '.join(map(str, choices))}"
         parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default,
-                            choices=choices, help=f"{help_text} (default: {default})",
+                            choices=choices, help=help_text,
                             metavar=f.metadata.get("metavar", conv.__name__.upper()))
 
 

@@ -49,8 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     w2s = sub.add_parser("w2s", help="weak-to-strong generalization experiments")
     w2s_sub = w2s.add_subparsers(dest="w2s_command", required=True)
 
-    run = w2s_sub.add_parser("run", help="train weak, weak-to-strong and ceiling; print test metrics and PGR",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    run = w2s_sub.add_parser("run", help="train weak, weak-to-strong and ceiling; print test metrics and PGR")
     add_arguments(run, W2SConfig)
     _common(run)
     run.set_defaults(func=_cmd_run)
