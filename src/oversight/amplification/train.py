@@ -25,8 +25,10 @@ where the targets come from:
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
 
-Curriculum: stages (size, level): every question-difficulty level 1..num_levels at ``start_size``,
-then the full question distribution at sizes doubling up to ``size``. The stage advances when X's
+Curriculum: stages (size, level): question-difficulty levels 1..num_levels at ``start_size``, then
+again at each size doubling up to ``size`` (``--no-relevel-each-size``: only the full distribution at
+the larger sizes; amplification then collapsed on wildcard search when n went 8 -> 16, because the
+teacher's answers at the new size were wrong at every level at once). The stage advances when X's
 rolling accuracy against its own training targets (ground truth in ``supervised``, Amplify(X) in the
 amplify modes, so no label is needed) passes ``curriculum_threshold`` after at least
 ``min_stage_steps`` steps. Test accuracy is always measured on FIXED held-out test sets of fresh
@@ -85,7 +87,7 @@ class AmplifyConfig:
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
     curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy"})
     min_stage_steps: int = field(default=30, metadata={"help": "curriculum: least steps spent in a stage"})
-    relevel_each_size: bool = field(default=False, metadata={"help": "curriculum: restart question difficulty at level 1 at every size"})
+    relevel_each_size: bool = field(default=True, metadata={"help": "curriculum: restart question difficulty at level 1 at every new size (amplification needs it: level 1 rests on primitives only, so X re-grounds at the new size before its answers become targets)"})
     # batch and optimiser
     contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
     questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
