@@ -158,3 +158,22 @@ def test_sweep_then_report_writes_figure_and_tables(tiny, tmp_path, capsys):
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)
     for p in pngs:
         assert p.name in page
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_results_as_local(tiny, tmp_path, capsys, monkeypatch):
+    """The same sweep on a (local) Ray cluster: every run lands in the store, numbers unchanged."""
+    ray = pytest.importorskip("ray")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    args = ["w2s", "run", "--dataset", f"file:{tiny['data']}", "--weak", "bow", "--strong", f"hf:{tiny['bert']}",
+            "--seeds", "2", "--json", "--quiet"]
+    assert main(args + ["--store", str(tmp_path / "local.db")]) == 0
+    local = json.loads(capsys.readouterr().out)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        assert main(args + ["--store", str(tmp_path / "ray.db"), "--executor", "ray"]) == 0
+    finally:
+        ray.shutdown()
+    remote = json.loads(capsys.readouterr().out)
+    assert remote == local
+    assert len(ResultsStore(tmp_path / "ray.db").records(kind="w2s")) == 2
