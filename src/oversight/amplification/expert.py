@@ -279,6 +279,32 @@ class LearnedExpert(nn.Module):
                         answer=answer_lp[:, 0].argmax(1).cpu().numpy())
 
 
+def _decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subqs: np.ndarray,
+                   subans: np.ndarray, decision: int, device: str) -> Decision:
+    """``hprime.decide`` once per distinct (question, earlier rounds) state, copied to the duplicates.
+
+    H''s greedy decision is a function of what it has seen, and many questions of a batch share it
+    (before round 1 it has seen only the question: a few dozen distinct ones among hundreds).
+    ``subqs`` / ``subans`` hold only the rounds before ``decision``.
+    """
+    b = len(question)
+    state = np.concatenate([question, subqs.reshape(b, -1), subans.reshape(b, -1)], axis=1)
+    unique, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    if len(unique) == b:
+        rows = np.arange(b)
+    else:
+        rows = first
+    r, s, length = task.rounds, task.max_subquestions, task.question_len
+    full_subqs = np.full((len(rows), r, s, length), PAD, dtype=np.int64)
+    full_subans = np.full((len(rows), r, s), PAD, dtype=np.int64)
+    full_subqs[:, :decision], full_subans[:, :decision] = subqs[rows], subans[rows]
+    out = hprime.decide(task, question[rows], full_subqs, full_subans, decision, device)
+    if len(unique) == b:
+        return out
+    return Decision(action=out.action[inverse], subqs=out.subqs[inverse], answer=out.answer[inverse])
+
+
 def run_learned_expert(
     task: Task,
     hprime: LearnedExpert,
@@ -309,7 +335,7 @@ def run_learned_expert(
         rows = np.flatnonzero(running)
         if len(rows) == 0:
             break
-        decision = hprime.decide(task, questions[rows], subqs[rows], subans[rows], d, device)
+        decision = _decide_unique(hprime, task, questions[rows], subqs[rows, :d], subans[rows, :d], d, device)
         asked = decision.subqs[:, :, 0] != PAD  # [b, S]: a subquestion starts with its kind token
         answering = (decision.action == ANSWER_MARK) | (d == r)
         answers[rows[answering]] = decision.answer[answering]

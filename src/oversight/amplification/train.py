@@ -107,6 +107,7 @@ class AmplifyConfig:
     hprime_lr: float = field(default=1e-3, metadata={"help": "H': AdamW learning rate"})
     hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
     hprime_updates_per_step: int = field(default=1, metadata={"help": "H': updates per X step"})
+    hprime_sparse_updates: int = field(default=1, metadata={"help": "H': while its held-out loss is below hprime_ready_loss, update only every this many steps (an update costs about an X step; 1 = every step)"})
     hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H' held-out loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
     hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H' held-out loss is below this"})
     hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
@@ -251,14 +252,22 @@ def stack_facts(instances: Sequence[Instance], device: str) -> torch.Tensor:
 def make_answer_fn(model: FactSetLearner, task: Task, memory: torch.Tensor, facts: torch.Tensor,
                    device: str, bf16: bool = False) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
     """X (or its teacher) as an ``answer_fn`` for ``run_expert``: one batched no-grad pass per call,
-    reusing the fact encodings ``memory`` computed once for this batch of contexts."""
+    reusing the fact encodings ``memory`` computed once for this batch of contexts.
+
+    A (context, question) pair asked several times in one call is answered once (X's greedy answer
+    is a function of the pair): H often asks the same subquestion for several questions of a
+    context, and this halves the teacher's work on sequential assignments, shortest path and union find.
+    """
 
     def answer(ctx_index: np.ndarray, questions: np.ndarray) -> np.ndarray:
+        ctx_index = np.asarray(ctx_index, dtype=np.int64)
+        pairs, inverse = np.unique(np.column_stack([ctx_index, questions]), axis=0, return_inverse=True)
+        ctx_u, questions_u = np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1:])
         with torch.no_grad(), autocast(device, bf16):
             logp = model.answer_log_probs(
-                memory, facts, torch.from_numpy(np.asarray(ctx_index)).to(device),
-                torch.from_numpy(questions).to(device), torch.from_numpy(task.answer_mask(questions)).to(device))
-        return logp.argmax(1).cpu().numpy()
+                memory, facts, torch.from_numpy(ctx_u).to(device),
+                torch.from_numpy(questions_u).to(device), torch.from_numpy(task.answer_mask(questions_u)).to(device))
+        return logp.argmax(1).cpu().numpy()[inverse.reshape(-1)]
 
     return answer
 
@@ -403,8 +412,9 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     acct.expert_calls += n_calls
                     acct.primitive_answers += run.n_primitive
                     acct.teacher_answers += run.n_learner_questions
-                # 2b. H' learns from them
-                for _ in range(cfg.hprime_updates_per_step):
+                # 2b. H' learns from them (less often once it imitates H well: few new transcripts arrive)
+                sparse = hprime_loss <= cfg.hprime_ready_loss and hprime_steps % max(1, cfg.hprime_sparse_updates)
+                for _ in range(0 if sparse else cfg.hprime_updates_per_step):
                     batch = buffer.sample(cfg.hprime_batch)
                     if batch is None:
                         break
