@@ -36,11 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.which in ("w2s", "all"):
-        importlib.import_module("w2s_speed").main()
+        importlib.import_module("w2s_speed").main([])
     if args.which in ("demo", "all"):
         demo_wall_time()
     if args.which in ("amplify", "all"):
-        importlib.import_module("amplify").main()
+        importlib.import_module("amplify").main([])
 
 
 if __name__ == "__main__":
