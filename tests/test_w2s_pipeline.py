@@ -177,3 +177,19 @@ def test_ray_executor_gives_the_same_results_as_local(tiny, tmp_path, capsys, mo
     remote = json.loads(capsys.readouterr().out)
     assert remote == local
     assert len(ResultsStore(tmp_path / "ray.db").records(kind="w2s")) == 2
+
+
+def test_editing_a_local_dataset_invalidates_its_cached_runs(tiny, tmp_path, monkeypatch):
+    data = write_sentiment_jsonl(tmp_path / "d.jsonl", n=400)
+    store = ResultsStore(tmp_path / "o.db")
+    cfg = _cfg(tiny, dataset=f"file:{data}", mode="head", epochs=1)
+    calls: list[str] = []
+    real = pipeline._train_and_predict
+    monkeypatch.setattr(pipeline, "_train_and_predict", lambda *a, desc, **k: (calls.append(desc.split()[0]),
+                                                                                  real(*a, desc=desc, **k))[1])
+    run_experiment(cfg, store)
+    run_experiment(cfg, store)
+    assert calls == ["weak", "ceiling", "w2s"]
+    write_sentiment_jsonl(data, n=480, seed=1)  # the user edits the file
+    run_experiment(cfg, store)
+    assert calls == ["weak", "ceiling", "w2s"] * 2

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -143,10 +144,31 @@ def _labels(examples: list[Any]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.float32)
 
 
+def data_version(dataset: str) -> str:
+    """What identifies the data beyond its name: for a local file or directory (``file:``, local
+    ``hf:``) its size and modification time, so editing the file invalidates cached runs; for a
+    built-in, the data package's version."""
+    if dataset.startswith(("file:", "hf:")):
+        path = Path(dataset.split(":", 1)[1].split("?", 1)[0])
+        if not path.exists() and dataset.startswith("hf:"):
+            path = Path(str(path).split(":", 1)[0])  # hf:NAME:CONFIG
+        if path.exists():
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            return ";".join(f"{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        return ""
+    from oversight.w2s.datasets import DATASETS
+
+    return str(getattr(DATASETS.get(dataset), "source", ""))
+
+
+def experiment_key(cfg: W2SConfig) -> str:
+    return config_hash(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+
+
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     """Run (or fetch) the weak, ceiling and weak-to-strong runs of one seed; return its metrics."""
     cfg.validate()
-    pair_key = config_hash(cfg, kind="w2s")
+    pair_key = experiment_key(cfg)
     done = store.get(pair_key)
     if done is not None and all(artifacts_for(store).has(k) for k in done["results"]["run_keys"].values()):
         return done["results"]
@@ -161,7 +183,8 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     start = time.time()
 
     # Everything that determines a run and nothing else goes into its key.
-    data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples}
+    data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
+            "data_version": data_version(cfg.dataset)}
     weak_settings = _settings(cfg, weak_spec, "xent", device)
     weak_cfg = {**data, "model": cfg.weak, "role": "weak", **_hashable(weak_settings)}
     weak_key = config_hash(weak_cfg, kind="w2s_weak")
@@ -241,7 +264,7 @@ def _hashable(settings: TrainSettings) -> dict[str, Any]:
 def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) -> dict[str, Any]:
     """Mean ± std over seeds and a paired bootstrap CI of PGR for one (dataset, weak, strong, loss)."""
     artifacts = artifacts_for(store)
-    per_seed = [store.get(config_hash(c, kind="w2s")) for c in cfgs]
+    per_seed = [store.get(experiment_key(c)) for c in cfgs]
     rows = [r["results"] for r in per_seed if r is not None]
     if not rows:
         raise RuntimeError("no finished runs to aggregate")
@@ -257,7 +280,7 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
         if row is None:
             continue
         keys = row["results"]["run_keys"]
-        labels.append(artifacts.load_arrays(f"labels{config_hash(cfg, kind='w2s')}")["test"])
+        labels.append(artifacts.load_arrays(f"labels{experiment_key(cfg)}")["test"])
         weak_p.append(artifacts.load_arrays(keys["weak"])["test"])
         w2s_p.append(artifacts.load_arrays(keys["w2s"])["test"])
         ceil_p.append(artifacts.load_arrays(keys["ceiling"])["test"])
