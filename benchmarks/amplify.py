@@ -86,22 +86,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, default=15.0, help="training wall time per run")
     parser.add_argument("--small-minutes", type=float, default=5.0,
                         help="permutation powering at n=8 (amplify, supervised); 0 skips it")
+    parser.add_argument("--small-modes", default="amplify,supervised", help="modes of the n=8 permutation-powering runs")
     parser.add_argument("--store", default=DEFAULT_STORE)
+    parser.add_argument("--print-only", action="store_true",
+                        help="run nothing: print the table of the runs already in the store (for a sweep split over processes)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv if argv is not None else [])
     store = ResultsStore(args.store)
     configs = []
     if args.small_minutes and "permutation_powering" in args.tasks:
         configs += [make_config(AmplifyConfig, task="permutation_powering", mode=mode, size=8,
-                                minutes=args.small_minutes, threads=args.threads) for mode in ("amplify", "supervised")]
+                                minutes=args.small_minutes, threads=args.threads) for mode in args.small_modes.split(",")]
     configs += [make_config(AmplifyConfig, task=task, mode=mode, size=args.size, minutes=args.minutes, threads=args.threads)
                 for task in args.tasks.split(",") for mode in args.modes.split(",")]
     rows = []
     for i, cfg in enumerate(configs, 1):
-        log(f"[{i}/{len(configs)}] {cfg.task} {cfg.mode} n={cfg.size} ({cfg.minutes} min)")
-        run_and_store(cfg, store)
+        if not args.print_only:
+            log(f"[{i}/{len(configs)}] {cfg.task} {cfg.mode} n={cfg.size} ({cfg.minutes} min)")
+            run_and_store(cfg, store)
         record = store.get(config_hash(cfg, kind=KIND))
-        assert record is not None
+        if record is None:
+            log(f"  not in the store: {cfg.task} {cfg.mode} n={cfg.size}")
+            continue
         rows.append(record)
     print(table(rows))
     print()
