@@ -110,6 +110,20 @@ def config_hash(cfg: Any, kind: str, **extra: Any) -> str:
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]
 
 
+def split_list(value: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``: the comma lists of sweep flags."""
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags every experiment command shares: where results go and how they are printed."""
+    from oversight.store import DEFAULT_STORE
+
+    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of a table")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+
+
 def help_of(cls: type, name: str) -> str:
     """The documentation of one field (for tables and reports)."""
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]

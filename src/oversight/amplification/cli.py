@@ -41,7 +41,15 @@ from oversight.amplification.train import (
     stack_facts,
     train,
 )
-from oversight.config import add_arguments, config_hash, config_to_dict, from_args, make_config
+from oversight.config import (
+    add_arguments,
+    add_output_flags,
+    config_hash,
+    config_to_dict,
+    from_args,
+    make_config,
+    split_list,
+)
 from oversight.errors import ConfigError, OversightError
 from oversight.progress import log, set_quiet
 from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for
@@ -55,10 +63,6 @@ def _task_names() -> list[str]:
     import oversight.amplification.tasks  # noqa: F401  (registers the tasks)
 
     return TASKS.names()
-
-
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in str(value).split(",") if v.strip()]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -91,9 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
-    parser.add_argument("--json", action="store_true", help="print the final JSON object(s) on stdout")
-    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    add_output_flags(parser)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,10 +161,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.quiet:
         set_quiet(True)
-    tasks = _task_names() if args.tasks == "all" else _split(args.tasks)
+    tasks = _task_names() if args.tasks == "all" else split_list(args.tasks)
     for t in tasks:
         TASKS.get(t)
-    modes = _split(args.modes)
+    modes = split_list(args.modes)
     for mode in modes:
         if mode not in MODES:
             raise ConfigError("modes", f"{mode!r} is not one of {', '.join(MODES)}")

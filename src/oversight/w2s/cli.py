@@ -14,10 +14,10 @@ import json
 import sys
 from typing import Any
 
-from oversight.config import add_arguments, make_config
+from oversight.config import add_arguments, add_output_flags, make_config, split_list
 from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
-from oversight.store import DEFAULT_STORE, ResultsStore
+from oversight.store import ResultsStore
 from oversight.sweep import EXECUTORS, run_jobs
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.pipeline import W2SConfig, aggregate, run_experiment, seed_configs
@@ -32,15 +32,9 @@ PRESETS: dict[str, dict[str, Any]] = {
 LIST_FIELDS = ("dataset", "weak", "strong", "loss")
 
 
-def _split(value: str) -> list[str]:
-    return [v.strip() for v in str(value).split(",") if v.strip()]
-
-
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (seed, seed+1, ...; default 3)")
-    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object per cell on stdout instead of a table")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
+    add_output_flags(parser)
     parser.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
                         help="where runs execute: local (in this process) or ray (a Ray cluster; `pip install ray`)")
 
@@ -66,7 +60,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
     """Expand comma lists into the grid of cells; each cell is its list of per-seed configs."""
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
-    lists = [_split(getattr(args, name)) for name in LIST_FIELDS]
+    lists = [split_list(getattr(args, name)) for name in LIST_FIELDS]
     cells = []
     for dataset, weak, strong, loss in itertools.product(*lists):
         cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
@@ -83,16 +77,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for key, value in (PRESETS[args.preset] if args.preset else {}).items():
         if getattr(args, key) == parser.get_default(key):  # flags the user gave win over the preset
             setattr(args, key, value)
-    models = _split(args.models or "bow,minilm-l3,minilm-l6,mpnet-base")
+    models = split_list(args.models or "bow,minilm-l3,minilm-l6,mpnet-base")
     if len(models) < 2:
         raise ConfigError("models", "a sweep needs at least two models, weakest first")
     args.losses = args.losses or "xent,logconf"
     cells = []
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
-    for dataset in _split(args.dataset):
+    for dataset in split_list(args.dataset):
         for i, weak in enumerate(models):
             for strong in models[i + 1:]:
-                for loss in _split(args.losses):
+                for loss in split_list(args.losses):
                     cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
                     cells.append(seed_configs(cfg, args.seeds or 3))
     return _execute(cells, args)
