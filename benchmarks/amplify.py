@@ -18,9 +18,9 @@ import argparse
 import sys
 from typing import Any
 
-from oversight.amplification.cli import KIND, run_and_store
+from oversight.amplification.cli import run_and_store, run_key
 from oversight.amplification.train import MODES, AmplifyConfig
-from oversight.config import config_hash, make_config
+from oversight.config import make_config
 from oversight.progress import log
 from oversight.store import DEFAULT_STORE, ResultsStore
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.print_only:
             log(f"[{i}/{len(configs)}] {cfg.task} {cfg.mode} n={cfg.size} ({cfg.minutes} min)")
             run_and_store(cfg, store)
-        record = store.get(config_hash(cfg, kind=KIND))
+        record = store.get(run_key(cfg))
         if record is None:
             log(f"  not in the store: {cfg.task} {cfg.mode} n={cfg.size}")
             continue

@@ -101,9 +101,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 # run / sweep
 # ----------------------------------------------------------------------------------------------
+def run_key(cfg: AmplifyConfig) -> str:
+    """Results-store key of a run: every field that can change it.
+
+    H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
+    tuning H' does not orphan the stored supervised and amplify runs of a sweep.
+    """
+    fields = config_to_dict(cfg)
+    if cfg.mode != "amplify-learned":
+        fields = {k: v for k, v in fields.items() if not k.startswith("hprime_")}
+    if cfg.mode == "supervised":
+        fields.pop("teacher_ema")
+    return config_hash(fields, kind=KIND)
+
+
 def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:
     """Train ``cfg`` unless the store already holds it; store the results and the trained models."""
-    key = config_hash(cfg, kind=KIND)
+    key = run_key(cfg)
     existing = store.get(key)
     if existing is not None and not force:
         log(f"  already in the store ({key}); --force reruns")
