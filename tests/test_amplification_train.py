@@ -212,3 +212,39 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="amplify-learned") != key(mode="amplify-learned", hprime_lr=5e-4)
     assert key(mode="supervised") != key(mode="supervised", lr=5e-4)
     assert key(mode="supervised") != key(mode="amplify")
+
+
+def test_decision_cache_gives_the_same_targets_and_is_used() -> None:
+    from oversight.amplification.expert import DecisionCache
+
+    task = make_task("union_find")
+    rng = np.random.default_rng(3)
+    torch.manual_seed(0)
+    hprime = LearnedExpert(task, d_model=32, n_layers=1)
+    instances = [task.generate(8, rng) for _ in range(8)]
+    ctx = np.repeat(np.arange(8), 6)
+    questions = np.concatenate([task.sample_questions(inst, 6, rng) for inst in instances])
+    oracle = truth_answer_fn(task, instances)
+    cache = DecisionCache()
+    plain = run_learned_expert(task, hprime, instances, ctx, questions, oracle, np.random.default_rng(9))[0]
+    first = run_learned_expert(task, hprime, instances, ctx, questions, oracle, np.random.default_rng(9), cache=cache)[0]
+    assert cache.hits == 0 and cache.misses > 0
+    misses = cache.misses
+    again = run_learned_expert(task, hprime, instances, ctx, questions, oracle, np.random.default_rng(9), cache=cache)[0]
+    np.testing.assert_array_equal(plain, first)
+    np.testing.assert_array_equal(plain, again)
+    assert cache.misses == misses  # the second pass computed nothing
+    cache.clear()
+    assert not cache.table
+
+
+def test_rolling_loss_weights_by_transcripts_and_forgets_old_ones() -> None:
+    from oversight.amplification.expert import RollingLoss
+
+    rolling = RollingLoss(window=10)
+    assert rolling.value == float("inf")
+    rolling.add(1.0, 2)
+    rolling.add(0.0, 6)
+    assert rolling.value == pytest.approx(0.25)
+    rolling.add(0.5, 10)  # the window is now full with newer transcripts only
+    assert rolling.value == pytest.approx(0.5)

@@ -89,38 +89,47 @@ def encode_transcripts(task: Task, transcripts: Sequence[Transcript]) -> Transcr
 
 
 class TranscriptBuffer:
-    """A ring buffer of H transcripts; a fixed fraction of what arrives is held out for H's loss."""
+    """A ring buffer of H transcripts (the newest ``capacity`` ones) that H' trains on.
 
-    def __init__(self, capacity: int, holdout_fraction: float, rng: np.random.Generator) -> None:
-        self.capacity, self.holdout_fraction, self.rng = capacity, holdout_fraction, rng
-        self.train: TranscriptBatch | None = None
-        self.heldout: TranscriptBatch | None = None
+    Nothing is held out: H''s loss is measured on each batch of new transcripts as it arrives,
+    before H' trains on it (``hprime.loss`` on unseen data, "prequential" evaluation). A held-out
+    slice of the buffer would measure the distribution of long ago once H is called only every
+    hundred steps, and miss the curriculum moving on.
+    """
+
+    def __init__(self, capacity: int, rng: np.random.Generator) -> None:
+        self.capacity, self.rng = capacity, rng
+        self.data: TranscriptBatch | None = None
 
     def add(self, batch: TranscriptBatch) -> None:
-        held = self.rng.random(len(batch)) < self.holdout_fraction
-        self.train = self._append(self.train, batch.take(np.flatnonzero(~held)), self.capacity)
-        self.heldout = self._append(self.heldout, batch.take(np.flatnonzero(held)),
-                                    max(1, int(self.capacity * self.holdout_fraction)))
+        merged = batch if self.data is None else TranscriptBatch.concat([self.data, batch])
+        self.data = merged.take(np.arange(max(0, len(merged) - self.capacity), len(merged)))
 
-    @staticmethod
-    def _append(old: TranscriptBatch | None, new: TranscriptBatch, capacity: int) -> TranscriptBatch:
-        merged = new if old is None else TranscriptBatch.concat([old, new])
-        return merged.take(np.arange(max(0, len(merged) - capacity), len(merged)))
-
-    def sample(self, n: int, heldout: bool = False) -> TranscriptBatch | None:
-        data = self.heldout if heldout else self.train
-        if data is None or len(data) == 0:
+    def sample(self, n: int) -> TranscriptBatch | None:
+        if self.data is None or len(self.data) == 0:
             return None
-        return data.take(self.rng.integers(0, len(data), size=min(n, len(data))))
-
-    def recent_heldout(self, n: int) -> TranscriptBatch | None:
-        """The newest ``n`` held-out transcripts: H''s loss on the CURRENT question distribution."""
-        if self.heldout is None or len(self.heldout) == 0:
-            return None
-        return self.heldout.take(np.arange(max(0, len(self.heldout) - n), len(self.heldout)))
+        return self.data.take(self.rng.integers(0, len(self.data), size=min(n, len(self.data))))
 
     def __len__(self) -> int:
-        return (len(self.train) if self.train is not None else 0) + (len(self.heldout) if self.heldout is not None else 0)
+        return 0 if self.data is None else len(self.data)
+
+
+class RollingLoss:
+    """H''s loss on the newest ``window`` transcripts it had not trained on (inf before any)."""
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.batches: list[tuple[float, int]] = []  # (mean loss, transcripts), newest last
+
+    def add(self, loss: float, n: int) -> None:
+        self.batches.append((loss, n))
+        while sum(k for _, k in self.batches[1:]) >= self.window:
+            self.batches.pop(0)
+
+    @property
+    def value(self) -> float:
+        n = sum(k for _, k in self.batches)
+        return sum(loss * k for loss, k in self.batches) / n if n else math.inf
 
 
 @dataclass
@@ -176,9 +185,11 @@ class LearnedExpert(nn.Module):
         return torch.cat([first, rest], dim=1)
 
     def decision_logits(
-        self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor, decisions: Sequence[int]
+        self, question: torch.Tensor, subqs: torch.Tensor, subans: torch.Tensor, decisions: Sequence[int],
+        log: bool = True,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Log-probs of every output token of the given decisions: [B, len(decisions) * n_out, V].
+        """Log-probs of every output token of the given decisions: [B, len(decisions) * n_out, V]
+        (``log=False``: the probabilities, which have the same argmax and are cheaper).
 
         Also returns the item tokens. Rounds at or after a decision are unseen by it (and rounds after
         the last decision asked for are not even computed).
@@ -218,7 +229,7 @@ class LearnedExpert(nn.Module):
         probs = torch.softmax(torch.cat([self.vocab_head(out), pointer_logits], dim=2), dim=2)
         index = item_tokens[:, None, :].expand(-1, out.shape[1], -1)
         token_probs = probs[..., :VOCAB_SIZE].scatter_add(2, index, probs[..., VOCAB_SIZE:])
-        return torch.log(token_probs.clamp_min(1e-12)), items
+        return (torch.log(token_probs.clamp_min(1e-12)) if log else token_probs), items
 
     def _split_slots(self, logp: torch.Tensor, legal_answer: torch.Tensor | None) -> tuple[torch.Tensor, ...]:
         """[B, D*n_slot, V] -> action [B, D, V], subquestions [B, D, S, L, V], answer [B, D, V]."""
@@ -266,43 +277,75 @@ class LearnedExpert(nn.Module):
                      (batch.question, batch.subqs, batch.subans, batch.n_rounds, batch.answer))
 
     # ---- acting -----------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def decide(self, task: Task, question: np.ndarray, subqs: np.ndarray, subans: np.ndarray,
                decision: int, device: str = "cpu") -> Decision:
         """H''s greedy decision before round ``decision`` (0-based) given the earlier rounds."""
         q, sq, sa = (torch.from_numpy(a).to(device) for a in (question, subqs, subans))
         legal = torch.from_numpy(task.answer_mask(question)).to(device)
-        logp, _ = self.decision_logits(q, sq, sa, [decision])
-        action_lp, subq_lp, answer_lp = self._split_slots(logp, legal)
+        probs, _ = self.decision_logits(q, sq, sa, [decision], log=False)
+        action_lp, subq_lp, answer_lp = self._split_slots(probs, legal)  # masked entries -1e9: below any probability
         return Decision(action=action_lp[:, 0].argmax(1).cpu().numpy(),
                         subqs=subq_lp[:, 0].argmax(3).cpu().numpy(),
                         answer=answer_lp[:, 0].argmax(1).cpu().numpy())
 
 
+class DecisionCache:
+    """H''s greedy decisions by state, valid until H''s weights change (``clear()`` after each update).
+
+    A decision is a function of the question and the earlier rounds only (H' never sees the facts),
+    and the same states recur from step to step: every round-1 decision is one of the task's few
+    hundred questions. With H' updated every tenth step or less once it imitates H, most decisions
+    are looked up rather than computed.
+    """
+
+    def __init__(self) -> None:
+        self.table: dict[tuple[int, bytes], tuple[int, np.ndarray, int]] = {}
+        self.hits = self.misses = 0
+
+    def clear(self) -> None:
+        self.table.clear()
+
+
 def _decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subqs: np.ndarray,
-                   subans: np.ndarray, decision: int, device: str) -> Decision:
+                   subans: np.ndarray, decision: int, device: str, cache: DecisionCache | None = None) -> Decision:
     """``hprime.decide`` once per distinct (question, earlier rounds) state, copied to the duplicates.
 
     H''s greedy decision is a function of what it has seen, and many questions of a batch share it
     (before round 1 it has seen only the question: a few dozen distinct ones among hundreds).
-    ``subqs`` / ``subans`` hold only the rounds before ``decision``.
+    ``subqs`` / ``subans`` hold only the rounds before ``decision``. States in ``cache`` are not recomputed.
     """
     b = len(question)
-    state = np.concatenate([question, subqs.reshape(b, -1), subans.reshape(b, -1)], axis=1)
-    unique, first, inverse = np.unique(state, axis=0, return_index=True, return_inverse=True)
+    state = np.ascontiguousarray(np.concatenate([question, subqs.reshape(b, -1), subans.reshape(b, -1)], axis=1))
+    unique, inverse = np.unique(state, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
-    if len(unique) == b:
-        rows = np.arange(b)
-    else:
-        rows = first
-    r, s, length = task.rounds, task.max_subquestions, task.question_len
-    full_subqs = np.full((len(rows), r, s, length), PAD, dtype=np.int64)
-    full_subans = np.full((len(rows), r, s), PAD, dtype=np.int64)
-    full_subqs[:, :decision], full_subans[:, :decision] = subqs[rows], subans[rows]
-    out = hprime.decide(task, question[rows], full_subqs, full_subans, decision, device)
-    if len(unique) == b:
-        return out
-    return Decision(action=out.action[inverse], subqs=out.subqs[inverse], answer=out.answer[inverse])
+    keys = [(decision, row.tobytes()) for row in unique]
+    known = [cache.table.get(k) for k in keys] if cache is not None else [None] * len(keys)
+    todo = np.array([i for i, hit in enumerate(known) if hit is None], dtype=np.int64)
+    s, length = task.max_subquestions, task.question_len
+    action = np.empty(len(unique), dtype=np.int64)
+    answer = np.empty(len(unique), dtype=np.int64)
+    out_subqs = np.empty((len(unique), s, length), dtype=np.int64)
+    for i, hit in enumerate(known):
+        if hit is not None:
+            action[i], out_subqs[i], answer[i] = hit
+    if len(todo):
+        n_q = question.shape[1]
+        u_question = unique[todo, :n_q]
+        u_subqs = unique[todo, n_q: n_q + subqs[0].size].reshape(len(todo), *subqs.shape[1:])
+        u_subans = unique[todo, n_q + subqs[0].size:].reshape(len(todo), *subans.shape[1:])
+        full_subqs = np.full((len(todo), task.rounds, s, length), PAD, dtype=np.int64)
+        full_subans = np.full((len(todo), task.rounds, s), PAD, dtype=np.int64)
+        full_subqs[:, :decision], full_subans[:, :decision] = u_subqs, u_subans
+        fresh = hprime.decide(task, u_question, full_subqs, full_subans, decision, device)
+        action[todo], out_subqs[todo], answer[todo] = fresh.action, fresh.subqs, fresh.answer
+        if cache is not None:
+            for j, i in enumerate(todo):
+                cache.table[keys[i]] = (int(fresh.action[j]), fresh.subqs[j].copy(), int(fresh.answer[j]))
+    if cache is not None:
+        cache.hits += len(unique) - len(todo)
+        cache.misses += len(todo)
+    return Decision(action=action[inverse], subqs=out_subqs[inverse], answer=answer[inverse])
 
 
 def run_learned_expert(
@@ -315,13 +358,14 @@ def run_learned_expert(
     rng: np.random.Generator,
     device: str = "cpu",
     keep_transcripts: bool = False,
+    cache: DecisionCache | None = None,
 ) -> tuple[np.ndarray, list[Transcript], int, int]:
     """Amplify^{H'}(X): H' decomposes, the environment answers primitive subquestions, X the others.
 
     Lock-step like ``env.run_expert``: one H' pass and one ``answer_fn`` call per round. A decision to
     ask with no well-formed subquestion makes the answer DONT_KNOW. Returns (answers [m],
     transcripts (only with ``keep_transcripts``), number of primitive subquestions, number answered
-    by answer_fn).
+    by answer_fn). ``cache``: reuse H''s decisions of earlier calls (clear it whenever H' trains).
     """
     m, r, s, length = len(questions), task.rounds, task.max_subquestions, task.question_len
     ctx_index = np.asarray(ctx_index, dtype=np.int64)
@@ -335,7 +379,7 @@ def run_learned_expert(
         rows = np.flatnonzero(running)
         if len(rows) == 0:
             break
-        decision = _decide_unique(hprime, task, questions[rows], subqs[rows, :d], subans[rows, :d], d, device)
+        decision = _decide_unique(hprime, task, questions[rows], subqs[rows, :d], subans[rows, :d], d, device, cache)
         asked = decision.subqs[:, :, 0] != PAD  # [b, S]: a subquestion starts with its kind token
         answering = (decision.action == ANSWER_MARK) | (d == r)
         answers[rows[answering]] = decision.answer[answering]

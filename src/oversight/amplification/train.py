@@ -19,8 +19,9 @@ where the targets come from:
   expert call;
 - ``amplify-learned``: Amplify^{H'}(X): the learned expert H' (``expert.py``) decomposes instead of
   H. H runs only on a few questions per step to make H' training transcripts (under Amplify^H(X)),
-  and fewer as H' gets accurate: ``hprime_calls_per_step`` while H''s held-out loss is above 0.1,
-  a tenth of that below 0.1, a hundredth below 0.01.
+  and fewer as H' gets accurate: ``hprime_calls_per_step`` while H''s loss (on new transcripts,
+  scored before it trains on them) is above 0.1, a tenth of that below 0.1, a hundredth below 0.01.
+  H' trains on the same falling schedule, and its decisions are cached between its updates.
 
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
@@ -53,7 +54,9 @@ import torch.nn.functional as F
 
 from oversight.amplification.env import DONT_KNOW, Instance, Task, make_task, run_expert
 from oversight.amplification.expert import (
+    DecisionCache,
     LearnedExpert,
+    RollingLoss,
     TranscriptBuffer,
     encode_transcripts,
     run_learned_expert,
@@ -106,13 +109,12 @@ class AmplifyConfig:
     hprime_layers: int = field(default=2, metadata={"help": "H': Transformer layers"})
     hprime_lr: float = field(default=1e-3, metadata={"help": "H': AdamW learning rate"})
     hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
-    hprime_updates_per_step: int = field(default=1, metadata={"help": "H': updates per X step"})
-    hprime_sparse_updates: int = field(default=1, metadata={"help": "H': while its held-out loss is below hprime_ready_loss, update only every this many steps (an update costs about an X step; 1 = every step)"})
-    hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H' held-out loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
-    hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H' held-out loss is below this"})
+    hprime_updates_per_step: float = field(default=1.0, metadata={"help": "H': updates per X step while its loss > 0.1; like H's calls, x0.1 below 0.1 and x0.01 below 0.01 (it trains as fast as new transcripts arrive)"})
+    hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H''s loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
+    hprime_loss_window: int = field(default=128, metadata={"help": "H''s loss is its mean loss on the newest this many H transcripts, each scored before H' trained on it"})
+    hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H''s loss is below this"})
     hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
     hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
-    hprime_holdout: float = field(default=0.1, metadata={"help": "H': fraction of transcripts held out for its loss"})
     # evaluation
     eval_every: int = field(default=100, metadata={"help": "steps between test-set evaluations"})
     test_contexts: int = field(default=64, metadata={"help": "instances per test set (one test set per size)"})
@@ -316,11 +318,16 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
 
 
-def hprime_call_rate(cfg: AmplifyConfig, heldout_loss: float) -> float:
-    """H transcripts per X step: falls as H' gets accurate (held-out loss 0.1, 0.01)."""
-    if heldout_loss > 0.1:
-        return cfg.hprime_calls_per_step
-    return cfg.hprime_calls_per_step * (0.1 if heldout_loss > 0.01 else 0.01)
+def hprime_schedule(hprime_loss: float) -> float:
+    """The fraction of the full rate at which H is called and H' trained: 1, 0.1 below loss 0.1, 0.01 below 0.01."""
+    if hprime_loss > 0.1:
+        return 1.0
+    return 0.1 if hprime_loss > 0.01 else 0.01
+
+
+def hprime_call_rate(cfg: AmplifyConfig, hprime_loss: float) -> float:
+    """H transcripts per X step: falls as H' gets accurate."""
+    return cfg.hprime_calls_per_step * hprime_schedule(hprime_loss)
 
 
 def train(cfg: AmplifyConfig, task: Task | None = None,
@@ -340,11 +347,12 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     optimizer = make_optimizer(model, cfg.lr)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     hprime = hprime_optimizer = buffer = None
-    hprime_loss, expert_credit, hprime_steps, hprime_ready = math.inf, 0.0, 0, False
+    hprime_loss, expert_credit, update_credit, hprime_ready = math.inf, 0.0, 0.0, False
+    hprime_recent_loss, decisions = RollingLoss(cfg.hprime_loss_window), DecisionCache()
     if cfg.mode == "amplify-learned":
         hprime = build_hprime(cfg, task).to(device)
         hprime_optimizer = make_optimizer(hprime, cfg.hprime_lr)
-        buffer = TranscriptBuffer(cfg.hprime_buffer, cfg.hprime_holdout, np.random.default_rng([cfg.seed, 1]))
+        buffer = TranscriptBuffer(cfg.hprime_buffer, np.random.default_rng([cfg.seed, 1]))
 
     ground_truth = GroundTruthLedger(task, allow_non_primitive=not amplifying)
     acct = Accounting()
@@ -401,20 +409,26 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                 acct.teacher_answers += run.n_learner_questions
             else:
                 assert hprime is not None and buffer is not None and hprime_optimizer is not None
-                # 2a. H makes a few transcripts (one question per context), fewer as H' improves
+                # 2a. H makes a few transcripts (one question per context), fewer as H' improves;
+                #     H' is scored on them before it trains on them: its loss on the current distribution
                 expert_credit += hprime_call_rate(cfg, hprime_loss)
                 n_calls = min(int(expert_credit), cfg.contexts_per_step)
                 expert_credit -= n_calls
                 if n_calls:
                     rows = np.arange(n_calls) * m  # the first question of the first n_calls contexts
                     run = run_expert(task, instances, ctx_index[rows], questions[rows], teacher_answers, rng)
-                    buffer.add(encode_transcripts(task, run.transcripts))
+                    fresh = encode_transcripts(task, run.transcripts)
+                    with torch.no_grad():
+                        hprime_recent_loss.add(float(hprime.loss(fresh, task, device)[0]), n_calls)
+                    hprime_loss = hprime_recent_loss.value
+                    buffer.add(fresh)
                     acct.expert_calls += n_calls
                     acct.primitive_answers += run.n_primitive
                     acct.teacher_answers += run.n_learner_questions
-                # 2b. H' learns from them (less often once it imitates H well: few new transcripts arrive)
-                sparse = hprime_loss <= cfg.hprime_ready_loss and hprime_steps % max(1, cfg.hprime_sparse_updates)
-                for _ in range(0 if sparse else cfg.hprime_updates_per_step):
+                # 2b. H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
+                update_credit += cfg.hprime_updates_per_step * hprime_schedule(hprime_loss)
+                while update_credit >= 1:
+                    update_credit -= 1
                     batch = buffer.sample(cfg.hprime_batch)
                     if batch is None:
                         break
@@ -422,13 +436,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     hprime_optimizer.zero_grad(set_to_none=True)
                     loss_h.backward()
                     hprime_optimizer.step()
+                    decisions.clear()  # cached decisions were made by the old weights
                     acct.hprime_updates += 1
-                hprime_steps += 1
-                if hprime_steps % 10 == 0:
-                    heldout = buffer.recent_heldout(256)
-                    if heldout is not None:
-                        with torch.no_grad():
-                            hprime_loss = float(hprime.loss(heldout, task, device)[0])
                 if not hprime_ready:
                     # warm-up: X waits until H' imitates H (otherwise X learns H''s noise)
                     hprime_ready = (hprime_loss <= cfg.hprime_ready_loss
@@ -438,7 +447,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     continue
                 # 2c. H' (not H) decomposes every training question
                 targets, _, n_prim, n_teacher = run_learned_expert(
-                    task, hprime, instances, ctx_index, questions, teacher_answers, rng, device)
+                    task, hprime, instances, ctx_index, questions, teacher_answers, rng, device, cache=decisions)
                 acct.primitive_answers += n_prim
                 acct.teacher_answers += n_teacher
 
@@ -491,7 +500,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
         "hprime_warmup_steps": acct.hprime_warmup_steps, "dont_know_targets": acct.dont_know_targets,
-        "hprime_heldout_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
+        "hprime_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
+        "hprime_cached_decisions": round(decisions.hits / max(1, decisions.hits + decisions.misses), 4),
         "final_stage": {"size": curriculum.size, "level": curriculum.level, "final": curriculum.final},
         "curriculum": curriculum.history,
         "reached": reached(curve, largest),
