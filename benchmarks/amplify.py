@@ -19,6 +19,7 @@ import sys
 from typing import Any
 
 from oversight.amplification.cli import run_and_store, run_key
+from oversight.amplification.report import time_ratio_at_common_accuracy
 from oversight.amplification.train import MODES, AmplifyConfig
 from oversight.config import make_config
 from oversight.progress import log
@@ -63,6 +64,9 @@ def target_checks(rows: list[dict[str, Any]]) -> list[str]:
             sup_hit = _reach(sup, "0.95") if sup else None
             if hit and sup_hit:
                 line += f"; {hit['seconds'] / max(sup_hit['seconds'], 1e-9):.2f}x supervised's time to 95%"
+            common = time_ratio_at_common_accuracy(amp, sup, 16) if sup else None
+            if common is not None:
+                line += f"; {common[1]:.2f}x supervised's time to {common[0]:.3f} (the best accuracy both reached)"
             out.append(line)
         if learned is not None and sup is not None:
             hit = _reach(learned, "0.95")

@@ -248,3 +248,21 @@ def test_rolling_loss_weights_by_transcripts_and_forgets_old_ones() -> None:
     assert rolling.value == pytest.approx(0.25)
     rolling.add(0.5, 10)  # the window is now full with newer transcripts only
     assert rolling.value == pytest.approx(0.5)
+
+
+def test_time_ratio_is_taken_at_the_best_accuracy_both_runs_reached() -> None:
+    from oversight.amplification.report import seconds_to, time_ratio_at_common_accuracy
+
+    def run(points: list[tuple[float, float]]) -> dict[str, object]:
+        return {"curve": [{"seconds": t, "acc": {"16": a}} for t, a in points]}
+
+    supervised = run([(0, 0.1), (10, 0.6), (20, 0.9), (30, 0.99)])
+    amplify = run([(0, 0.1), (15, 0.5), (40, 0.8), (60, 0.92)])
+    assert seconds_to(supervised["curve"], 16, 0.9) == 20.0  # type: ignore[arg-type]
+    assert seconds_to(supervised["curve"], 8, 0.1) is None  # type: ignore[arg-type]
+    acc, ratio = time_ratio_at_common_accuracy(amplify, supervised, 16)  # type: ignore[misc]
+    assert acc == 0.92 and ratio == pytest.approx(60 / 30)
+    # the baseline is the weaker one: the common accuracy is its best
+    acc, ratio = time_ratio_at_common_accuracy(supervised, run([(0, 0.2), (5, 0.6)]), 16)  # type: ignore[misc]
+    assert acc == 0.6 and ratio == pytest.approx(10 / 5)
+    assert time_ratio_at_common_accuracy(run([]), supervised, 16) is None

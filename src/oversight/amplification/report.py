@@ -5,7 +5,8 @@
 
 Figure: one panel per task, test accuracy at the largest trained size (fixed held-out test set)
 against training steps, and a second figure against wall time, for supervised / amplify /
-amplify-learned. Table: steps and seconds to reach 95% and 99%, expert calls, ground-truth labels,
+amplify-learned. Table: steps and seconds to reach 95% and 99%, the time each amplify mode took
+(relative to supervised) to the best accuracy both reached, expert calls, ground-truth labels,
 and amplify-learned's expert calls as a fraction of the labels the supervised run consumed.
 """
 
@@ -78,15 +79,40 @@ def _fmt_reach(hit: dict[str, Any] | None, key: str) -> str:
     return f"{hit[key]:.0f}" if key == "seconds" else str(hit[key])
 
 
+def seconds_to(curve: list[dict[str, Any]], size: int, accuracy: float) -> float | None:
+    """Training seconds at the first evaluation where test accuracy at ``size`` reached ``accuracy``."""
+    hit = next((p for p in curve if p["acc"].get(str(size), 0.0) >= accuracy), None)
+    return None if hit is None else float(hit["seconds"])
+
+
+def time_ratio_at_common_accuracy(run: dict[str, Any], baseline: dict[str, Any], size: int) -> tuple[float, float] | None:
+    """(accuracy, ratio): the best test accuracy BOTH runs reached, and run's time to it over baseline's.
+
+    The issue's "wall time no more than 1.5x supervised" is asked at 95%; where a run never gets
+    there this still says how much slower it was to the accuracy both did reach.
+    """
+    def best(res: dict[str, Any]) -> float:
+        return max((p["acc"].get(str(size), 0.0) for p in res.get("curve") or []), default=0.0)
+
+    common = min(best(run), best(baseline))
+    t_run, t_base = seconds_to(run.get("curve") or [], size, common), seconds_to(baseline.get("curve") or [], size, common)
+    if common <= 0 or t_run is None or t_base is None:
+        return None
+    return common, t_run / max(t_base, 1e-9)
+
+
 def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per run with the table's numbers (also used by the benchmark)."""
-    supervised_labels = {(r["config"]["task"], r["config"]["size"], r["config"]["seed"]): r["results"]["gt_labels_used"]
-                         for r in records if r["config"]["mode"] == "supervised"}
+    supervised = {(r["config"]["task"], r["config"]["size"], r["config"]["seed"]): r["results"]
+                  for r in records if r["config"]["mode"] == "supervised"}
     rows = []
     for r in records:
         c, res = r["config"], r["results"]
         reach = res.get("reached") or {}
-        sup = supervised_labels.get((c["task"], c["size"], c["seed"]))
+        sup_run = supervised.get((c["task"], c["size"], c["seed"]))
+        sup = sup_run["gt_labels_used"] if sup_run else None
+        ratio = (time_ratio_at_common_accuracy(res, sup_run, c["size"])
+                 if sup_run is not None and c["mode"] != "supervised" else None)
         rows.append({
             "task": c["task"], "mode": c["mode"], "size": c["size"], "seed": c["seed"],
             "test_acc": res["test_acc"], "acc_by_size": res.get("test_acc_by_size", {}),
@@ -96,6 +122,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "expert_calls": res["expert_calls"], "gt_labels_used": res["gt_labels_used"],
             "calls_vs_supervised_labels": (f"{res['expert_calls'] / sup:.2%}" if sup and c["mode"] == "amplify-learned"
                                            else "-"),
+            "time_vs_supervised": "-" if ratio is None else f"{ratio[1]:.2f}x to {ratio[0]:.3f}",
             "final_stage": res.get("final_stage", {}),
         })
     return sorted(rows, key=lambda x: (x["task"], x["size"], list(MODE_STYLE).index(x["mode"])
@@ -116,15 +143,15 @@ def section(source: Any, out_dir: Path) -> str:
     _figure(by_task, "seconds", "training wall time (s)", out_dir / "amplify_acc_vs_seconds.png")
 
     head = ["task", "mode", "n", "seed", "test acc (n)", "acc by size", "steps", "seconds", "steps to 95%",
-            "s to 95%", "steps to 99%", "s to 99%", "expert calls", "GT labels", "calls / supervised labels",
-            "curriculum reached"]
+            "s to 95%", "steps to 99%", "s to 99%", "time vs supervised (to the accuracy both reached)",
+            "expert calls", "GT labels", "calls / supervised labels", "curriculum reached"]
     body = []
     for row in cost_rows(records):
         stage = row["final_stage"]
         cells = [row["task"], row["mode"], row["size"], row["seed"], f"{row['test_acc']:.3f}",
                  " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()), row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
-                 f"{row['expert_calls']:,}", f"{row['gt_labels_used']:,}", row["calls_vs_supervised_labels"],
+                 row["time_vs_supervised"], f"{row['expert_calls']:,}", f"{row['gt_labels_used']:,}", row["calls_vs_supervised_labels"],
                  f"n={stage.get('size')} L{stage.get('level')}" + ("" if stage.get("final") else " (not done)")]
         body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
     table = ("<table><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"
