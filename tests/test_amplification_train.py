@@ -266,3 +266,13 @@ def test_time_ratio_is_taken_at_the_best_accuracy_both_runs_reached() -> None:
     acc, ratio = time_ratio_at_common_accuracy(supervised, run([(0, 0.2), (5, 0.6)]), 16)  # type: ignore[misc]
     assert acc == 0.6 and ratio == pytest.approx(10 / 5)
     assert time_ratio_at_common_accuracy(run([]), supervised, 16) is None
+
+
+def test_expert_calls_and_hprime_updates_fall_as_hprime_gets_accurate() -> None:
+    from oversight.amplification.train import hprime_call_rate, hprime_schedule
+
+    cfg = AmplifyConfig(hprime_calls_per_step=8.0)
+    assert [hprime_schedule(loss) for loss in (float("inf"), 0.5, 0.05, 0.005)] == [1.0, 1.0, 0.1, 0.01]
+    assert hprime_call_rate(cfg, 0.5) == 8.0
+    assert hprime_call_rate(cfg, 0.05) == pytest.approx(0.8)
+    assert hprime_call_rate(cfg, 0.001) == pytest.approx(0.08)
