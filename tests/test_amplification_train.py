@@ -276,3 +276,19 @@ def test_expert_calls_and_hprime_updates_fall_as_hprime_gets_accurate() -> None:
     assert hprime_call_rate(cfg, 0.5) == 8.0
     assert hprime_call_rate(cfg, 0.05) == pytest.approx(0.8)
     assert hprime_call_rate(cfg, 0.001) == pytest.approx(0.08)
+
+
+def test_amplify_learned_rewarms_hprime_at_every_curriculum_stage() -> None:
+    """X pauses at each new stage until fresh transcripts show H' imitates H on its questions."""
+    tiny = dict(task="permutation_powering", mode="amplify-learned", size=8, steps=40, minutes=0, d_model=32,
+                n_heads=2, contexts_per_step=8, questions_per_context=4, test_contexts=4, eval_every=20,
+                curriculum_threshold=0.0, min_stage_steps=5, curriculum_window=2, hprime_d_model=32,
+                hprime_layers=1, hprime_ready_loss=100.0, hprime_calls_per_step=8.0)
+    rewarm = train(AmplifyConfig(**tiny)).results  # type: ignore[arg-type]
+    once = train(AmplifyConfig(**tiny, hprime_rewarm_each_stage=False)).results  # type: ignore[arg-type]
+    advances = len(rewarm["curriculum"])
+    assert advances >= 3
+    # 64 fresh transcripts at <= 8 per step: >= 8 warm-up steps per stage, only at the start without re-warming
+    assert rewarm["hprime_warmup_steps"] >= 8 * (1 + advances)
+    assert 8 <= once["hprime_warmup_steps"] < 8 * (1 + advances)
+    assert rewarm["gt_labels_used"] == 0

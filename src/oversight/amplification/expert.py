@@ -127,8 +127,13 @@ class RollingLoss:
             self.batches.pop(0)
 
     @property
+    def count(self) -> int:
+        """Transcripts the loss is taken over."""
+        return sum(k for _, k in self.batches)
+
+    @property
     def value(self) -> float:
-        n = sum(k for _, k in self.batches)
+        n = self.count
         return sum(loss * k for loss, k in self.batches) / n if n else math.inf
 
 

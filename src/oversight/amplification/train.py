@@ -114,6 +114,7 @@ class AmplifyConfig:
     hprime_loss_window: int = field(default=128, metadata={"help": "H''s loss is its mean loss on the newest this many H transcripts, each scored before H' trained on it"})
     hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H''s loss is below this"})
     hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
+    hprime_rewarm_each_stage: bool = field(default=True, metadata={"help": "H': at every curriculum stage, measure H''s loss afresh and pause X until H' imitates H on the new questions (without it H' extrapolated to unseen levels, X agreed with its wrong decompositions, and the curriculum raced ahead: permutation powering stuck at 0.40)"})
     hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
     # evaluation
     eval_every: int = field(default=100, metadata={"help": "steps between test-set evaluations"})
@@ -348,7 +349,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
     hprime = hprime_optimizer = buffer = None
     hprime_loss, expert_credit, update_credit, hprime_ready = math.inf, 0.0, 0.0, False
-    hprime_recent_loss, decisions = RollingLoss(cfg.hprime_loss_window), DecisionCache()
+    hprime_recent_loss, decisions, warmup_in_stage = RollingLoss(cfg.hprime_loss_window), DecisionCache(), 0
     if cfg.mode == "amplify-learned":
         hprime = build_hprime(cfg, task).to(device)
         hprime_optimizer = make_optimizer(hprime, cfg.hprime_lr)
@@ -439,9 +440,12 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     decisions.clear()  # cached decisions were made by the old weights
                     acct.hprime_updates += 1
                 if not hprime_ready:
-                    # warm-up: X waits until H' imitates H (otherwise X learns H''s noise)
-                    hprime_ready = (hprime_loss <= cfg.hprime_ready_loss
-                                    or acct.hprime_warmup_steps >= cfg.hprime_max_warmup_steps)
+                    # warm-up: X waits until H' imitates H on this stage's questions (otherwise X
+                    # learns H''s noise); enough fresh transcripts must have scored it
+                    hprime_ready = ((hprime_loss <= cfg.hprime_ready_loss
+                                     and hprime_recent_loss.count >= min(64, cfg.hprime_loss_window))
+                                    or warmup_in_stage >= cfg.hprime_max_warmup_steps)
+                    warmup_in_stage += 1
                     acct.seconds += time.perf_counter() - step_start
                     acct.hprime_warmup_steps += 1
                     continue
@@ -477,6 +481,11 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         acct.seconds += time.perf_counter() - step_start
         if curriculum.update(train_accuracy, acct.steps):
             log(f"  step {acct.steps:6d}  curriculum -> size {curriculum.size}, level {curriculum.level}")
+            if hprime is not None and cfg.hprime_rewarm_each_stage:
+                # new questions: H''s loss so far says nothing about them; H is called at the full
+                # rate again and X waits until the fresh transcripts show H' imitates H
+                hprime_recent_loss, hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
+                hprime_ready, warmup_in_stage = False, 0
 
         if acct.steps % cfg.eval_every == 0:
             point = record_eval()
