@@ -112,7 +112,7 @@ class AmplifyConfig:
     hprime_updates_per_step: float = field(default=1.0, metadata={"help": "H': updates per X step while its loss > 0.1; like H's calls, x0.1 below 0.1 and x0.01 below 0.01 (it trains as fast as new transcripts arrive)"})
     hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H''s loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
     hprime_loss_window: int = field(default=128, metadata={"help": "H''s loss is its mean loss on the newest this many H transcripts, each scored before H' trained on it"})
-    hprime_ready_loss: float = field(default=0.1, metadata={"help": "H': X starts training once H''s loss is below this"})
+    hprime_ready_loss: float = field(default=0.02, metadata={"help": "H': X trains (at the start and, with hprime_rewarm_each_stage, at each stage) once H''s loss is below this; at 0.1 X resumed on a half-trained H' and the curriculum passed permutation-powering levels on its errors"})
     hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
     hprime_rewarm_each_stage: bool = field(default=True, metadata={"help": "H': at every curriculum stage, measure H''s loss afresh and pause X until H' imitates H on the new questions (without it H' extrapolated to unseen levels, X agreed with its wrong decompositions, and the curriculum raced ahead: permutation powering stuck at 0.40)"})
     hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
@@ -412,7 +412,9 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                 assert hprime is not None and buffer is not None and hprime_optimizer is not None
                 # 2a. H makes a few transcripts (one question per context), fewer as H' improves;
                 #     H' is scored on them before it trains on them: its loss on the current distribution
-                expert_credit += hprime_call_rate(cfg, hprime_loss)
+                # while X waits for H', both run at the full rate: H' should catch up as fast as it can
+                schedule_factor = hprime_schedule(hprime_loss) if hprime_ready else 1.0
+                expert_credit += hprime_call_rate(cfg, hprime_loss) if hprime_ready else cfg.hprime_calls_per_step
                 n_calls = min(int(expert_credit), cfg.contexts_per_step)
                 expert_credit -= n_calls
                 if n_calls:
@@ -427,7 +429,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     acct.primitive_answers += run.n_primitive
                     acct.teacher_answers += run.n_learner_questions
                 # 2b. H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
-                update_credit += cfg.hprime_updates_per_step * hprime_schedule(hprime_loss)
+                update_credit += cfg.hprime_updates_per_step * schedule_factor
                 while update_credit >= 1:
                     update_credit -= 1
                     batch = buffer.sample(cfg.hprime_batch)
