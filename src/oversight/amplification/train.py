@@ -21,7 +21,9 @@ where the targets come from:
   H. H runs only on a few questions per step to make H' training transcripts (under Amplify^H(X)),
   and fewer as H' gets accurate: ``hprime_calls_per_step`` while H''s loss (on new transcripts,
   scored before it trains on them) is above 0.1, a tenth of that below 0.1, a hundredth below 0.01.
-  H' trains on the same falling schedule, and its decisions are cached between its updates.
+  H' trains on the same falling schedule, and its decisions are cached between its updates. At the
+  start and at every curriculum stage X waits (H and H' at the full rate) until H''s loss on the
+  new questions is below ``hprime_ready_loss``.
 
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
@@ -411,10 +413,10 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
             else:
                 assert hprime is not None and buffer is not None and hprime_optimizer is not None
                 # 2a. H makes a few transcripts (one question per context), fewer as H' improves;
-                #     H' is scored on them before it trains on them: its loss on the current distribution
-                # while X waits for H', both run at the full rate: H' should catch up as fast as it can
-                schedule_factor = hprime_schedule(hprime_loss) if hprime_ready else 1.0
-                expert_credit += hprime_call_rate(cfg, hprime_loss) if hprime_ready else cfg.hprime_calls_per_step
+                #     H' is scored on them before it trains on them: its loss on the current distribution.
+                #     While X waits for H', both run at the full rate: H' should catch up as fast as it can
+                pace_loss = hprime_loss if hprime_ready else math.inf
+                expert_credit += hprime_call_rate(cfg, pace_loss)
                 n_calls = min(int(expert_credit), cfg.contexts_per_step)
                 expert_credit -= n_calls
                 if n_calls:
@@ -429,7 +431,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     acct.primitive_answers += run.n_primitive
                     acct.teacher_answers += run.n_learner_questions
                 # 2b. H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
-                update_credit += cfg.hprime_updates_per_step * schedule_factor
+                update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
                 while update_credit >= 1:
                     update_credit -= 1
                     batch = buffer.sample(cfg.hprime_batch)
