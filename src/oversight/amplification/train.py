@@ -135,9 +135,13 @@ class AmplifyConfig:
         if self.d_model % self.n_heads or self.hprime_d_model % 4:
             raise ConfigError("d_model", "d_model must be divisible by n_heads, hprime_d_model by 4")
         for name in ("contexts_per_step", "questions_per_context", "eval_every", "test_contexts",
-                     "test_questions", "curriculum_window", "hprime_batch"):
+                     "test_questions", "curriculum_window", "hprime_batch", "hprime_loss_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be >= 1")
+        if self.hprime_calls_per_step <= 0:
+            raise ConfigError("hprime_calls_per_step", "must be > 0 (H' learns only from H's transcripts)")
+        if self.hprime_updates_per_step < 0:
+            raise ConfigError("hprime_updates_per_step", "must be >= 0")
         if not 0 <= self.teacher_ema < 1:
             raise ConfigError("teacher_ema", "must be in [0, 1)")
 
