@@ -132,11 +132,18 @@ class ShortestPath(Task):
         src, dst = names[chosen // n], names[chosen % n]
         adj = np.zeros((N_NAMES, N_NAMES), dtype=bool)
         adj[src, dst] = True
-        dist = bfs_distances(adj, MAX_DIST)
+        # distances and next hops on the n x n subgraph of names in use (64^3 work per instance
+        # otherwise: it was half of a supervised step), then scattered into 64 x 64 tables
+        sub_adj = adj[np.ix_(names, names)]
+        sub_dist = bfs_distances(sub_adj, MAX_DIST)
         # canonical next hop: the smallest out-neighbour c of a with dist(c, b) = dist(a, b) - 1
-        good = adj[:, :, None] & (dist[None, :, :] == dist[:, None, :] - 1) & (dist[:, None, :] >= 1)
-        has = good.any(1)
-        nxt = np.where(has, good.argmax(1), -1)  # [a, b]
+        good = sub_adj[:, :, None] & (sub_dist[None, :, :] == sub_dist[:, None, :] - 1) & (sub_dist[:, None, :] >= 1)
+        sub_next = np.where(good.any(1), names[good.argmax(1)], -1)  # [a, b] name index
+        dist = np.full((N_NAMES, N_NAMES), -1, dtype=np.int64)
+        nxt = np.full((N_NAMES, N_NAMES), -1, dtype=np.int64)
+        np.fill_diagonal(dist, 0)
+        dist[np.ix_(names, names)] = sub_dist
+        nxt[np.ix_(names, names)] = sub_next
         table = np.full((4, N_NAMES, N_NAMES), DONT_KNOW, dtype=np.int64)
         table[0] = np.where(dist >= 0, INT_OF_DIST[np.maximum(dist, 0)], INF)
         table[1] = np.where(nxt >= 0, name_token(np.maximum(nxt, 0)), INF)
