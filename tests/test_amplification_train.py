@@ -16,6 +16,7 @@ from oversight.amplification.expert import LearnedExpert, encode_transcripts, ru
 from oversight.amplification.learner import FactSetLearner
 from oversight.amplification.train import AmplifyConfig, GroundTruthLedger, make_answer_fn, stack_facts, train
 from oversight.cli import main as cli_main
+from oversight.errors import ConfigError
 from oversight.store import ResultsStore
 
 TINY = dict(size=8, minutes=0, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, contexts_per_step=4,
@@ -212,6 +213,24 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="amplify-learned") != key(mode="amplify-learned", hprime_lr=5e-4)
     assert key(mode="supervised") != key(mode="supervised", lr=5e-4)
     assert key(mode="supervised") != key(mode="amplify")
+    # a field added later is left out at its neutral value (stored runs keep their keys), not otherwise
+    assert key(mode="amplify", lr_decay_steps=2000) != key(mode="amplify")
+    from oversight.amplification.cli import KIND
+    from oversight.config import config_hash, config_to_dict
+    without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify")).items()
+               if k != "lr_decay_steps" and not k.startswith("hprime_")}
+    assert key(mode="amplify") == config_hash(without, kind=KIND)
+
+
+def test_learning_rate_warms_up_then_stays_or_falls_as_inverse_sqrt() -> None:
+    from oversight.amplification.train import learning_rate_factor
+
+    assert learning_rate_factor(0, 100) == pytest.approx(0.01)
+    assert learning_rate_factor(99, 100) == learning_rate_factor(50_000, 100) == 1.0
+    assert learning_rate_factor(2000, 100, decay_steps=2000) == 1.0
+    assert learning_rate_factor(8000, 100, decay_steps=2000) == pytest.approx(0.5)
+    with pytest.raises(ConfigError, match="lr_decay_steps"):
+        AmplifyConfig(lr_decay_steps=-1).validate()
 
 
 def test_decision_cache_gives_the_same_targets_and_is_used() -> None:

@@ -101,6 +101,11 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 # run / sweep
 # ----------------------------------------------------------------------------------------------
+# Fields added after runs were stored, left out of the key while at the value that changes nothing,
+# so the stored runs keep their keys (and are not re-run by a resumed sweep).
+KEY_NEUTRAL: dict[str, Any] = {"lr_decay_steps": 0}
+
+
 def run_key(cfg: AmplifyConfig) -> str:
     """Results-store key of a run: every field that can change it.
 
@@ -108,6 +113,9 @@ def run_key(cfg: AmplifyConfig) -> str:
     tuning H' does not orphan the stored supervised and amplify runs of a sweep.
     """
     fields = config_to_dict(cfg)
+    for name, neutral in KEY_NEUTRAL.items():
+        if fields.get(name) == neutral:
+            fields.pop(name)
     if cfg.mode != "amplify-learned":
         fields = {k: v for k, v in fields.items() if not k.startswith("hprime_")}
     if cfg.mode == "supervised":

@@ -98,6 +98,7 @@ class AmplifyConfig:
     questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of X"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
+    lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible"})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
     teacher_ema: float = field(default=0.5, metadata={"help": "decay of the teacher's EMA of X (0 = the current X)"})
     bf16: bool = field(default=False, metadata={"help": "bf16 autocast (not faster for this small model on CPU)"})
@@ -138,6 +139,8 @@ class AmplifyConfig:
                      "test_questions", "curriculum_window", "hprime_batch", "hprime_loss_window"):
             if getattr(self, name) < 1:
                 raise ConfigError(name, "must be >= 1")
+        if self.lr_decay_steps < 0:
+            raise ConfigError("lr_decay_steps", "must be >= 0 (0 = constant learning rate)")
         if self.hprime_calls_per_step <= 0:
             raise ConfigError("hprime_calls_per_step", "must be > 0 (H' learns only from H's transcripts)")
         if self.hprime_updates_per_step < 0:
@@ -325,6 +328,15 @@ def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
         return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
 
 
+def learning_rate_factor(step: int, warmup_steps: int, decay_steps: int = 0) -> float:
+    """X's learning rate at ``step`` (0-based) as a fraction of ``lr``: a linear warm-up, then constant,
+    or with ``decay_steps`` > 0 falling as sqrt(decay_steps / step) past ``decay_steps``."""
+    factor = min(1.0, (step + 1) / max(1, warmup_steps))
+    if decay_steps > 0 and step > decay_steps:
+        factor *= math.sqrt(decay_steps / step)
+    return factor
+
+
 def hprime_schedule(hprime_loss: float) -> float:
     """The fraction of the full rate at which H is called and H' trained: 1, 0.1 below loss 0.1, 0.01 below 0.01."""
     if hprime_loss > 0.1:
@@ -352,7 +364,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     model = build_learner(cfg, task).to(device)
     teacher = copy.deepcopy(model).requires_grad_(False)
     optimizer = make_optimizer(model, cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / max(1, cfg.warmup_steps)))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: learning_rate_factor(s, cfg.warmup_steps, cfg.lr_decay_steps))
     hprime = hprime_optimizer = buffer = None
     hprime_loss, expert_credit, update_credit, hprime_ready = math.inf, 0.0, 0.0, False
     hprime_recent_loss, decisions, warmup_in_stage = RollingLoss(cfg.hprime_loss_window), DecisionCache(), 0
