@@ -121,6 +121,19 @@ def test_every_task_trains_in_every_mode(task_name: str) -> None:
             assert results["gt_labels_used"] == 0
 
 
+@pytest.mark.parametrize("task_name", ["permutation_powering", "sequential_assignments", "wildcard_search",
+                                       "shortest_path", "union_find"])
+def test_every_task_trains_and_is_tested_at_size_64(task_name: str) -> None:
+    """The largest size: training batches of 64-variable instances, and test sets at 8, 16, 32 and 64."""
+    cfg = {**TINY, "test_contexts": 2, "test_questions": 2, "size": 64}
+    for mode in ("amplify", "amplify-learned"):
+        results = train(AmplifyConfig(task=task_name, mode=mode, start_size=64, steps=2, **cfg)).results
+        assert results["final_stage"]["size"] == 64 and results["gt_labels_used"] == 0
+        assert set(results["test_acc_by_size"]) == {"64"}
+    results = train(AmplifyConfig(task=task_name, mode="supervised", steps=2, **cfg)).results
+    assert set(results["test_acc_by_size"]) == {"8", "16", "32", "64"}
+
+
 def test_learner_shares_fact_encoding_across_questions_of_a_context() -> None:
     """Answers do not depend on how questions are ordered or grouped into contexts' batches."""
     task = make_task("permutation_powering")
