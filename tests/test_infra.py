@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from oversight.config import add_arguments, config_hash, from_args, make_config
+from oversight.config import add_arguments, config_hash, from_args, key_fields, make_config
 from oversight.errors import ConfigError, UnknownNameError
 from oversight.registry import Registry
 from oversight.store import ArtifactStore, ResultsStore
@@ -87,6 +87,21 @@ def test_config_hash_is_stable_and_sensitive():
     assert config_hash(a, kind="k") == config_hash(Demo(), kind="k")
     assert config_hash(a, kind="k") != config_hash(b, kind="k")
     assert config_hash(a, kind="k") != config_hash(a, kind="other")
+
+
+def test_a_field_added_later_keeps_old_keys_at_its_neutral_value():
+    @dataclass
+    class Before:
+        lr: float = 0.1
+
+    @dataclass
+    class After:
+        lr: float = 0.1
+        decay: int = field(default=0, metadata={"help": "new", "key_neutral": 0})
+
+    assert config_hash(After(), kind="k") == config_hash(Before(), kind="k")
+    assert config_hash(After(decay=5), kind="k") != config_hash(Before(), kind="k")
+    assert key_fields(After(decay=5)) == {"lr": 0.1, "decay": 5}
 
 
 def test_registry_errors_list_names():

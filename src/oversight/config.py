@@ -98,13 +98,24 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+def key_fields(cfg: Any) -> dict[str, Any]:
+    """The fields of a config that identify its run: all of them, except a field added after runs
+    were stored while it holds its ``metadata={"key_neutral": value}``, the value that changes
+    nothing, so the stored runs keep their keys (and a resumed sweep does not re-run them)."""
+    fields = config_to_dict(cfg)
+    for f in dataclasses.fields(cfg):
+        if "key_neutral" in f.metadata and fields[f.name] == f.metadata["key_neutral"]:
+            del fields[f.name]
+    return fields
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def config_hash(cfg: Any, kind: str, **extra: Any) -> str:
     """Stable key of a run: the experiment kind, every config field, and any upstream keys."""
-    payload = {"kind": kind, "config": config_to_dict(cfg) if dataclasses.is_dataclass(cfg) else cfg}
+    payload = {"kind": kind, "config": key_fields(cfg) if dataclasses.is_dataclass(cfg) else cfg}
     if extra:
         payload["extra"] = extra
     return hashlib.sha256(canonical_json(payload).encode()).hexdigest()[:20]

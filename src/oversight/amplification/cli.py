@@ -47,6 +47,7 @@ from oversight.config import (
     config_hash,
     config_to_dict,
     from_args,
+    key_fields,
     make_config,
     split_list,
 )
@@ -101,21 +102,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 # run / sweep
 # ----------------------------------------------------------------------------------------------
-# Fields added after runs were stored, left out of the key while at the value that changes nothing,
-# so the stored runs keep their keys (and are not re-run by a resumed sweep).
-KEY_NEUTRAL: dict[str, Any] = {"lr_decay_steps": 0}
-
-
 def run_key(cfg: AmplifyConfig) -> str:
     """Results-store key of a run: every field that can change it.
 
     H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
     tuning H' does not orphan the stored supervised and amplify runs of a sweep.
     """
-    fields = config_to_dict(cfg)
-    for name, neutral in KEY_NEUTRAL.items():
-        if fields.get(name) == neutral:
-            fields.pop(name)
+    fields = key_fields(cfg)
     if cfg.mode != "amplify-learned":
         fields = {k: v for k, v in fields.items() if not k.startswith("hprime_")}
     if cfg.mode == "supervised":
