@@ -379,3 +379,42 @@ def test_expert_edge_cases_by_hand() -> None:
     assert _drive(uf, uf.question(Q["DEPTH"], a), [[NO, b], [int_token(4)]])[0] == int_token(5)
     assert _drive(uf, uf.question(Q["PAR"], a), [[int_token(3), b, b, c]])[0] == a
     assert _drive(uf, uf.question(Q["PAR"], a), [[NO, b, b, c], [YES, int_token(2), int_token(0)]])[0] == c
+
+
+@pytest.mark.parametrize("size", [2, 8, 16, 37, 64])
+def test_shortest_path_truth_matches_a_breadth_first_search_of_the_facts(size: int) -> None:
+    """DIST and NEXT ground truth against a plain BFS over the edge facts (cap 12, INF beyond)."""
+    from collections import deque
+
+    from oversight.amplification.env import INF
+
+    sp = make_task("shortest_path")
+    inst = sp.generate(size, np.random.default_rng(size))
+    out: dict[int, list[int]] = {}
+    for a, b in inst.facts:
+        out.setdefault(int(a), []).append(int(b))
+    names = sorted({int(t) for t in inst.facts.ravel()})
+
+    def bfs(src: int) -> dict[int, int]:
+        seen, queue = {src: 0}, deque([src])
+        while queue:
+            v = queue.popleft()
+            for w in out.get(v, []):
+                if w not in seen:
+                    seen[w] = seen[v] + 1
+                    queue.append(w)
+        return {v: d for v, d in seen.items() if d <= 12}
+
+    dist = {a: bfs(a) for a in names}
+    pairs = [(a, b) for a in names for b in names if a != b]
+    ctx = np.zeros(len(pairs), dtype=np.int64)
+    dq = np.array([sp.question(Q["DIST"], a, b) for a, b in pairs])
+    nq = np.array([sp.question(Q["NEXT"], a, b) for a, b in pairs])
+    d_truth, n_truth = sp.truth_batch([inst], ctx, dq), sp.truth_batch([inst], ctx, nq)
+    for (a, b), d, c in zip(pairs, d_truth, n_truth, strict=True):
+        expected = dist[a].get(b)
+        assert d == (INF if expected is None else int_token(expected))
+        if expected is None:
+            assert c == INF
+        else:  # the smallest out-neighbour one step closer
+            assert c == min(w for w in out[a] if dist[w].get(b) == expected - 1)

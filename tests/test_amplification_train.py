@@ -244,6 +244,11 @@ def test_learning_rate_warms_up_then_stays_or_falls_as_inverse_sqrt() -> None:
     assert learning_rate_factor(8000, 100, decay_steps=2000) == pytest.approx(0.5)
     with pytest.raises(ConfigError, match="lr_decay_steps"):
         AmplifyConfig(lr_decay_steps=-1).validate()
+    # the training loop follows it: same seed, different decay -> different weights; same decay -> same
+    cfg = {**TINY, "task": "permutation_powering", "mode": "supervised", "steps": 6, "warmup_steps": 1}
+    weights = [train(AmplifyConfig(**cfg, lr_decay_steps=d)).model.state_dict()["vocab_head.weight"]  # type: ignore[arg-type]
+               for d in (0, 1, 0)]
+    assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[1])
 
 
 def test_decision_cache_gives_the_same_targets_and_is_used() -> None:
