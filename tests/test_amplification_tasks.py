@@ -325,7 +325,7 @@ def test_run_expert_rejects_bad_shapes() -> None:
 
 def _drive(task: Task, q: np.ndarray, replies: list[list[int]]) -> tuple[int, list[list[np.ndarray]]]:
     """Run H on q by hand, feeding it the given answers round by round."""
-    gen = task.expert(q)
+    gen = task.expert(np.asarray(q))
     try:
         asked = [next(gen)]
     except StopIteration as stop:  # answered without subquestions

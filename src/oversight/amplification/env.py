@@ -29,7 +29,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -185,8 +186,8 @@ class Task(ABC):
     ) -> np.ndarray:
         """[m, question_len] questions from D (never primitive). level in 1..num_levels; None = full D."""
 
-    def is_primitive(self, q: np.ndarray) -> bool:
-        return bool(self.primitive_mask(q[None])[0])
+    def is_primitive(self, q: np.ndarray | Sequence[int]) -> bool:
+        return bool(self.primitive_mask(np.asarray(q)[None])[0])
 
     def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
         """Vectorised is_primitive over [m, question_len] -> bool [m]."""
@@ -194,7 +195,7 @@ class Task(ABC):
 
     def answer_primitive(self, inst: Instance, q: np.ndarray, rng: np.random.Generator) -> int:
         """The environment answers a primitive question by reading the facts (H reading the context)."""
-        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), q[None], rng)[0])
+        return int(self.answer_primitive_batch([inst], np.zeros(1, dtype=np.int64), np.asarray(q)[None], rng)[0])
 
     @abstractmethod
     def answer_primitive_batch(
@@ -208,7 +209,7 @@ class Task(ABC):
 
     def truth(self, inst: Instance, q: np.ndarray) -> int:
         """Ground-truth answer token (for evaluation and the supervised baseline; never used by H)."""
-        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), q[None])[0])
+        return int(self.truth_batch([inst], np.zeros(1, dtype=np.int64), np.asarray(q)[None])[0])
 
     @abstractmethod
     def truth_batch(
@@ -256,11 +257,10 @@ class Task(ABC):
         return mask
 
     # ---- helpers ----------------------------------------------------------------------------
-    def question(self, *tokens: int) -> np.ndarray:
-        """Build a PAD-padded question array from its tokens."""
-        q = np.zeros(self.question_len, dtype=np.int64)
-        q[: len(tokens)] = tokens
-        return q
+    def question(self, *tokens: int) -> tuple[int, ...]:
+        """A question from its tokens, PAD-padded to ``question_len`` (a tuple: H builds thousands per
+        step, and ``run_expert`` stacks them into one array per round)."""
+        return (*tokens, *(PAD,) * (self.question_len - len(tokens)))
 
     def _shuffle_facts(self, rows: list[list[int]] | np.ndarray, rng: np.random.Generator) -> np.ndarray:
         facts = np.zeros((len(rows), self.fact_len), dtype=np.int64)
@@ -310,19 +310,51 @@ class Transcript:
         return "\n".join(lines)
 
 
-class ExpertRun(NamedTuple):
-    """``answers, transcripts = run_expert(...)``; counts are properties."""
+@dataclass
+class ExpertRound:
+    """One lock-step round of ``run_expert``: the subquestions of every still-running H, stacked."""
+
+    owner: np.ndarray  # int64 [k]: the question (row of ``questions``) that asked each subquestion, ascending
+    subqs: np.ndarray  # int64 [k, question_len]
+    subans: np.ndarray  # int64 [k]
+    primitive: np.ndarray  # bool [k]: answered by the environment (else by answer_fn)
+
+
+@dataclass
+class ExpertRun:
+    """``answers, transcripts = run_expert(...)``. The per-question transcripts are built on first use
+    (making X's targets needs only the answers and the counts)."""
 
     answers: np.ndarray  # int64 [m]
-    transcripts: list[Transcript]
+    questions: np.ndarray  # int64 [m, question_len]
+    rounds: list[ExpertRound]
+
+    def __iter__(self) -> Any:
+        return iter((self.answers, self.transcripts))
+
+    @cached_property
+    def transcripts(self) -> list[Transcript]:
+        out = [Transcript(q) for q in self.questions]
+        for r in self.rounds:
+            if not len(r.owner):
+                continue
+            cuts = np.flatnonzero(np.diff(r.owner)) + 1
+            for i, qs, ans, prim in zip(r.owner[np.r_[0, cuts]],
+                                        np.split(r.subqs, cuts), np.split(r.subans, cuts),
+                                        np.split(r.primitive, cuts), strict=True):
+                out[i].rounds.append((qs, ans))
+                out[i].n_primitive += int(prim.sum())
+        for t, a in zip(out, self.answers.tolist(), strict=True):
+            t.answer = a
+        return out
 
     @property
     def n_subquestions(self) -> int:
-        return sum(t.n_subquestions for t in self.transcripts)
+        return sum(len(r.owner) for r in self.rounds)
 
     @property
     def n_primitive(self) -> int:
-        return sum(t.n_primitive for t in self.transcripts)
+        return sum(int(r.primitive.sum()) for r in self.rounds)
 
     @property
     def n_learner_questions(self) -> int:
@@ -358,24 +390,20 @@ def run_expert(
             f"{questions.shape} and {ctx_index.shape}"
         )
     answers = np.full(m, DONT_KNOW, dtype=np.int64)
-    transcripts = [Transcript(questions[i]) for i in range(m)]
-    gens: list[ExpertGen | None] = [None] * m
-    pending: dict[int, list[np.ndarray]] = {}
-    for i in range(m):
-        g = task.expert(questions[i])
+    gens: list[ExpertGen] = [task.expert(q) for q in questions]
+    pending: dict[int, list[Any]] = {}  # question -> the subquestions of its next round
+    for i, g in enumerate(gens):
         try:
             pending[i] = next(g)
-            gens[i] = g
         except StopIteration as stop:
             answers[i] = stop.value
-    n_round = 0
+    rounds: list[ExpertRound] = []
     while pending:
-        n_round += 1
-        if n_round > task.rounds:
+        if len(rounds) == task.rounds:
             raise RuntimeError(f"{task.name}: H used more than task.rounds={task.rounds} rounds")
-        active = list(pending)
+        active = list(pending)  # ascending: dicts keep insertion order
         counts = [len(pending[i]) for i in active]
-        subqs = np.stack([sq for i in active for sq in pending[i]]).astype(np.int64, copy=False)
+        subqs = np.array([sq for i in active for sq in pending[i]], dtype=np.int64).reshape(-1, task.question_len)
         owner = np.repeat(np.asarray(active, dtype=np.int64), counts)
         sub_ctx = ctx_index[owner]
         prim = task.primitive_mask(subqs)
@@ -388,22 +416,15 @@ def run_expert(
             if len(out) != int(learned.sum()):
                 raise ValueError(f"answer_fn returned {len(out)} answers for {int(learned.sum())} questions")
             subans[learned] = out
-        pending = {}
-        start = 0
+        rounds.append(ExpertRound(owner, subqs, subans, prim))
+        sub_list, pending, start = subans.tolist(), {}, 0
         for i, c in zip(active, counts, strict=True):
-            qs_i, ans_i = subqs[start : start + c], subans[start : start + c]
-            t = transcripts[i]
-            t.rounds.append((qs_i, ans_i))
-            t.n_primitive += int(prim[start : start + c].sum())
-            start += c
             try:
-                pending[i] = gens[i].send(ans_i.tolist())  # type: ignore[union-attr]
+                pending[i] = gens[i].send(sub_list[start : start + c])
             except StopIteration as stop:
                 answers[i] = stop.value
-                gens[i] = None
-    for t, a in zip(transcripts, answers, strict=True):
-        t.answer = int(a)
-    return ExpertRun(answers, transcripts)
+            start += c
+    return ExpertRun(answers, questions, rounds)
 
 
 def truth_answer_fn(task: Task, instances: Sequence[Instance]) -> AnswerFn:
@@ -453,7 +474,7 @@ def encode_transcript(task: Task, t: Transcript) -> tuple[np.ndarray, np.ndarray
 __all__ = [
     "ALL_NAME_TOKENS", "ANSWER_MARK", "CHAR_A", "CHAR_B", "DONT_KNOW", "INF", "INT0", "INT_BASE",
     "INT_MAX", "INT_MIN", "NAME0", "NAMES", "NO", "N_NAMES", "PAD", "Q", "QUESTION_KINDS", "ROUND",
-    "TASKS", "VOCAB_SIZE", "WILD", "YES", "AnswerFn", "ExpertRun", "Instance", "Task", "Transcript",
+    "TASKS", "VOCAB_SIZE", "WILD", "YES", "AnswerFn", "ExpertRound", "ExpertRun", "Instance", "Task", "Transcript",
     "detokenize", "detokenize_facts", "encode_transcript", "int_token", "int_tokens", "int_value",
     "is_int", "is_name", "make_task", "name_index", "name_token", "run_expert", "token_to_str",
     "transcript_max_len", "truth_answer_fn",

@@ -137,7 +137,7 @@ class WildcardSearch(Task):
         return int_token(max(-CLIP, min(CLIP, va + vb)))
 
     def recursion_measure(self, q: np.ndarray, inst: Instance | None = None) -> int:
-        return int((q[1:] == WILD).sum())
+        return int((np.asarray(q)[1:] == WILD).sum())
 
     def answer_tokens(self, q: np.ndarray) -> np.ndarray | None:
         return np.concatenate([[DONT_KNOW], int_tokens(-CLIP, CLIP)])
