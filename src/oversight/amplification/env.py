@@ -427,6 +427,30 @@ def run_expert(
     return ExpertRun(answers, questions, rounds)
 
 
+def stack_instance_data(
+    instances: Sequence[Instance], ctx_index: np.ndarray, *fields: str, fill: int = -1
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Lookup arrays of the contexts in ``ctx_index``, stacked, for answering a batch in one indexing op.
+
+    Returns ``slot`` (the row of each question's context in the stacked arrays) and, per field of
+    ``Instance.data``, ``np.stack`` over the distinct contexts (arrays of different shapes are padded
+    with ``fill``), so that ``array[slot, x]`` reads question i's context.
+    """
+    used, slot = np.unique(np.asarray(ctx_index, dtype=np.int64), return_inverse=True)
+    stacked = []
+    for name in fields:
+        arrays = [getattr(instances[c].data, name) for c in used]
+        shape = tuple(max(dims) for dims in zip(*(a.shape for a in arrays), strict=True))
+        if all(a.shape == shape for a in arrays):
+            stacked.append(np.stack(arrays))
+        else:
+            out = np.full((len(arrays), *shape), fill, dtype=arrays[0].dtype)
+            for i, a in enumerate(arrays):
+                out[(i, *(slice(0, d) for d in a.shape))] = a
+            stacked.append(out)
+    return slot.reshape(-1), stacked
+
+
 def truth_answer_fn(task: Task, instances: Sequence[Instance]) -> AnswerFn:
     """An answer_fn that answers every subquestion with the ground truth (for tests / an oracle X)."""
 
@@ -476,7 +500,8 @@ __all__ = [
     "INT_MAX", "INT_MIN", "NAME0", "NAMES", "NO", "N_NAMES", "PAD", "Q", "QUESTION_KINDS", "ROUND",
     "TASKS", "VOCAB_SIZE", "WILD", "YES", "AnswerFn", "ExpertRound", "ExpertRun", "Instance", "Task", "Transcript",
     "detokenize", "detokenize_facts", "encode_transcript", "int_token", "int_tokens", "int_value",
-    "is_int", "is_name", "make_task", "name_index", "name_token", "run_expert", "token_to_str",
+    "is_int", "is_name", "make_task", "name_index", "name_token", "run_expert", "stack_instance_data",
+    "token_to_str",
     "transcript_max_len", "truth_answer_fn",
 ]
 

@@ -33,6 +33,7 @@ from oversight.amplification.env import (
     is_name,
     name_index,
     name_token,
+    stack_instance_data,
 )
 
 POW = Q["POW"]
@@ -95,13 +96,13 @@ class PermutationPowering(Task):
         out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
         x_tok, k = questions[:, 1], int_value(questions[:, 2])
         ok = is_name(x_tok) & (k >= 0) & (k <= 1) & (questions[:, 0] == POW)
-        for c in np.unique(ctx_index[ok]):
-            rows = ok & (ctx_index == c)
-            fs = instances[c].data.fact_sigma
-            x = name_index(x_tok[rows])
-            known = fs[x] >= 0  # x is a name in use (it has a fact)
-            y = np.where(k[rows] == 0, x, fs[x])
-            out[rows] = np.where(known, name_token(y), DONT_KNOW)
+        if not ok.any():
+            return out
+        slot, (fact_sigma,) = stack_instance_data(instances, ctx_index[ok], "fact_sigma")
+        x = name_index(x_tok[ok])
+        sx = fact_sigma[slot, x]
+        y = np.where(k[ok] == 0, x, sx)
+        out[ok] = np.where(sx >= 0, name_token(y), DONT_KNOW)  # sx < 0: x is not a name in use
         return out
 
     def truth_batch(
@@ -113,9 +114,7 @@ class PermutationPowering(Task):
         out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
         if not ok.any():
             return out
-        used = np.unique(ctx_index[ok])
-        powers = np.stack([instances[c].data.power for c in used])  # [u, K, 64]
-        slot = np.searchsorted(used, ctx_index[ok])
+        slot, (powers,) = stack_instance_data(instances, ctx_index[ok], "power")  # [u, K, 64]
         y = powers[slot, k[ok], name_index(x_tok[ok])]
         out[ok] = np.where(y >= 0, name_token(y), DONT_KNOW)
         return out

@@ -51,6 +51,7 @@ from oversight.amplification.env import (
     is_name,
     name_index,
     name_token,
+    stack_instance_data,
 )
 
 VAL, ARG1, ARG2, OP = Q["VAL"], Q["ARG1"], Q["ARG2"], Q["OP"]
@@ -138,23 +139,28 @@ class SequentialAssignments(Task):
         return np.stack([np.full(m, VAL), name_token(x), np.full(m, PAD)], axis=1).astype(np.int64)
 
     # ---- answering ------------------------------------------------------------------------
+    @staticmethod
     def _lookup(
-        self, arg1: np.ndarray, arg2: np.ndarray, table: np.ndarray, value: np.ndarray | None, qs: np.ndarray
+        instances: Sequence[Instance], ctx_index: np.ndarray, qs: np.ndarray, fields: tuple[str, ...]
     ) -> np.ndarray:
-        """Answer questions of one context from lookup arrays (value=None: primitive questions only)."""
+        """Answer questions from the lookup arrays named ``fields`` (ARG1, ARG2, OP[, VAL]) of their contexts:
+        the facts as read back (primitive questions only) or the ground truth."""
         out = np.full(len(qs), DONT_KNOW, dtype=np.int64)
+        if not len(qs):
+            return out
+        c, (arg1, arg2, table, *value) = stack_instance_data(instances, ctx_index, *fields)
         kind, t1, t2 = qs[:, 0], qs[:, 1], qs[:, 2]
         named = is_name(t1) & (t2 == PAD)
         x = np.where(named, name_index(t1), 0)
         for k, arr in ((ARG1, arg1), (ARG2, arg2)):
             rows = named & (kind == k)
-            out[rows] = arr[x[rows]]
+            out[rows] = arr[c[rows], x[rows]]
         rows = (kind == OP) & is_value(t1) & is_value(t2)
-        c = table[int_value(t1[rows]), int_value(t2[rows])]
-        out[rows] = np.where(c >= 0, int_token(np.maximum(c, 0)), DONT_KNOW)
-        if value is not None:
+        v = table[c[rows], int_value(t1[rows]), int_value(t2[rows])]
+        out[rows] = np.where(v >= 0, int_token(np.maximum(v, 0)), DONT_KNOW)
+        if value:
             rows = named & (kind == VAL)
-            v = value[x[rows]]
+            v = value[0][c[rows], x[rows]]
             out[rows] = np.where(v >= 0, int_token(np.maximum(v, 0)), DONT_KNOW)
         return out
 
@@ -167,22 +173,15 @@ class SequentialAssignments(Task):
     ) -> np.ndarray:
         out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
         prim = self.primitive_mask(questions)
-        for c in np.unique(ctx_index[prim]):
-            rows = prim & (ctx_index == c)
-            d = instances[c].data
-            out[rows] = self._lookup(d.fact_arg1, d.fact_arg2, d.fact_table, None, questions[rows])
+        out[prim] = self._lookup(instances, np.asarray(ctx_index)[prim], questions[prim],
+                                 ("fact_arg1", "fact_arg2", "fact_table"))
         return out
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray
     ) -> np.ndarray:
-        ctx_index = np.asarray(ctx_index, dtype=np.int64)
-        out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
-        for c in np.unique(ctx_index):
-            rows = ctx_index == c
-            d = instances[c].data
-            out[rows] = self._lookup(d.arg1, d.arg2, d.table, d.value, questions[rows])
-        return out
+        return self._lookup(instances, np.asarray(ctx_index, dtype=np.int64), questions,
+                            ("arg1", "arg2", "table", "value"))
 
     # ---- H --------------------------------------------------------------------------------
     def expert(self, q: np.ndarray) -> ExpertGen:

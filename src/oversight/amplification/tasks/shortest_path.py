@@ -64,6 +64,7 @@ from oversight.amplification.env import (
     is_name,
     name_index,
     name_token,
+    stack_instance_data,
 )
 
 DIST, NEXT, EDGE, NBR = Q["DIST"], Q["NEXT"], Q["EDGE"], Q["NBR"]
@@ -198,15 +199,16 @@ class ShortestPath(Task):
         out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
         ok = self._well_formed(questions) & self.primitive_mask(questions)
         u = rng.random(len(questions))
-        for c in np.unique(ctx_index[ok]):
-            d: ShortestPathData = instances[c].data
-            rows = ok & (ctx_index == c)
-            kind, a, b = questions[rows, 0], name_index(questions[rows, 1]), name_index(questions[rows, 2])
-            edge = np.where(d.fact_adj[a, np.maximum(b, 0)], YES, NO)
-            deg = d.fact_deg[a]
-            pick = d.fact_nbrs[a, np.minimum((u[rows] * deg).astype(np.int64), d.fact_nbrs.shape[1] - 1)]
-            nbr = np.where(deg > 0, name_token(np.maximum(pick, 0)), NO)
-            out[rows] = np.where(kind == EDGE, edge, nbr)
+        if not ok.any():
+            return out
+        c, (fact_adj, fact_deg, fact_nbrs) = stack_instance_data(
+            instances, ctx_index[ok], "fact_adj", "fact_deg", "fact_nbrs")
+        kind, a, b = questions[ok, 0], name_index(questions[ok, 1]), name_index(questions[ok, 2])
+        edge = np.where(fact_adj[c, a, np.maximum(b, 0)], YES, NO)
+        deg = fact_deg[c, a]
+        pick = fact_nbrs[c, a, np.minimum((u[ok] * deg).astype(np.int64), fact_nbrs.shape[2] - 1)]
+        nbr = np.where(deg > 0, name_token(np.maximum(pick, 0)), NO)
+        out[ok] = np.where(kind == EDGE, edge, nbr)
         return out
 
     def truth_batch(
@@ -218,7 +220,7 @@ class ShortestPath(Task):
         slot = KIND_SLOT[np.clip(questions[:, 0], 0, VOCAB_SIZE - 1)]
         a = np.where(ok, name_index(questions[:, 1]), 0)
         b = np.where(ok & (questions[:, 0] != NBR), name_index(questions[:, 2]), 0)
-        for c in np.unique(ctx_index[ok]):
+        for c in np.unique(ctx_index[ok]):  # a loop: stacking the [4, 64, 64] tables would copy more
             rows = ok & (ctx_index == c)
             out[rows] = instances[c].data.truth_table[slot[rows], a[rows], b[rows]]
         return out

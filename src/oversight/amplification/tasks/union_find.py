@@ -64,6 +64,7 @@ from oversight.amplification.env import (
     is_name,
     name_index,
     name_token,
+    stack_instance_data,
 )
 
 UVAL, PAR, DEPTH = Q["UVAL"], Q["PAR"], Q["DEPTH"]
@@ -190,18 +191,19 @@ class UnionFind(Task):
         out = np.full(len(questions), DONT_KNOW, dtype=np.int64)
         ok = self._well_formed(questions) & self.primitive_mask(questions)
         u = rng.random(len(questions))
-        for c in np.unique(ctx_index[ok]):
-            d: UnionFindData = instances[c].data
-            rows = ok & (ctx_index == c)
-            kind, x = questions[rows, 0], name_index(questions[rows, 1])
-            y = np.where(kind == EDGE, name_index(questions[rows, 2]), 0)
-            edge = np.where(d.fact_adj[x, y], YES, NO)
-            root = np.where(d.fact_root[x] >= 0, int_token(np.maximum(d.fact_root[x], 0)), NO)
-            deg = d.fact_deg[x]
-            pick = d.fact_nbrs[x, np.minimum((u[rows] * deg).astype(np.int64), d.fact_nbrs.shape[1] - 1)]
-            nbr = np.where(deg > 0, name_token(np.maximum(pick, 0)), NO)
-            ans = np.where(kind == EDGE, edge, np.where(kind == ROOT, root, nbr))
-            out[rows] = np.where((kind == EDGE) | d.fact_known[x], ans, DONT_KNOW)
+        if not ok.any():
+            return out
+        c, (fact_adj, fact_root, fact_deg, fact_nbrs, fact_known) = stack_instance_data(
+            instances, ctx_index[ok], "fact_adj", "fact_root", "fact_deg", "fact_nbrs", "fact_known")
+        kind, x = questions[ok, 0], name_index(questions[ok, 1])
+        y = np.where(kind == EDGE, name_index(questions[ok, 2]), 0)
+        edge = np.where(fact_adj[c, x, y], YES, NO)
+        root = np.where(fact_root[c, x] >= 0, int_token(np.maximum(fact_root[c, x], 0)), NO)
+        deg = fact_deg[c, x]
+        pick = fact_nbrs[c, x, np.minimum((u[ok] * deg).astype(np.int64), fact_nbrs.shape[2] - 1)]
+        nbr = np.where(deg > 0, name_token(np.maximum(pick, 0)), NO)
+        ans = np.where(kind == EDGE, edge, np.where(kind == ROOT, root, nbr))
+        out[ok] = np.where((kind == EDGE) | fact_known[c, x], ans, DONT_KNOW)
         return out
 
     def truth_batch(
@@ -214,11 +216,11 @@ class UnionFind(Task):
         slot = KIND_SLOT[np.clip(kind, 0, VOCAB_SIZE - 1)]
         x = np.where(ok, name_index(questions[:, 1]), 0)
         y = np.where(ok & (kind == EDGE), name_index(questions[:, 2]), 0)
-        for c in np.unique(ctx_index[ok]):
-            d: UnionFindData = instances[c].data
-            rows = ok & (ctx_index == c)
-            single = d.truth_table[slot[rows], x[rows]]
-            out[rows] = np.where(kind[rows] == EDGE, np.where(d.adj[x[rows], y[rows]], YES, NO), single)
+        if not ok.any():
+            return out
+        c, (truth_table, adj) = stack_instance_data(instances, ctx_index[ok], "truth_table", "adj")
+        single = truth_table[c, slot[ok], x[ok]]
+        out[ok] = np.where(kind[ok] == EDGE, np.where(adj[c, x[ok], y[ok]], YES, NO), single)
         return out
 
     def correct_batch(

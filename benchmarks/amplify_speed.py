@@ -1,0 +1,115 @@
+"""Cost of one Iterated-Amplification training step, split into its parts, per task at size 16.
+
+    python benchmarks/amplify_speed.py                       # all five tasks, 60 steps each
+    python benchmarks/amplify_speed.py --tasks union_find --steps 200 --size 32
+    python benchmarks/run.py amplify-speed                   # the same, from the one benchmark command
+
+A step of ``oversight.amplification.train`` is: draw instances and questions (``generate``), make the
+targets (``supervised``: the ground truth; ``amplify``: H run in lock-step with the teacher answering
+its non-primitive subquestions), then one gradient step of X. This times each part with an untrained
+X at the FULL question distribution (the last curriculum stage, where H's work is largest), with the
+default batch of 32 instances x 16 questions. Columns:
+
+- ``generate ms``: instances and questions; ``truth ms``: ground-truth targets (supervised);
+- ``teacher encode ms``: the teacher's fact encoding; ``H + teacher ms``: ``run_expert`` with the
+  teacher answering (of which ``teacher decode ms`` is the teacher's answer passes);
+- ``X step ms``: forward, backward and AdamW step of X;
+- ``amplify / supervised``: the ratio of the two full step times.
+
+One torch thread (the training default). Numbers move with the machine's other load; compare rows
+measured together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from oversight.amplification.env import make_task, run_expert
+from oversight.amplification.train import (
+    AmplifyConfig,
+    build_learner,
+    make_answer_fn,
+    make_optimizer,
+    stack_facts,
+)
+from oversight.runtime import set_threads
+
+ALL_TASKS = ("permutation_powering", "sequential_assignments", "wildcard_search", "shortest_path", "union_find")
+
+
+def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str, float]:
+    """Mean milliseconds per step of each part (see the module docstring)."""
+    task = make_task(task_name)
+    cfg = AmplifyConfig(task=task_name, size=size)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, teacher = build_learner(cfg, task), build_learner(cfg, task).requires_grad_(False)
+    optimizer = make_optimizer(model, cfg.lr)
+    m, c = cfg.questions_per_context, cfg.contexts_per_step
+    ctx_index = np.repeat(np.arange(c), m)
+    parts = {k: 0.0 for k in ("generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step")}
+
+    def timed_teacher(answer_fn):
+        def answer(ctx, questions):
+            start = time.perf_counter()
+            out = answer_fn(ctx, questions)
+            parts["teacher decode"] += time.perf_counter() - start
+            return out
+        return answer
+
+    for _ in range(steps):
+        t0 = time.perf_counter()
+        instances = [task.generate(size, rng) for _ in range(c)]
+        questions = np.concatenate([task.sample_questions(inst, m, rng) for inst in instances])
+        facts = stack_facts(instances, "cpu")
+        t1 = time.perf_counter()
+        targets = task.truth_batch(instances, ctx_index, questions)
+        t2 = time.perf_counter()
+        with torch.no_grad():
+            memory = teacher.encode_facts(facts)
+        t3 = time.perf_counter()
+        run_expert(task, instances, ctx_index, questions,
+                   timed_teacher(make_answer_fn(teacher, task, memory, facts, "cpu")), rng)
+        t4 = time.perf_counter()
+        log_probs = model(facts, torch.from_numpy(ctx_index), torch.from_numpy(questions),
+                          torch.from_numpy(task.answer_mask(questions)))
+        loss = F.nll_loss(log_probs, torch.from_numpy(targets))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        t5 = time.perf_counter()
+        for key, dt in (("generate", t1 - t0), ("truth", t2 - t1), ("teacher encode", t3 - t2),
+                        ("H + teacher", t4 - t3), ("X step", t5 - t4)):
+            parts[key] += dt
+    return {k: 1000 * v / steps for k, v in parts.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated task names")
+    parser.add_argument("--size", type=int, default=16, help="instance size n")
+    parser.add_argument("--steps", type=int, default=60, help="timed steps per task (after 5 warm-up steps)")
+    args = parser.parse_args(argv)
+    set_threads(1)
+    header = ["task", "n", "generate ms", "truth ms", "teacher encode ms", "H + teacher ms", "teacher decode ms",
+              "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised"]
+    print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for task_name in args.tasks.split(","):
+        time_task(task_name, args.size, 5)  # warm-up: allocator, lazy imports
+        p = time_task(task_name, args.size, args.steps)
+        supervised = p["generate"] + p["truth"] + p["X step"]
+        amplify = p["generate"] + p["teacher encode"] + p["H + teacher"] + p["X step"]
+        cells = [task_name, args.size] + [f"{p[k]:.1f}" for k in ("generate", "truth", "teacher encode", "H + teacher",
+                                                                   "teacher decode", "X step")]
+        cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}"]
+        print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
