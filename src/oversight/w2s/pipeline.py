@@ -64,7 +64,7 @@ class W2SConfig:
     epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
     lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
     batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
-    alpha_max: float = field(default=0.75, metadata={"help": "logconf: final weight of the confidence term (ramped over the first 20%% of steps)"})
+    alpha_max: float = field(default=0.75, metadata={"help": "logconf: final weight of the confidence term (ramped over the first 20% of steps)"})
     top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
