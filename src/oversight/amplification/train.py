@@ -108,7 +108,7 @@ class AmplifyConfig:
     encoder_layers: int = field(default=2, metadata={"help": "X: self-attention layers over the facts"})
     decoder_layers: int = field(default=2, metadata={"help": "X: layers in which questions attend to the facts"})
     # H'
-    hprime_d_model: int = field(default=64, metadata={"help": "H': width"})
+    hprime_d_model: int = field(default=64, metadata={"help": "H': width (32 is cheaper per decision but imitated H worse: union find amplify-learned reached 0.762 instead of 0.971 in 15 minutes, with 6,907 instead of 3,842 H calls)"})
     hprime_layers: int = field(default=2, metadata={"help": "H': Transformer layers"})
     hprime_lr: float = field(default=1e-3, metadata={"help": "H': AdamW learning rate"})
     hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
