@@ -228,10 +228,11 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="supervised") != key(mode="amplify")
     # a field added later is left out at its neutral value (stored runs keep their keys), not otherwise
     assert key(mode="amplify", lr_decay_steps=2000) != key(mode="amplify")
+    assert key(mode="supervised", mix_sizes_from=4) != key(mode="supervised")
     from oversight.amplification.cli import KIND
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify")).items()
-               if k != "lr_decay_steps" and not k.startswith("hprime_")}
+               if k not in ("lr_decay_steps", "mix_sizes_from") and not k.startswith("hprime_")}
     assert key(mode="amplify") == config_hash(without, kind=KIND)
 
 
@@ -332,8 +333,27 @@ def test_amplify_learned_rewarms_hprime_at_every_curriculum_stage() -> None:
 
 
 @pytest.mark.parametrize("field, value", [("hprime_loss_window", 0), ("hprime_calls_per_step", 0.0),
-                                          ("hprime_updates_per_step", -1.0), ("size", 65), ("mode", "distill")])
+                                          ("hprime_updates_per_step", -1.0), ("size", 65), ("mode", "distill"),
+                                          ("mix_sizes_from", 1)])
 def test_invalid_amplify_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         AmplifyConfig(**{field: value}).validate()  # type: ignore[arg-type]
     assert field in str(err.value)
+
+
+@pytest.mark.parametrize("task_name", ["sequential_assignments", "union_find"])
+def test_mix_sizes_from_draws_instances_up_to_the_stage_size(task_name: str) -> None:
+    """Off: every training instance has the stage's size. On: sizes from mix_sizes_from up to it, in one batch."""
+    def sizes_drawn(mix: int) -> list[int]:
+        task = make_task(task_name)
+        drawn: list[int] = []
+        generate = task.generate
+        task.generate = lambda size, rng: drawn.append(size) or generate(size, rng)  # type: ignore[method-assign]
+        cfg = AmplifyConfig(task=task_name, mode="amplify", start_size=16, steps=3, mix_sizes_from=mix,
+                            **{**TINY, "size": 16, "contexts_per_step": 16})
+        train(cfg, task=task)
+        return drawn[-3 * 16:]  # the training batches (the test sets are generated first)
+
+    assert set(sizes_drawn(0)) == {16}
+    mixed = sizes_drawn(4)
+    assert min(mixed) >= 4 and max(mixed) <= 16 and len(set(mixed)) > 3
