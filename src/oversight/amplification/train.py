@@ -92,7 +92,7 @@ class AmplifyConfig:
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
     curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy"})
     min_stage_steps: int = field(default=30, metadata={"help": "curriculum: least steps spent in a stage"})
-    mix_sizes_from: int = field(default=0, metadata={"help": "curriculum: draw each training instance's size uniformly from this size up to the stage's size (0 = all at the stage's size; then X trained to 99% on wildcard search at n=16 answered 0.45-0.47 at n=8)", "key_neutral": 0})
+    mix_sizes_from: int = field(default=0, metadata={"help": "curriculum: draw each training instance's size uniformly from this size up to the stage's size (0 = all at the stage's size). A trade: on wildcard search at n=16, X trained at 16 only answered 0.45-0.47 at n=8; with 8, n=8 stayed at 0.98-0.99 but n=16 came slower (supervised 95% at 233 s vs 54 s; amplify 0.908 vs 0.994 at 15 minutes)", "key_neutral": 0})
     relevel_each_size: bool = field(default=True, metadata={"help": "curriculum: restart question difficulty at level 1 at every new size (amplification needs it: level 1 rests on primitives only, so X re-grounds at the new size before its answers become targets)"})
     # batch and optimiser
     contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
