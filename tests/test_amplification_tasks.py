@@ -418,3 +418,21 @@ def test_shortest_path_truth_matches_a_breadth_first_search_of_the_facts(size: i
             assert c == INF
         else:  # the smallest out-neighbour one step closer
             assert c == min(w for w in out[a] if dist[w].get(b) == expected - 1)
+
+
+def test_stack_instance_data_indexes_each_questions_context_and_pads_ragged_arrays() -> None:
+    """One stacked array per field over the DISTINCT contexts; ``slot`` maps each question back to its row."""
+    from types import SimpleNamespace
+
+    from oversight.amplification.env import Instance, stack_instance_data
+
+    def inst(nbrs: np.ndarray, root: int) -> Instance:
+        return Instance(np.zeros((1, 2), dtype=np.int64), 2, SimpleNamespace(nbrs=nbrs, root=np.array([root])))
+
+    instances = [inst(np.array([[1, 2, 3]]), 10), inst(np.array([[4]]), 11), inst(np.array([[5, 6]]), 12)]
+    slot, (nbrs, root) = stack_instance_data(instances, np.array([2, 0, 2]), "nbrs", "root", fill=-7)
+    assert nbrs.shape == (2, 1, 3)  # contexts 0 and 2 only, padded to the widest
+    assert root[slot, 0].tolist() == [12, 10, 12]
+    assert nbrs[slot, 0].tolist() == [[5, 6, -7], [1, 2, 3], [5, 6, -7]]
+    with pytest.raises(ValueError, match="at least one context"):
+        stack_instance_data(instances, np.array([], dtype=np.int64), "root")

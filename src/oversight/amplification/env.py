@@ -437,6 +437,8 @@ def stack_instance_data(
     with ``fill``), so that ``array[slot, x]`` reads question i's context.
     """
     used, slot = np.unique(np.asarray(ctx_index, dtype=np.int64), return_inverse=True)
+    if not len(used):
+        raise ValueError("stack_instance_data needs at least one context index (guard empty batches)")
     stacked = []
     for name in fields:
         arrays = [getattr(instances[c].data, name) for c in used]

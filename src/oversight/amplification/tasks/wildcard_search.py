@@ -35,6 +35,7 @@ from oversight.amplification.env import (
     int_tokens,
     int_value,
     is_int,
+    stack_instance_data,
 )
 
 SUM = Q["SUM"]
@@ -97,6 +98,14 @@ class WildcardSearch(Task):
     def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
         return (questions[:, 0] == SUM) & ~(questions[:, 1:] == WILD).any(1)
 
+    @staticmethod
+    def _f_of(instances: Sequence[Instance], ctx_index: np.ndarray, name: str) -> np.ndarray:
+        """[m, 64] f (``f``: the truth, ``fact_f``: as read from the facts) of each question's context."""
+        if not len(ctx_index):
+            return np.zeros((0, N_STRINGS), dtype=np.int64)
+        slot, (f,) = stack_instance_data(instances, ctx_index, name)
+        return f[slot]
+
     def _sums(self, fs: np.ndarray, questions: np.ndarray) -> np.ndarray:
         """fs: [m, 64] f per question's context -> answer tokens [m]."""
         p = questions[:, None, 1:]  # [m, 1, 6]
@@ -111,15 +120,13 @@ class WildcardSearch(Task):
         questions: np.ndarray,
         rng: np.random.Generator,
     ) -> np.ndarray:
-        fs = np.stack([instances[c].data.fact_f for c in ctx_index]) if len(ctx_index) else np.zeros((0, N_STRINGS), dtype=np.int64)
-        out = self._sums(fs, questions)
+        out = self._sums(self._f_of(instances, ctx_index, "fact_f"), questions)
         return np.where(self.primitive_mask(questions), out, DONT_KNOW)
 
     def truth_batch(
         self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray
     ) -> np.ndarray:
-        fs = np.stack([instances[c].data.f for c in ctx_index]) if len(ctx_index) else np.zeros((0, N_STRINGS), dtype=np.int64)
-        return self._sums(fs, questions)
+        return self._sums(self._f_of(instances, ctx_index, "f"), questions)
 
     def expert(self, q: np.ndarray) -> ExpertGen:
         wild = np.flatnonzero(q[1:] == WILD)
