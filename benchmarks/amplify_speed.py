@@ -14,7 +14,10 @@ default batch of 32 instances x 16 questions. Columns:
 - ``teacher encode ms``: the teacher's fact encoding; ``H + teacher ms``: ``run_expert`` with the
   teacher answering (of which ``teacher decode ms`` is the teacher's answer passes);
 - ``X step ms``: forward, backward and AdamW step of X;
-- ``amplify / supervised``: the ratio of the two full step times.
+- ``amplify / supervised``: the ratio of the two full step times;
+- ``H' decisions ms``: what ``amplify-learned`` adds to an amplify step: H''s greedy decisions for the
+  whole batch, round by round, on the states of H's transcripts of that step (once per distinct
+  state, with no decision cache, i.e. the cost right after an update of H').
 
 One torch thread (the training default). Numbers move with the machine's other load; compare rows
 measured together.
@@ -29,7 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from oversight.amplification.env import make_task, run_expert
+from oversight.amplification.env import Task, make_task, run_expert
+from oversight.amplification.expert import LearnedExpert, TranscriptBatch, decide_unique, encode_transcripts
 from oversight.amplification.train import (
     AmplifyConfig,
     build_learner,
@@ -52,7 +56,9 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
     optimizer = make_optimizer(model, cfg.lr)
     m, c = cfg.questions_per_context, cfg.contexts_per_step
     ctx_index = np.repeat(np.arange(c), m)
-    parts = {k: 0.0 for k in ("generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step")}
+    hprime = LearnedExpert(task, cfg.hprime_d_model, 4, cfg.hprime_layers)
+    parts = {k: 0.0 for k in ("generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step",
+                              "H' decisions")}
 
     def timed_teacher(answer_fn):
         def answer(ctx, questions):
@@ -73,9 +79,10 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
         with torch.no_grad():
             memory = teacher.encode_facts(facts)
         t3 = time.perf_counter()
-        run_expert(task, instances, ctx_index, questions,
-                   timed_teacher(make_answer_fn(teacher, task, memory, facts, "cpu")), rng)
+        run = run_expert(task, instances, ctx_index, questions,
+                         timed_teacher(make_answer_fn(teacher, task, memory, facts, "cpu")), rng)
         t4 = time.perf_counter()
+        parts["H' decisions"] += time_decisions(task, hprime, encode_transcripts(task, run.transcripts))
         log_probs = model(facts, torch.from_numpy(ctx_index), torch.from_numpy(questions),
                           torch.from_numpy(task.answer_mask(questions)))
         loss = F.nll_loss(log_probs, torch.from_numpy(targets))
@@ -90,6 +97,16 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
     return {k: 1000 * v / steps for k, v in parts.items()}
 
 
+def time_decisions(task: Task, hprime: LearnedExpert, states: TranscriptBatch) -> float:
+    """Seconds H' takes to make every decision of a batch, teacher-forced on H's states."""
+    start = time.perf_counter()
+    for d in range(task.rounds + 1):
+        rows = np.flatnonzero(states.n_rounds >= d)  # still running before decision d
+        if len(rows):
+            decide_unique(hprime, task, states.question[rows], states.subqs[rows, :d], states.subans[rows, :d], d, "cpu")
+    return time.perf_counter() - start
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", default=",".join(ALL_TASKS), help="comma-separated task names")
@@ -98,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_threads(1)
     header = ["task", "n", "generate ms", "truth ms", "teacher encode ms", "H + teacher ms", "teacher decode ms",
-              "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised"]
+              "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised", "H' decisions ms"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for task_name in args.tasks.split(","):
         time_task(task_name, args.size, 5)  # warm-up: allocator, lazy imports
@@ -107,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
         amplify = p["generate"] + p["teacher encode"] + p["H + teacher"] + p["X step"]
         cells = [task_name, args.size] + [f"{p[k]:.1f}" for k in ("generate", "truth", "teacher encode", "H + teacher",
                                                                    "teacher decode", "X step")]
-        cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}"]
+        decisions = p["H' decisions"]
+        cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}", f"{decisions:.1f}"]
         print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
 
 

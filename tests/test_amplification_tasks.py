@@ -91,6 +91,7 @@ def test_expert_with_true_subanswers_is_correct(name: str) -> None:
         assert task.correct_batch(insts, ctx, qs, run.answers).all()
         for t in run.transcripts:
             assert t.n_subquestions <= task.max_subquestions
+            assert all(len(subqs) <= task.round_subquestions for subqs, _ in t.rounds)
             assert len(t.rounds) <= task.rounds
         # the truth is always a legal answer token for its question
         mask = task.answer_mask(qs)

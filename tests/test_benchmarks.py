@@ -28,5 +28,6 @@ def test_amplify_speed_times_every_part() -> None:
     import amplify_speed
 
     parts = amplify_speed.time_task("permutation_powering", size=8, steps=2)
-    assert set(parts) == {"generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step"}
-    assert parts["H + teacher"] >= parts["teacher decode"] > 0
+    assert set(parts) == {"generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step",
+                          "H' decisions"}
+    assert parts["H + teacher"] >= parts["teacher decode"] > 0 and parts["H' decisions"] > 0

@@ -170,6 +170,7 @@ class Task(ABC):
     question_len: int
     rounds: int  # the most lock-step rounds H uses for any question
     max_subquestions: int  # the most subquestions H asks for any question
+    round_subquestions: int  # the most subquestions H asks in one round (H''s subquestion slots per decision)
     num_levels: int  # question-difficulty curriculum levels 1..num_levels; num_levels = full D
     question_kinds: tuple[int, ...]  # kinds of the (non-primitive) questions in D
     primitive_kinds: tuple[int, ...]  # kinds answered from the facts by the environment

@@ -7,14 +7,14 @@
 
 A transcript is ``[Q, round 1: (subq, subans)..., round 2: ..., answer]``. H' works in the same
 lock-step rounds as H: before round ``d`` it makes ONE decision, either "ask these subquestions"
-(up to ``task.max_subquestions`` of them at once) or "answer now with this token". One decision is
+(up to ``task.round_subquestions`` of them at once) or "answer now with this token". One decision is
 one forward pass (not one pass per token), which keeps H' cheap enough to make every one of X's
 targets.
 
 The sequence is the transcript's tokens (the "content": question tokens, then each round's
 subquestion tokens and sub-answers, each token tagged with its role, round, position and
 subquestion index) followed by the decision slots (an action slot -> ROUND to ask or ANSWER_MARK to
-answer, ``max_subquestions * question_len`` subquestion slots, and an answer slot). Attention is
+answer, ``round_subquestions * question_len`` subquestion slots, and an answer slot). Attention is
 causal in rounds: the slots of decision ``d`` see the question and rounds ``< d`` (and each
 other), so training on every decision of a transcript takes one pass, like a causal LM. Outputs
 copy a visible transcript token (a pointer) or come from a vocabulary softmax, as in X.
@@ -50,7 +50,7 @@ ROLE_QUESTION, ROLE_SUBQ, SLOT_ACTION, SLOT_SUBQ, SLOT_ANSWER = range(5)
 
 @dataclass
 class TranscriptBatch:
-    """H transcripts as arrays. R = task.rounds, S = task.max_subquestions, L = task.question_len."""
+    """H transcripts as arrays. R = task.rounds, S = task.round_subquestions, L = task.question_len."""
 
     question: np.ndarray  # [B, L]
     subqs: np.ndarray  # [B, R, S, L], PAD where no subquestion
@@ -73,7 +73,7 @@ class TranscriptBatch:
 
 def encode_transcripts(task: Task, transcripts: Sequence[Transcript]) -> TranscriptBatch:
     """H's transcripts -> a TranscriptBatch (the training data of H')."""
-    b, r, s, length = len(transcripts), task.rounds, task.max_subquestions, task.question_len
+    b, r, s, length = len(transcripts), task.rounds, task.round_subquestions, task.question_len
     out = TranscriptBatch(
         question=np.stack([t.question for t in transcripts]).astype(np.int64),
         subqs=np.full((b, r, s, length), PAD, dtype=np.int64),
@@ -151,7 +151,7 @@ class LearnedExpert(nn.Module):
 
     def __init__(self, task: Task, d_model: int = 64, n_heads: int = 4, n_layers: int = 2) -> None:
         super().__init__()
-        self.rounds, self.slots, self.question_len = task.rounds, task.max_subquestions, task.question_len
+        self.rounds, self.slots, self.question_len = task.rounds, task.round_subquestions, task.question_len
         r, s, length = self.rounds, self.slots, self.question_len
         self.d_model = d_model
         self.token_embedding = nn.Embedding(VOCAB_SIZE, d_model)
@@ -200,9 +200,15 @@ class LearnedExpert(nn.Module):
         the last decision asked for are not even computed).
         """
         items = self._items(question, subqs, subans, max(decisions))
+        item_time, item_idx, item_role = (t[: items.shape[1]] for t in (self.item_time, self.item_idx, self.item_role))
+        # subquestion slots no row of the batch uses are dropped: nothing attends to or points at them
+        used = items[:, :, 0] != PAD
+        if not bool(used.all()):
+            keep = used.any(0)
+            keep[0] = True  # the question item
+            items, item_time, item_idx, item_role = items[:, keep], item_time[keep], item_idx[keep], item_role[keep]
         b, n_items, device = items.shape[0], items.shape[1], items.device
         n_dec = len(decisions)
-        item_time, item_idx, item_role = (t[:n_items] for t in (self.item_time, self.item_idx, self.item_role))
         x_items = self.embed_item(items) + self.role_embedding(item_role) + self.time_embedding(item_time) \
             + self.index_embedding(item_idx)
         slot_time = torch.tensor(decisions, dtype=torch.long, device=device).repeat_interleave(self.n_slot)
@@ -312,7 +318,7 @@ class DecisionCache:
         self.table.clear()
 
 
-def _decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subqs: np.ndarray,
+def decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subqs: np.ndarray,
                    subans: np.ndarray, decision: int, device: str, cache: DecisionCache | None = None) -> Decision:
     """``hprime.decide`` once per distinct (question, earlier rounds) state, copied to the duplicates.
 
@@ -327,7 +333,7 @@ def _decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subq
     keys = [(decision, row.tobytes()) for row in unique]
     known = [cache.table.get(k) for k in keys] if cache is not None else [None] * len(keys)
     todo = np.array([i for i, hit in enumerate(known) if hit is None], dtype=np.int64)
-    s, length = task.max_subquestions, task.question_len
+    s, length = task.round_subquestions, task.question_len
     action = np.empty(len(unique), dtype=np.int64)
     answer = np.empty(len(unique), dtype=np.int64)
     out_subqs = np.empty((len(unique), s, length), dtype=np.int64)
@@ -372,7 +378,7 @@ def run_learned_expert(
     transcripts (only with ``keep_transcripts``), number of primitive subquestions, number answered
     by answer_fn). ``cache``: reuse H''s decisions of earlier calls (clear it whenever H' trains).
     """
-    m, r, s, length = len(questions), task.rounds, task.max_subquestions, task.question_len
+    m, r, s, length = len(questions), task.rounds, task.round_subquestions, task.question_len
     ctx_index = np.asarray(ctx_index, dtype=np.int64)
     subqs = np.full((m, r, s, length), PAD, dtype=np.int64)
     subans = np.full((m, r, s), PAD, dtype=np.int64)
@@ -384,7 +390,7 @@ def run_learned_expert(
         rows = np.flatnonzero(running)
         if len(rows) == 0:
             break
-        decision = _decide_unique(hprime, task, questions[rows], subqs[rows, :d], subans[rows, :d], d, device, cache)
+        decision = decide_unique(hprime, task, questions[rows], subqs[rows, :d], subans[rows, :d], d, device, cache)
         asked = decision.subqs[:, :, 0] != PAD  # [b, S]: a subquestion starts with its kind token
         answering = (decision.action == ANSWER_MARK) | (d == r)
         answers[rows[answering]] = decision.answer[answering]

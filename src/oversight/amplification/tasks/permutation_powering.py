@@ -55,6 +55,7 @@ class PermutationPowering(Task):
     question_len = 3
     rounds = 3
     max_subquestions = 3
+    round_subquestions = 1
     num_levels = 5
     question_kinds = (POW,)
     primitive_kinds = ()  # POW is primitive iff k in {0, 1}: see primitive_mask

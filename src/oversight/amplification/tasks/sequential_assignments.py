@@ -83,6 +83,7 @@ class SequentialAssignments(Task):
     question_len = 3
     rounds = 3
     max_subquestions = 5
+    round_subquestions = 2
     num_levels = 8
     question_kinds = (VAL,)
     primitive_kinds = (ARG1, ARG2, OP)

@@ -118,6 +118,7 @@ class ShortestPath(Task):
     question_len = 3
     rounds = 2
     max_subquestions = 9
+    round_subquestions = 5
     num_levels = MAX_DIST
     question_kinds = (DIST, NEXT)
     primitive_kinds = (EDGE, NBR)

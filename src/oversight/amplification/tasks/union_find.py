@@ -106,6 +106,7 @@ class UnionFind(Task):
     question_len = 3
     rounds = 2
     max_subquestions = 9
+    round_subquestions = 5
     num_levels = 6
     question_kinds = (UVAL, PAR, DEPTH)
     primitive_kinds = (ROOT, NBR, EDGE)

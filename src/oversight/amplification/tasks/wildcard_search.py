@@ -64,6 +64,7 @@ class WildcardSearch(Task):
     question_len = LENGTH + 1
     rounds = 1
     max_subquestions = 2
+    round_subquestions = 2
     num_levels = LENGTH
     question_kinds = (SUM,)
     primitive_kinds = ()  # SUM is primitive iff the pattern has no wildcard: see primitive_mask
