@@ -82,7 +82,6 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
         run = run_expert(task, instances, ctx_index, questions,
                          timed_teacher(make_answer_fn(teacher, task, memory, facts, "cpu")), rng)
         t4 = time.perf_counter()
-        parts["H' decisions"] += time_decisions(task, hprime, encode_transcripts(task, run.transcripts))
         log_probs = model(facts, torch.from_numpy(ctx_index), torch.from_numpy(questions),
                           torch.from_numpy(task.answer_mask(questions)))
         loss = F.nll_loss(log_probs, torch.from_numpy(targets))
@@ -91,6 +90,7 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         optimizer.step()
         t5 = time.perf_counter()
+        parts["H' decisions"] += time_decisions(task, hprime, encode_transcripts(task, run.transcripts))
         for key, dt in (("generate", t1 - t0), ("truth", t2 - t1), ("teacher encode", t3 - t2),
                         ("H + teacher", t4 - t3), ("X step", t5 - t4)):
             parts[key] += dt
