@@ -182,6 +182,40 @@ def test_learned_expert_imitates_h_after_a_little_training() -> None:
     assert DONT_KNOW not in answers[:5] or (answers == truth).mean() > 0.8
 
 
+def test_hprime_decides_each_row_as_it_would_alone() -> None:
+    """H' drops the subquestion slots no row of a batch uses; a row's decision must not depend on its batch."""
+    task = make_task("union_find")  # H asks 1-5 subquestions per round
+    rng = np.random.default_rng(3)
+    torch.manual_seed(3)
+    instances = [task.generate(16, rng) for _ in range(6)]
+    ctx = np.repeat(np.arange(6), 4)
+    questions = np.concatenate([task.sample_questions(inst, 4, rng) for inst in instances])
+    batch = encode_transcripts(task, run_expert(task, instances, ctx, questions, truth_answer_fn(task, instances),
+                                                rng).transcripts)
+    assert batch.subqs.shape[2] == task.round_subquestions
+    hprime = LearnedExpert(task, d_model=32, n_layers=2).eval()
+    for d in range(task.rounds + 1):
+        rows = np.flatnonzero(batch.n_rounds >= d)
+        together = hprime.decide(task, batch.question[rows], batch.subqs[rows], batch.subans[rows], d)
+        for j, i in enumerate(rows):
+            alone = hprime.decide(task, batch.question[i: i + 1], batch.subqs[i: i + 1], batch.subans[i: i + 1], d)
+            assert alone.action[0] == together.action[j] and alone.answer[0] == together.answer[j]
+            np.testing.assert_array_equal(alone.subqs[0], together.subqs[j])
+
+
+def test_transcripts_with_more_subquestions_than_hprime_slots_are_refused() -> None:
+    task = make_task("permutation_powering")  # one subquestion per round
+    rng = np.random.default_rng(0)
+    inst = task.generate(8, rng)
+    run = run_expert(task, [inst], [0], task.sample_questions(inst, 1, rng, level=1),
+                     truth_answer_fn(task, [inst]), rng)
+    (transcript,) = run.transcripts
+    qs, ans = transcript.rounds[0]
+    transcript.rounds[0] = (np.concatenate([qs, qs]), np.concatenate([ans, ans]))
+    with pytest.raises(ValueError, match="round_subquestions"):
+        encode_transcripts(task, [transcript])
+
+
 def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = tmp_path / "runs.db"
     flags = ["--task", "permutation_powering", "--size", "8", "--steps", "4", "--d-model", "32", "--n-heads", "2",

@@ -83,6 +83,9 @@ def encode_transcripts(task: Task, transcripts: Sequence[Transcript]) -> Transcr
     )
     for i, t in enumerate(transcripts):
         for j, (qs, ans) in enumerate(t.rounds):
+            if len(qs) > s or j >= r:
+                raise ValueError(f"{task.name}: H asked {len(qs)} subquestions in round {j + 1}; H' has slots for "
+                                 f"{s} per round and {r} rounds (task.round_subquestions, task.rounds)")
             out.subqs[i, j, : len(qs)] = qs
             out.subans[i, j, : len(ans)] = ans
     return out
