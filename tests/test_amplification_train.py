@@ -244,6 +244,14 @@ def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytes
     html = section(ResultsStore(store), tmp_path / "report")
     assert "permutation_powering" in html and "<table" in html
     assert list((tmp_path / "report").glob("*.png"))
+    assert "teacher_ema=" not in html  # one run per mode: nothing to tell apart
+    # a variant of amplify is labelled by what differs from the other amplify run; supervised ignores the teacher
+    for mode in ("amplify", "supervised"):
+        assert cli_main(["amplify", "run", "--mode", mode, "--teacher-ema", "0.5", "--json", *flags]) == 0
+    capsys.readouterr()
+    assert len(ResultsStore(store).records(kind="amplify")) == 4
+    html = section(ResultsStore(store), tmp_path / "report")
+    assert html.count("teacher_ema=0.5") == 1 and html.count("teacher_ema=0.97") == 1
 
 
 def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:

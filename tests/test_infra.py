@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from oversight.config import add_arguments, config_hash, from_args, key_fields, make_config
+from oversight.config import add_arguments, config_hash, from_args, key_fields, make_config, varying_fields
 from oversight.errors import ConfigError, UnknownNameError
 from oversight.registry import Registry
 from oversight.store import ArtifactStore, ResultsStore
@@ -103,6 +103,14 @@ def test_a_field_added_later_keeps_old_keys_at_its_neutral_value():
     assert config_hash(After(), kind="k") == config_hash(Before(), kind="k")
     assert config_hash(After(decay=5), kind="k") != config_hash(Before(), kind="k")
     assert key_fields(After(decay=5)) == {"lr": 0.1, "decay": 5}
+
+
+def test_varying_fields_name_what_tells_runs_apart():
+    runs = [{"lr": 0.1, "seed": 0, "steps": 5}, {"lr": 0.1, "seed": 1, "steps": 9}, {"lr": 0.2, "seed": 1}]
+    assert varying_fields(runs, ignore=("steps",)) == ["lr", "seed"]  # in the order the fields first appear
+    assert varying_fields(runs[:1]) == []
+    assert varying_fields([{"a": [1, 2]}, {"a": [1, 2]}]) == []  # unhashable values compare by content
+    assert varying_fields([{"a": 1}, {}]) == ["a"]  # missing is a value of its own
 
 
 def test_registry_errors_list_names():

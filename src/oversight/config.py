@@ -109,6 +109,13 @@ def key_fields(cfg: Any) -> dict[str, Any]:
     return fields
 
 
+def varying_fields(configs: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> list[str]:
+    """The fields whose values differ among stored configs (a field missing from one counts as a value):
+    what tells runs apart when they are plotted or tabled together."""
+    names = dict.fromkeys(k for c in configs for k in c if k not in ignore)
+    return [k for k in names if len({canonical_json(c.get(k)) for c in configs}) > 1]
+
+
 def canonical_json(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 

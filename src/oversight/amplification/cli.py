@@ -37,6 +37,7 @@ from oversight.amplification.train import (
     TrainedRun,
     build_hprime,
     build_learner,
+    fields_the_mode_uses,
     make_answer_fn,
     stack_facts,
     train,
@@ -108,12 +109,7 @@ def run_key(cfg: AmplifyConfig) -> str:
     H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
     tuning H' does not orphan the stored supervised and amplify runs of a sweep.
     """
-    fields = key_fields(cfg)
-    if cfg.mode != "amplify-learned":
-        fields = {k: v for k, v in fields.items() if not k.startswith("hprime_")}
-    if cfg.mode == "supervised":
-        fields.pop("teacher_ema")
-    return config_hash(fields, kind=KIND)
+    return config_hash(fields_the_mode_uses(key_fields(cfg)), kind=KIND)
 
 
 def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:

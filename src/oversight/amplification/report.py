@@ -22,9 +22,33 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses  # noqa: E402
+from oversight.config import config_to_dict, varying_fields  # noqa: E402
+
 MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),
               "amplify": ("tab:orange", "amplify (H)"),
               "amplify-learned": ("tab:green", "amplify-learned (H')")}
+LINE_STYLES = ("-", "--", ":", "-.")
+# fields that say which run this is or how long it ran, not what variant of the method it is
+NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "device", "threads", "eval_every")
+
+
+def variants(records: list[dict[str, Any]]) -> dict[int, str]:
+    """Label of each run (by ``id``) among the runs of its task, size and mode: the fields that differ
+    between those runs, e.g. ``"seed=1, lr_decay_steps=3000"`` ("" when it is the only such run)."""
+    defaults = config_to_dict(AmplifyConfig())
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        c = r["config"]
+        groups[(c["task"], c["size"], c["mode"])].append(r)
+    labels = {}
+    for runs in groups.values():
+        # a field missing from a stored config was added later: the run had its default
+        configs = [fields_the_mode_uses({**defaults, **r["config"]}) for r in runs]
+        fields = varying_fields(configs, NOT_A_VARIANT)
+        for r, c in zip(runs, configs, strict=True):
+            labels[id(r)] = ", ".join(f"{k}={c.get(k)}" for k in fields)
+    return labels
 
 
 def _records(source: Any) -> list[dict[str, Any]]:
@@ -48,17 +72,18 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks, strict=False):
         size = _panel_size(by_task[task])
-        labelled = set()
-        for r in sorted(by_task[task], key=lambda r: r["config"]["mode"]):
-            if r["config"]["size"] != size:
-                continue
+        runs = [r for r in by_task[task] if r["config"]["size"] == size]
+        labels = variants(runs)
+        drawn: dict[str, int] = defaultdict(int)  # lines per mode so far: each gets its own line style
+        for r in sorted(runs, key=lambda r: (r["config"]["mode"], labels[id(r)])):
             mode = r["config"]["mode"]
             color, label = MODE_STYLE.get(mode, ("gray", mode))
             curve = r["results"].get("curve") or []
             xs = [p[x_key] for p in curve]
             ys = [p["acc"].get(str(size)) for p in curve]
-            ax.plot(xs, ys, color=color, label=None if mode in labelled else label, lw=1.5)
-            labelled.add(mode)
+            ax.plot(xs, ys, color=color, lw=1.5, ls=LINE_STYLES[drawn[mode] % len(LINE_STYLES)],
+                    label=label + (f" [{labels[id(r)]}]" if labels[id(r)] else ""))
+            drawn[mode] += 1
         ax.axhline(0.95, color="gray", lw=0.6, ls="--")
         ax.set_title(f"{task} (n={size})", fontsize=10)
         ax.set_xlabel(x_label)
@@ -105,7 +130,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per run with the table's numbers (also used by the benchmark)."""
     supervised = {(r["config"]["task"], r["config"]["size"], r["config"]["seed"]): r["results"]
                   for r in records if r["config"]["mode"] == "supervised"}
-    rows = []
+    rows, labels = [], variants(records)
     for r in records:
         c, res = r["config"], r["results"]
         reach = res.get("reached") or {}
@@ -114,7 +139,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         ratio = (time_ratio_at_common_accuracy(res, sup_run, c["size"])
                  if sup_run is not None and c["mode"] != "supervised" else None)
         rows.append({
-            "task": c["task"], "mode": c["mode"], "size": c["size"], "seed": c["seed"],
+            "task": c["task"], "mode": c["mode"], "size": c["size"], "seed": c["seed"], "variant": labels[id(r)],
             "test_acc": res["test_acc"], "acc_by_size": res.get("test_acc_by_size", {}),
             "steps": res["steps"], "seconds": res["seconds"],
             "steps_95": _fmt_reach(reach.get("0.95"), "step"), "seconds_95": _fmt_reach(reach.get("0.95"), "seconds"),
@@ -126,7 +151,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "final_stage": res.get("final_stage", {}),
         })
     return sorted(rows, key=lambda x: (x["task"], x["size"], list(MODE_STYLE).index(x["mode"])
-                                       if x["mode"] in MODE_STYLE else 9, x["seed"]))
+                                       if x["mode"] in MODE_STYLE else 9, x["variant"], x["seed"]))
 
 
 def section(source: Any, out_dir: Path) -> str:
@@ -142,13 +167,13 @@ def section(source: Any, out_dir: Path) -> str:
     _figure(by_task, "step", "training steps", out_dir / "amplify_acc_vs_steps.png")
     _figure(by_task, "seconds", "training wall time (s)", out_dir / "amplify_acc_vs_seconds.png")
 
-    head = ["task", "mode", "n", "seed", "test acc (n)", "acc by size", "steps", "seconds", "steps to 95%",
+    head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc (n)", "acc by size", "steps", "seconds", "steps to 95%",
             "s to 95%", "steps to 99%", "s to 99%", "time vs supervised (to the accuracy both reached)",
             "expert calls", "GT labels", "calls / supervised labels", "curriculum reached"]
     body = []
     for row in cost_rows(records):
         stage = row["final_stage"]
-        cells = [row["task"], row["mode"], row["size"], row["seed"], f"{row['test_acc']:.3f}",
+        cells = [row["task"], row["mode"], row["size"], row["seed"], row["variant"] or "-", f"{row['test_acc']:.3f}",
                  " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()), row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
                  row["time_vs_supervised"], f"{row['expert_calls']:,}", f"{row['gt_labels_used']:,}", row["calls_vs_supervised_labels"],

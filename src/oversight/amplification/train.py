@@ -314,6 +314,14 @@ class TrainedRun:
     hprime: LearnedExpert | None
 
 
+def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
+    amplify-learned, and the teacher's EMA in supervised mode."""
+    mode = fields.get("mode")
+    return {k: v for k, v in fields.items()
+            if not (k.startswith("hprime_") and mode != "amplify-learned") and not (k == "teacher_ema" and mode == "supervised")}
+
+
 def build_learner(cfg: AmplifyConfig, task: Task) -> FactSetLearner:
     return FactSetLearner(task.fact_len, task.question_len, cfg.d_model, cfg.n_heads,
                           cfg.encoder_layers, cfg.decoder_layers)
