@@ -203,6 +203,24 @@ def test_hprime_decides_each_row_as_it_would_alone() -> None:
             np.testing.assert_array_equal(alone.subqs[0], together.subqs[j])
 
 
+def test_padding_for_the_attention_kernel_changes_no_real_output() -> None:
+    from oversight.amplification.expert import pad_sequence_for_attention
+    from oversight.amplification.learner import SelfAttentionBlock
+
+    torch.manual_seed(0)
+    block = SelfAttentionBlock(16, 4, mlp_ratio=2).eval()
+    for length in (5, 13, 16, 29):
+        x = torch.randn(6, length, 16)
+        mask = torch.rand(6, length, length) > 0.4
+        mask[:, :, 0] = True  # every token sees something
+        padded_x, padded_mask = pad_sequence_for_attention(x, mask)
+        expected = 16 * (-(-length // 16)) if length % 16 > 8 else length  # only a long ragged tail is padded
+        assert padded_x.shape[1] == expected and tuple(padded_mask.shape) == (6, expected, expected)
+        with torch.no_grad():
+            torch.testing.assert_close(block(padded_x, padded_mask[:, None])[:, :length], block(x, mask[:, None]),
+                                       atol=1e-5, rtol=1e-5)
+
+
 def test_transcripts_with_more_subquestions_than_hprime_slots_are_refused() -> None:
     task = make_task("permutation_powering")  # one subquestion per round
     rng = np.random.default_rng(0)
