@@ -158,9 +158,9 @@ def pad_sequence_for_attention(x: torch.Tensor, mask: torch.Tensor, block: int =
     positions attend to position 0 only (a row with nothing to attend to would be NaN).
     """
     b, length, _ = x.shape
-    padded = -(-length // block) * block
     if x.device.type != "cpu" or length % block <= block // 2:
         return x, mask  # a short tail costs less than the extra positions' projections and MLP
+    padded = -(-length // block) * block
     x = torch.cat([x, x.new_zeros(b, padded - length, x.shape[2])], dim=1)
     out = mask.new_zeros(b, padded, padded)
     out[:, :length, :length] = mask

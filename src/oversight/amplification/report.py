@@ -167,7 +167,8 @@ def section(source: Any, out_dir: Path) -> str:
     _figure(by_task, "step", "training steps", out_dir / "amplify_acc_vs_steps.png")
     _figure(by_task, "seconds", "training wall time (s)", out_dir / "amplify_acc_vs_seconds.png")
 
-    head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc (n)", "acc by size", "steps", "seconds", "steps to 95%",
+    head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc (n)",
+            "acc by size", "steps", "seconds", "steps to 95%",
             "s to 95%", "steps to 99%", "s to 99%", "time vs supervised (to the accuracy both reached)",
             "expert calls", "GT labels", "calls / supervised labels", "curriculum reached"]
     body = []

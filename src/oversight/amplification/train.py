@@ -318,8 +318,10 @@ def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
     amplify-learned, and the teacher's EMA in supervised mode."""
     mode = fields.get("mode")
-    return {k: v for k, v in fields.items()
-            if not (k.startswith("hprime_") and mode != "amplify-learned") and not (k == "teacher_ema" and mode == "supervised")}
+    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else set()
+    if mode == "supervised":
+        unused.add("teacher_ema")
+    return {k: v for k, v in fields.items() if k not in unused}
 
 
 def build_learner(cfg: AmplifyConfig, task: Task) -> FactSetLearner:
