@@ -312,6 +312,25 @@ def test_learning_rate_warms_up_then_stays_or_falls_as_inverse_sqrt() -> None:
     assert torch.equal(weights[0], weights[2]) and not torch.equal(weights[0], weights[1])
 
 
+def test_target_passes_reuse_each_batch_of_targets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With target_passes=3, H is run on a batch once and X steps on it three times; only the first
+    pass (unseen questions) feeds the curriculum."""
+    from oversight.amplification import train as train_module
+
+    with pytest.raises(ConfigError, match="target_passes"):
+        AmplifyConfig(target_passes=0).validate()
+    updates = []
+    original = train_module.Curriculum.update
+    monkeypatch.setattr(train_module.Curriculum, "update",
+                        lambda self, acc, step: updates.append(step) or original(self, acc, step))
+    cfg = {**TINY, "task": "permutation_powering", "mode": "amplify", "steps": 7, "target_passes": 3}
+    results = train(AmplifyConfig(**cfg)).results  # type: ignore[arg-type]
+    per_batch = TINY["contexts_per_step"] * TINY["questions_per_context"]  # type: ignore[operator]
+    assert results["steps"] == 7 and results["questions_trained"] == 7 * per_batch
+    assert results["expert_calls"] == 3 * per_batch  # batches drawn at steps 1, 4, 7
+    assert updates == [1, 4, 7]
+
+
 def test_decision_cache_gives_the_same_targets_and_is_used() -> None:
     from oversight.amplification.expert import DecisionCache
 
