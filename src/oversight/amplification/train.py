@@ -424,7 +424,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
             break
         step_start = time.perf_counter()
 
-        if passes_left == 0:  # (with target_passes > 1 the same batch and targets serve several steps)
+        fresh_batch = passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
+        if fresh_batch:
             # 1. a fresh batch at the current curriculum stage
             sizes = [curriculum.size] * cfg.contexts_per_step
             if cfg.mix_sizes_from:
@@ -496,8 +497,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                         task, hprime, instances, ctx_index, questions, teacher_answers, rng, device, cache=decisions)
                     acct.primitive_answers += n_prim
                     acct.teacher_answers += n_teacher
-        passes_left = (passes_left or cfg.target_passes) - 1
-        fresh_batch = passes_left == cfg.target_passes - 1
+            passes_left = cfg.target_passes
+        passes_left -= 1
 
         # 3. one gradient step of X on (questions, targets)
         with autocast(device, cfg.bf16):
