@@ -78,6 +78,7 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, monkeypatch: pyte
     monkeypatch.setattr(task, "truth", lambda inst, q: counting_truth_batch([inst], np.zeros(1, np.int64), q[None])[0])
     monkeypatch.setattr(train_module, "evaluate", allowing(train_module.evaluate))
     monkeypatch.setattr(train_module, "make_test_sets", allowing(train_module.make_test_sets))
+    monkeypatch.setattr(train_module, "accuracy_by_level", allowing(train_module.accuracy_by_level))
 
     results = train(AmplifyConfig(task="permutation_powering", mode=mode, steps=12, **TINY), task=task).results
     assert results["steps"] == 12
@@ -117,6 +118,10 @@ def test_every_task_trains_in_every_mode(task_name: str) -> None:
         results = train(AmplifyConfig(task=task_name, mode=mode, steps=3, **TINY)).results
         assert results["steps"] == 3 and 0.0 <= results["test_acc"] <= 1.0
         assert set(results["test_acc_by_size"]) == {"8"}
+        by_level = results["test_acc_by_level"]  # the same test set, split by question difficulty
+        n_test = TINY["test_contexts"] * TINY["test_questions"]
+        assert sum(v["n"] for v in by_level.values()) == n_test
+        assert sum(v["acc"] * v["n"] for v in by_level.values()) / n_test == pytest.approx(results["test_acc"], abs=1e-3)
         if mode != "supervised":
             assert results["gt_labels_used"] == 0
 

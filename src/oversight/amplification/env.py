@@ -187,6 +187,11 @@ class Task(ABC):
     ) -> np.ndarray:
         """[m, question_len] questions from D (never primitive). level in 1..num_levels; None = full D."""
 
+    @abstractmethod
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        """The first curriculum level (1..num_levels) whose distribution can ask ``q`` about ``inst``:
+        its difficulty. Test accuracy is broken down by it, which says how deep X's answers hold up."""
+
     def is_primitive(self, q: np.ndarray | Sequence[int]) -> bool:
         return bool(self.primitive_mask(np.asarray(q)[None])[0])
 

@@ -141,6 +141,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "task": c["task"], "mode": c["mode"], "size": c["size"], "seed": c["seed"], "variant": labels[id(r)],
             "test_acc": res["test_acc"], "acc_by_size": res.get("test_acc_by_size", {}),
+            "acc_by_level": res.get("test_acc_by_level", {}),
             "steps": res["steps"], "seconds": res["seconds"],
             "steps_95": _fmt_reach(reach.get("0.95"), "step"), "seconds_95": _fmt_reach(reach.get("0.95"), "seconds"),
             "steps_99": _fmt_reach(reach.get("0.99"), "step"), "seconds_99": _fmt_reach(reach.get("0.99"), "seconds"),
@@ -168,14 +169,15 @@ def section(source: Any, out_dir: Path) -> str:
     _figure(by_task, "seconds", "training wall time (s)", out_dir / "amplify_acc_vs_seconds.png")
 
     head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc (n)",
-            "acc by size", "steps", "seconds", "steps to 95%",
+            "acc by size", "acc by question level (largest n)", "steps", "seconds", "steps to 95%",
             "s to 95%", "steps to 99%", "s to 99%", "time vs supervised (to the accuracy both reached)",
             "expert calls", "GT labels", "calls / supervised labels", "curriculum reached"]
     body = []
     for row in cost_rows(records):
         stage = row["final_stage"]
         cells = [row["task"], row["mode"], row["size"], row["seed"], row["variant"] or "-", f"{row['test_acc']:.3f}",
-                 " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()), row["steps"],
+                 " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()),
+                 " ".join(f"L{lv}:{a['acc']:.2f}" for lv, a in row["acc_by_level"].items()) or "-", row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
                  row["time_vs_supervised"], f"{row['expert_calls']:,}", f"{row['gt_labels_used']:,}", row["calls_vs_supervised_labels"],
                  f"n={stage.get('size')} L{stage.get('level')}" + ("" if stage.get("final") else " (not done)")]

@@ -290,20 +290,32 @@ def make_answer_fn(model: FactSetLearner, task: Task, memory: torch.Tensor, fact
 
 
 @torch.no_grad()
-def evaluate(model: FactSetLearner, task: Task, test_sets: dict[int, TestSet], device: str,
-             bf16: bool = False) -> dict[int, float]:
-    """Test accuracy of X per size (``task.correct_batch``: any correct answer counts)."""
+def answered_correctly(model: FactSetLearner, task: Task, ts: TestSet, device: str, bf16: bool = False) -> np.ndarray:
+    """bool [questions of ``ts``]: X's greedy answer is correct (``task.correct_batch``: any correct answer counts)."""
     was_training = model.training
     model.eval()
-    accuracy = {}
-    for size, ts in test_sets.items():
-        facts = stack_facts(ts.instances, device)
-        with autocast(device, bf16):
-            memory = model.encode_facts(facts)
-        answers = make_answer_fn(model, task, memory, facts, device, bf16)(ts.ctx_index, ts.questions)
-        accuracy[size] = float(task.correct_batch(ts.instances, ts.ctx_index, ts.questions, answers).mean())
+    facts = stack_facts(ts.instances, device)
+    with autocast(device, bf16):
+        memory = model.encode_facts(facts)
+    answers = make_answer_fn(model, task, memory, facts, device, bf16)(ts.ctx_index, ts.questions)
     model.train(was_training)
-    return accuracy
+    return task.correct_batch(ts.instances, ts.ctx_index, ts.questions, answers)
+
+
+def evaluate(model: FactSetLearner, task: Task, test_sets: dict[int, TestSet], device: str,
+             bf16: bool = False) -> dict[int, float]:
+    """Test accuracy of X per size."""
+    return {size: float(answered_correctly(model, task, ts, device, bf16).mean()) for size, ts in test_sets.items()}
+
+
+def accuracy_by_level(model: FactSetLearner, task: Task, ts: TestSet, device: str,
+                      bf16: bool = False) -> dict[str, dict[str, float]]:
+    """Test accuracy per question difficulty (``task.question_level``) on one test set:
+    ``{level: {"acc": ..., "n": questions}}``, levels with no test question left out."""
+    correct = answered_correctly(model, task, ts, device, bf16)
+    levels = np.array([task.question_level(q, ts.instances[c]) for c, q in zip(ts.ctx_index, ts.questions, strict=True)])
+    return {str(level): {"acc": round(float(correct[levels == level].mean()), 4), "n": int((levels == level).sum())}
+            for level in np.unique(levels).tolist()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -551,6 +563,8 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
         "test_acc": final["acc"][str(largest)],
         "test_acc_by_size": final["acc"],
+        # where X fails: accuracy at the largest size per question difficulty (curriculum level)
+        "test_acc_by_level": accuracy_by_level(model, task, test_sets[largest], device, cfg.bf16),
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,

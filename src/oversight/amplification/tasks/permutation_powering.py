@@ -83,6 +83,10 @@ class PermutationPowering(Task):
         x = rng.choice(inst.data.names, size=m)
         return np.stack([np.full(m, POW), name_token(x), int_token(k)], axis=1).astype(np.int64)
 
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        bits = int(int_value(q[2])).bit_length()  # level L draws bit-lengths 2..L+1
+        return min(max(bits - 1, 1), self.num_levels)
+
     def primitive_mask(self, questions: np.ndarray) -> np.ndarray:
         k = int_value(questions[:, 2])
         return (questions[:, 0] == POW) & (k >= 0) & (k <= 1)

@@ -139,6 +139,10 @@ class SequentialAssignments(Task):
         x = rng.choice(names, size=m)
         return np.stack([np.full(m, VAL), name_token(x), np.full(m, PAD)], axis=1).astype(np.int64)
 
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        depth = int(inst.data.depth[name_index(int(q[1]))])  # level L asks depth <= L
+        return min(max(depth, 1), self.num_levels)
+
     # ---- answering ------------------------------------------------------------------------
     @staticmethod
     def _lookup(

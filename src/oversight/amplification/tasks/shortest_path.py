@@ -183,6 +183,12 @@ class ShortestPath(Task):
         kind = np.where(rng.random(m) < 0.5, DIST, NEXT)
         return np.stack([kind, name_token(ab[:, 0]), name_token(ab[:, 1])], axis=1).astype(np.int64)
 
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        d = int(inst.data.dist[name_index(int(q[1])), name_index(int(q[2]))])
+        if d < 0:
+            return 1  # unreachable pairs are asked at every level
+        return min(max(d, 1), self.num_levels)
+
     # ---- answering ------------------------------------------------------------------------
     @staticmethod
     def _well_formed(questions: np.ndarray) -> np.ndarray:

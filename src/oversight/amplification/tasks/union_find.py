@@ -175,6 +175,10 @@ class UnionFind(Task):
         kind = rng.choice(np.array(self.question_kinds), size=m)
         return np.stack([kind, name_token(x), np.full(m, PAD)], axis=1).astype(np.int64)
 
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        depth = int(inst.data.depth[name_index(int(q[1]))])  # level L asks depth <= L
+        return min(max(depth, 1), self.num_levels)
+
     # ---- answering ------------------------------------------------------------------------
     @staticmethod
     def _well_formed(questions: np.ndarray) -> np.ndarray:

@@ -91,6 +91,9 @@ class WildcardSearch(Task):
         chars = np.where(ranks < n_wild[:, None], WILD, chars)
         return np.concatenate([np.full((m, 1), SUM), chars], axis=1).astype(np.int64)
 
+    def question_level(self, q: np.ndarray, inst: Instance) -> int:
+        return min(max(self.recursion_measure(q), 1), self.num_levels)  # level L: 1..L wildcards
+
     @staticmethod
     def _well_formed(questions: np.ndarray) -> np.ndarray:
         p = questions[:, 1:]
