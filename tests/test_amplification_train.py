@@ -250,9 +250,11 @@ def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytes
         for key in ("task", "mode", "size", "steps", "seconds", "test_acc", "expert_calls", "gt_labels_used"):
             assert key in row
         assert row["mode"] == mode and row["steps"] == 4
+        assert sum(v["n"] for v in row["test_acc_by_level"].values()) == 4 * 8  # test contexts x questions
         assert (row["gt_labels_used"] == 0) == (mode != "supervised")
-    assert cli_main(["amplify", "run", "--mode", "amplify", "--json", *flags]) == 0  # resumes: no new row
-    capsys.readouterr()
+    assert cli_main(["amplify", "run", "--mode", "amplify", *flags]) == 0  # resumes: no new row; a table
+    table = capsys.readouterr().out
+    assert "acc by level" in table and "L1:" in table
     records = ResultsStore(store).records(kind="amplify")
     assert len(records) == 3
     assert all(r["results"]["curve"] and "acc" in r["results"]["curve"][0] for r in records)
@@ -265,7 +267,7 @@ def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytes
     from oversight.amplification.report import section
 
     html = section(ResultsStore(store), tmp_path / "report")
-    assert "permutation_powering" in html and "<table" in html
+    assert "permutation_powering" in html and "<table" in html and "acc by question level" in html
     assert list((tmp_path / "report").glob("*.png"))
     assert "teacher_ema=" not in html  # one run per mode: nothing to tell apart
     # a variant of amplify is labelled by what differs from the other amplify run; supervised ignores the teacher

@@ -137,13 +137,14 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ["task", "mode", "size", "test acc", "acc by size", "steps", "seconds", "to 95% (s)",
+    header = ["task", "mode", "size", "test acc", "acc by size", "acc by level", "steps", "seconds", "to 95% (s)",
               "expert calls", "gt labels"]
     lines = [header]
     for r in rows:
         hit = (r.get("reached") or {}).get("0.95")
         lines.append([r["task"], r["mode"], str(r["size"]), f"{r['test_acc']:.3f}",
                       " ".join(f"{s}:{a:.2f}" for s, a in r["test_acc_by_size"].items()),
+                      " ".join(f"L{lv}:{a['acc']:.2f}" for lv, a in r.get("test_acc_by_level", {}).items()) or "-",
                       str(r["steps"]), f"{r['seconds']:.0f}", "-" if hit is None else f"{hit['seconds']:.0f}",
                       str(r["expert_calls"]), str(r["gt_labels_used"])])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
