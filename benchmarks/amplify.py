@@ -20,7 +20,7 @@ from typing import Any
 
 from oversight.amplification.cli import run_and_store, run_key
 from oversight.amplification.report import time_ratio_at_common_accuracy
-from oversight.amplification.train import MODES, AmplifyConfig
+from oversight.amplification.train import MODES, AmplifyConfig, format_acc_by_level
 from oversight.config import make_config
 from oversight.progress import log
 from oversight.store import DEFAULT_STORE, ResultsStore
@@ -34,7 +34,7 @@ def _reach(results: dict[str, Any], target: str) -> dict[str, Any] | None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     header = ["task", "mode", "n", "acc n=16", "acc largest", "steps", "wall s", "s to 90%", "s to 95%",
-              "steps to 95%", "expert calls", "GT labels", "stage reached"]
+              "steps to 95%", "expert calls", "GT labels", "stage reached", "acc by question level"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         res = r["results"]
@@ -46,7 +46,8 @@ def table(rows: list[dict[str, Any]]) -> str:
                  f"{res['seconds']:.0f}", f"{r90['seconds']:.0f}" if r90 else "-",
                  f"{r95['seconds']:.0f}" if r95 else "-", r95["step"] if r95 else "-",
                  f"{res['expert_calls']:,}", f"{res['gt_labels_used']:,}",
-                 f"n={stage['size']} L{stage['level']}" + ("" if stage["final"] else " (not done)")]
+                 f"n={stage['size']} L{stage['level']}" + ("" if stage["final"] else " (not done)"),
+                 format_acc_by_level(res.get("test_acc_by_level"))]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 

@@ -38,6 +38,7 @@ from oversight.amplification.train import (
     build_hprime,
     build_learner,
     fields_the_mode_uses,
+    format_acc_by_level,
     make_answer_fn,
     stack_facts,
     train,
@@ -144,7 +145,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         hit = (r.get("reached") or {}).get("0.95")
         lines.append([r["task"], r["mode"], str(r["size"]), f"{r['test_acc']:.3f}",
                       " ".join(f"{s}:{a:.2f}" for s, a in r["test_acc_by_size"].items()),
-                      " ".join(f"L{lv}:{a['acc']:.2f}" for lv, a in r.get("test_acc_by_level", {}).items()) or "-",
+                      format_acc_by_level(r.get("test_acc_by_level")),
                       str(r["steps"]), f"{r['seconds']:.0f}", "-" if hit is None else f"{hit['seconds']:.0f}",
                       str(r["expert_calls"]), str(r["gt_labels_used"])])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]

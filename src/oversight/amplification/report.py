@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses  # noqa: E402
+from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses, format_acc_by_level  # noqa: E402
 from oversight.config import config_to_dict, varying_fields  # noqa: E402
 
 MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),
@@ -177,7 +177,7 @@ def section(source: Any, out_dir: Path) -> str:
         stage = row["final_stage"]
         cells = [row["task"], row["mode"], row["size"], row["seed"], row["variant"] or "-", f"{row['test_acc']:.3f}",
                  " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()),
-                 " ".join(f"L{lv}:{a['acc']:.2f}" for lv, a in row["acc_by_level"].items()) or "-", row["steps"],
+                 format_acc_by_level(row["acc_by_level"]), row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
                  row["time_vs_supervised"], f"{row['expert_calls']:,}", f"{row['gt_labels_used']:,}", row["calls_vs_supervised_labels"],
                  f"n={stage.get('size')} L{stage.get('level')}" + ("" if stage.get("final") else " (not done)")]
