@@ -49,7 +49,7 @@ ALL_TASKS = ("permutation_powering", "sequential_assignments", "wildcard_search"
 def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str, float]:
     """Mean milliseconds per step of each part (see the module docstring)."""
     task = make_task(task_name)
-    cfg = AmplifyConfig(task=task_name, size=size)
+    cfg = AmplifyConfig(task=task_name, size=size).with_task_defaults(task)
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     model, teacher = build_learner(cfg, task), build_learner(cfg, task).requires_grad_(False)

@@ -258,6 +258,7 @@ def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytes
     records = ResultsStore(store).records(kind="amplify")
     assert len(records) == 3
     assert all(r["results"]["curve"] and "acc" in r["results"]["curve"][0] for r in records)
+    assert all(r["config"]["lr"] == 1e-3 for r in records)  # the task's learning rate, as the run used it
 
     assert cli_main(["amplify", "show", "--task", "permutation_powering", "--store", str(store)]) == 0
     shown = capsys.readouterr().out
@@ -298,9 +299,30 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="supervised", mix_sizes_from=4) != key(mode="supervised")
     from oversight.amplification.cli import KIND
     from oversight.config import config_hash, config_to_dict
-    without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify")).items()
+    without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
                if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes") and not k.startswith("hprime_")}
+    assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     assert key(mode="amplify") == config_hash(without, kind=KIND)
+
+
+def test_learning_rate_defaults_to_the_tasks_own() -> None:
+    """``--lr 0`` (the default) is ``task.learning_rate``: the run trains with it, and its store key and
+    stored config are those of the run that names that rate."""
+    from oversight.amplification.cli import run_key
+
+    seq, perm = "sequential_assignments", "permutation_powering"
+    assert AmplifyConfig(task=seq).with_task_defaults().lr == 3e-4
+    assert AmplifyConfig(task=perm).with_task_defaults().lr == 1e-3
+    assert AmplifyConfig(task=seq, lr=5e-4).with_task_defaults().lr == 5e-4
+    assert run_key(AmplifyConfig(task=perm)) == run_key(AmplifyConfig(task=perm, lr=1e-3))
+    assert run_key(AmplifyConfig(task=seq)) == run_key(AmplifyConfig(task=seq, lr=3e-4))
+    assert run_key(AmplifyConfig(task=seq)) != run_key(AmplifyConfig(task=seq, lr=1e-3))
+    with pytest.raises(ConfigError, match="lr"):
+        AmplifyConfig(lr=-1e-3).validate()
+    cfg = {**TINY, "task": seq, "mode": "supervised", "steps": 3, "warmup_steps": 1}
+    weights = [train(AmplifyConfig(**cfg, lr=lr)).model.state_dict()["vocab_head.weight"]  # type: ignore[arg-type]
+               for lr in (0.0, 3e-4, 1e-3)]
+    assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
 
 
 def test_learning_rate_warms_up_then_stays_or_falls_as_inverse_sqrt() -> None:

@@ -110,7 +110,7 @@ def run_key(cfg: AmplifyConfig) -> str:
     H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
     tuning H' does not orphan the stored supervised and amplify runs of a sweep.
     """
-    return config_hash(fields_the_mode_uses(key_fields(cfg)), kind=KIND)
+    return config_hash(fields_the_mode_uses(key_fields(cfg.with_task_defaults())), kind=KIND)
 
 
 def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:
@@ -122,7 +122,7 @@ def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) 
         return existing["results"]
     trained = train(cfg)
     save_models(store, key, trained)
-    store.put(key, KIND, config_to_dict(cfg), trained.results, seconds=trained.results["seconds"])
+    store.put(key, KIND, config_to_dict(cfg.with_task_defaults()), trained.results, seconds=trained.results["seconds"])
     return trained.results
 
 

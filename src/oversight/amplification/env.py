@@ -176,6 +176,7 @@ class Task(ABC):
     primitive_kinds: tuple[int, ...]  # kinds answered from the facts by the environment
     # kinds for which H asks X the very question it answers (then checks and improves the guess)
     self_asking_kinds: tuple[int, ...] = ()
+    learning_rate: float = 1e-3  # X's AdamW learning rate when the run does not set one (``--lr 0``)
 
     # ---- the environment --------------------------------------------------------------------
     @abstractmethod

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import math
 import time
 from collections import deque
@@ -99,7 +100,7 @@ class AmplifyConfig:
     contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
     questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
     target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets before a fresh batch is drawn; above 1 the amplify modes spread the teacher's and H's cost over that many steps (the curriculum counts only the first pass, on unseen questions). At 2, 15-minute runs at n=16 were mixed: amplify reached 0.920 vs 0.881 on permutation powering but 0.822 vs 0.881 on shortest path; supervised permutation powering 0.955 vs 0.971. So it stays 1", "key_neutral": 1})
-    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate of X"})
+    lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate: 1e-3, and 3e-4 for sequential assignments, where at 1e-3 X stayed at depth 1 for 11,000 steps while at 3e-4 it passed depth 1 at n=8 in 3,700; at 3e-4 permutation powering's amplify run at n=16 reached only 0.643 in 15 minutes, against 0.881 at 1e-3)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
     lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible. At 3000, 15-minute amplify runs at n=16 showed no clear effect: shortest path 0.867 vs 0.850, permutation powering 0.832 vs 0.856", "key_neutral": 0})
     grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
@@ -144,6 +145,8 @@ class AmplifyConfig:
                 raise ConfigError(name, "must be >= 1")
         if self.mix_sizes_from and not 2 <= self.mix_sizes_from <= 64:
             raise ConfigError("mix_sizes_from", f"must be 0 (off) or in 2..64, got {self.mix_sizes_from}")
+        if self.lr < 0:
+            raise ConfigError("lr", f"must be > 0, or 0 for the task's own learning rate; got {self.lr}")
         if self.lr_decay_steps < 0:
             raise ConfigError("lr_decay_steps", "must be >= 0 (0 = constant learning rate)")
         if self.hprime_calls_per_step <= 0:
@@ -152,6 +155,13 @@ class AmplifyConfig:
             raise ConfigError("hprime_updates_per_step", "must be >= 0")
         if not 0 <= self.teacher_ema < 1:
             raise ConfigError("teacher_ema", "must be in [0, 1)")
+
+    def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:
+        """This config with the fields left to the task filled in (``lr`` 0 -> ``task.learning_rate``):
+        what the run actually uses, so it is what the results store keys and keeps."""
+        if self.lr:
+            return self
+        return dataclasses.replace(self, lr=(task or make_task(self.task)).learning_rate)
 
     @property
     def test_sizes(self) -> list[int]:
@@ -388,6 +398,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     cfg.validate()
     wall_start = time.perf_counter()
     task = task or make_task(cfg.task)
+    cfg = cfg.with_task_defaults(task)
     device = resolve_device(cfg.device)
     set_threads(cfg.threads or None)
     seed_everything(cfg.seed)
