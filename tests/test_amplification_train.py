@@ -305,6 +305,14 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="amplify") == config_hash(without, kind=KIND)
 
 
+def test_accuracy_by_level_is_printed_in_level_order() -> None:
+    from oversight.amplification.train import format_acc_by_level
+
+    stored = {"1": {"acc": 0.5, "n": 2}, "10": {"acc": 1.0, "n": 1}, "2": {"acc": 0.25, "n": 4}}  # as JSON sorts them
+    assert format_acc_by_level(stored) == "L1:0.50 L2:0.25 L10:1.00"
+    assert format_acc_by_level(None) == format_acc_by_level({}) == "-"
+
+
 def test_learning_rate_defaults_to_the_tasks_own() -> None:
     """``--lr 0`` (the default) is ``task.learning_rate``: the run trains with it, and its store key and
     stored config are those of the run that names that rate."""

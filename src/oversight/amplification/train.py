@@ -330,7 +330,8 @@ def accuracy_by_level(model: FactSetLearner, task: Task, ts: TestSet, device: st
 
 def format_acc_by_level(by_level: dict[str, dict[str, float]] | None) -> str:
     """``test_acc_by_level`` as "L1:1.00 L2:0.93 ..." ("-" for runs stored before it was measured)."""
-    return " ".join(f"L{level}:{a['acc']:.2f}" for level, a in (by_level or {}).items()) or "-"
+    levels = sorted((by_level or {}).items(), key=lambda item: int(item[0]))  # JSON keys come back as strings, sorted
+    return " ".join(f"L{level}:{a['acc']:.2f}" for level, a in levels) or "-"
 
 
 
