@@ -171,7 +171,7 @@ def pad_sequence_for_attention(x: torch.Tensor, mask: torch.Tensor, block: int =
 class LearnedExpert(nn.Module):
     """H': makes H's decisions from the transcript so far. See the module docstring for the layout."""
 
-    def __init__(self, task: Task, d_model: int = 64, n_heads: int = 4, n_layers: int = 2) -> None:
+    def __init__(self, task: Task, d_model: int = 64, n_heads: int = 4, n_layers: int = 1) -> None:
         super().__init__()
         self.rounds, self.slots, self.question_len = task.rounds, task.round_subquestions, task.question_len
         r, s, length = self.rounds, self.slots, self.question_len
