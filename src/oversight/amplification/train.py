@@ -313,16 +313,14 @@ def answered_correctly(model: FactSetLearner, task: Task, ts: TestSet, device: s
 
 
 def evaluate(model: FactSetLearner, task: Task, test_sets: dict[int, TestSet], device: str,
-             bf16: bool = False) -> dict[int, float]:
-    """Test accuracy of X per size."""
-    return {size: float(answered_correctly(model, task, ts, device, bf16).mean()) for size, ts in test_sets.items()}
+             bf16: bool = False) -> dict[int, np.ndarray]:
+    """Which test questions X answers correctly, per size (their mean is the test accuracy)."""
+    return {size: answered_correctly(model, task, ts, device, bf16) for size, ts in test_sets.items()}
 
 
-def accuracy_by_level(model: FactSetLearner, task: Task, ts: TestSet, device: str,
-                      bf16: bool = False) -> dict[str, dict[str, float]]:
-    """Test accuracy per question difficulty (``task.question_level``) on one test set:
-    ``{level: {"acc": ..., "n": questions}}``, levels with no test question left out."""
-    correct = answered_correctly(model, task, ts, device, bf16)
+def accuracy_by_level(task: Task, ts: TestSet, correct: np.ndarray) -> dict[str, dict[str, float]]:
+    """Test accuracy per question difficulty (``task.question_level``) on one test set, given which of
+    its questions were answered correctly: ``{level: {"acc": ..., "n": questions}}``, empty levels left out."""
     levels = np.array([task.question_level(q, ts.instances[c]) for c, q in zip(ts.ctx_index, ts.questions, strict=True)])
     return {str(level): {"acc": round(float(correct[levels == level].mean()), 4), "n": int((levels == level).sum())}
             for level in np.unique(levels).tolist()}
@@ -332,7 +330,6 @@ def format_acc_by_level(by_level: dict[str, dict[str, float]] | None) -> str:
     """``test_acc_by_level`` as "L1:1.00 L2:0.93 ..." ("-" for runs stored before it was measured)."""
     levels = sorted((by_level or {}).items(), key=lambda item: int(item[0]))  # JSON keys come back as strings, sorted
     return " ".join(f"L{level}:{a['acc']:.2f}" for level, a in levels) or "-"
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -429,8 +426,11 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} "
         f"X params={count_parameters(model):,} stages={len(curriculum.stages)}")
 
+    last_correct: dict[int, np.ndarray] = {}  # the latest evaluation, question by question
+
     def record_eval() -> dict[str, Any]:
-        acc = evaluate(model, task, test_sets, device, cfg.bf16)
+        last_correct.update(evaluate(model, task, test_sets, device, cfg.bf16))
+        acc = {size: float(correct.mean()) for size, correct in last_correct.items()}
         point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
                  "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
                  "stage_size": curriculum.size, "stage_level": curriculum.level,
@@ -582,7 +582,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         "test_acc": final["acc"][str(largest)],
         "test_acc_by_size": final["acc"],
         # where X fails: accuracy at the largest size per question difficulty (curriculum level)
-        "test_acc_by_level": accuracy_by_level(model, task, test_sets[largest], device, cfg.bf16),
+        "test_acc_by_level": accuracy_by_level(task, test_sets[largest], last_correct[largest]),
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
