@@ -69,10 +69,13 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
     tasks = sorted(by_task)
     cols = min(3, len(tasks))
     rows = (len(tasks) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
+    panel_runs = {task: [r for r in by_task[task] if r["config"]["size"] == _panel_size(by_task[task])] for task in tasks}
+    # each panel's legend sits under it, so it never hides a curve: rows grow with the longest legend
+    legend_rows = max(len(runs) for runs in panel_runs.values())
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, (3.4 + 0.15 * legend_rows) * rows), squeeze=False)
     for ax, task in zip(axes.flat, tasks, strict=False):
-        size = _panel_size(by_task[task])
-        runs = [r for r in by_task[task] if r["config"]["size"] == size]
+        runs = panel_runs[task]
+        size = runs[0]["config"]["size"]
         labels = variants(runs)
         drawn: dict[str, int] = defaultdict(int)  # lines per mode so far: each gets its own line style
         for r in sorted(runs, key=lambda r: (r["config"]["mode"], labels[id(r)])):
@@ -90,11 +93,11 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     for ax in list(axes.flat)[len(tasks):]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
