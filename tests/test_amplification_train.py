@@ -4,6 +4,7 @@ the CLI stores and resumes runs, ``show`` prints a decomposition tree, the repor
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ from oversight.store import ResultsStore
 
 TINY = dict(size=8, minutes=0, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, contexts_per_step=4,
             questions_per_context=4, eval_every=5, test_contexts=4, test_questions=4, hprime_d_model=32,
-            hprime_layers=1, hprime_batch=16, hprime_ready_loss=100.0, stop_at_acc=0.0)
+            hprime_layers=1, hprime_batch=16, hprime_ready_loss=100.0, stop_at_acc=0.0,
+            overlap_targets=False)  # in one process, where a test can watch what the loop reads
 
 
 @pytest.mark.slow
@@ -52,16 +54,20 @@ def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> No
     assert (answers == task.truth_batch(instances, ctx, questions)).mean() >= 0.6  # 5x chance
 
 
-@pytest.mark.parametrize("mode", ["amplify", "amplify-learned"])
-def test_amplify_modes_use_zero_ground_truth_labels(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Outside building and scoring the fixed test sets, truth is never read in the amplify modes."""
+@pytest.mark.parametrize(("mode", "overlap"), [("amplify", False), ("amplify", True), ("amplify-learned", False)])
+def test_amplify_modes_use_zero_ground_truth_labels(mode: str, overlap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outside building and scoring the fixed test sets, truth is never read in the amplify modes,
+    neither in the training process nor in the worker that makes targets ahead (``overlap_targets``)."""
     task = make_task("permutation_powering")
     allowed = {"depth": 0}
     reads = {"training": 0, "test": 0}
     true_truth_batch = task.truth_batch
+    trainer = os.getpid()
 
     def counting_truth_batch(instances, ctx_index, questions):  # type: ignore[no-untyped-def]
         non_primitive = int((~task.primitive_mask(questions)).sum())
+        if os.getpid() != trainer and non_primitive:  # the worker's counts would not come back: fail there
+            raise AssertionError(f"the target worker read {non_primitive} non-primitive labels")
         reads["test" if allowed["depth"] else "training"] += non_primitive
         return true_truth_batch(instances, ctx_index, questions)
 
@@ -80,7 +86,8 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, monkeypatch: pyte
     monkeypatch.setattr(train_module, "make_test_sets", allowing(train_module.make_test_sets))
     monkeypatch.setattr(train_module, "accuracy_by_level", allowing(train_module.accuracy_by_level))
 
-    results = train(AmplifyConfig(task="permutation_powering", mode=mode, steps=12, **TINY), task=task).results
+    cfg = {**TINY, "overlap_targets": overlap}
+    results = train(AmplifyConfig(task="permutation_powering", mode=mode, steps=12, **cfg), task=task).results
     assert results["steps"] == 12
     assert reads["training"] == 0
     assert reads["test"] > 0  # the counter works
@@ -95,6 +102,29 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, monkeypatch: pyte
     supervised = train(AmplifyConfig(task="permutation_powering", mode="supervised", steps=3, **TINY), task=task).results
     assert reads["training"] == supervised["gt_labels_used"] == supervised["questions_trained"] == 3 * 16
     assert supervised["expert_calls"] == 0
+    if overlap:  # the same check fails in the worker when it does read labels (supervised mode does)
+        with pytest.raises(RuntimeError, match="(?s)the target worker failed.*read 16 non-primitive labels"):
+            train(AmplifyConfig(task="permutation_powering", mode="supervised", steps=3, **cfg), task=task)
+
+
+@pytest.mark.parametrize("mode", ["supervised", "amplify"])
+def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) -> None:
+    """``overlap_targets``: the same seed gives the same run; the worker's labels and H calls are counted."""
+    cfg = AmplifyConfig(task="union_find", mode=mode, steps=15, **{**TINY, "overlap_targets": True})
+    first, second = train(cfg), train(cfg)
+    def without_time(curve: list[dict]) -> list[dict]:  # type: ignore[type-arg]
+        return [{k: v for k, v in point.items() if k != "seconds"} for point in curve]
+
+    assert without_time(first.results["curve"]) == without_time(second.results["curve"])
+    for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    questions = first.results["questions_trained"]
+    assert questions == 15 * 16
+    if mode == "supervised":
+        assert first.results["gt_labels_used"] == questions and first.results["expert_calls"] == 0
+    else:
+        assert first.results["expert_calls"] == questions and first.results["gt_labels_used"] == 0
+        assert first.results["teacher_answers"] + first.results["primitive_answers"] > 0
 
 
 def test_ground_truth_ledger_refuses_non_primitive_labels_in_amplify_modes() -> None:

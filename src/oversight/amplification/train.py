@@ -100,6 +100,7 @@ class AmplifyConfig:
     contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
     questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
     target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets before a fresh batch is drawn; above 1 the amplify modes spread the teacher's and H's cost over that many steps (the curriculum counts only the first pass, on unseen questions). At 2, 15-minute runs at n=16 were mixed: amplify reached 0.920 vs 0.881 on permutation powering but 0.822 vs 0.881 on shortest path; supervised permutation powering 0.955 vs 0.971. So it stays 1", "key_neutral": 1})
+    overlap_targets: bool = field(default=True, metadata={"help": "supervised and amplify: a second process draws the next step's batch and makes its targets (the teacher's passes and H, or the ground truth) while X trains on this one, as the paper's loops ran concurrently; that batch is answered by the teacher of one step earlier and drawn at the curriculum stage of one step earlier. Uses a second core. amplify-learned always runs in one process", "key_neutral": False})
     lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate: 1e-3, and 3e-4 for sequential assignments, where at 1e-3 X stayed at depth 1 for 11,000 steps while at 3e-4 it passed depth 1 at n=8 in 3,700; at 3e-4 permutation powering's amplify run at n=16 reached only 0.643 in 15 minutes, against 0.881 at 1e-3)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
     lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible. At 3000, 15-minute amplify runs at n=16 showed no clear effect: shortest path 0.867 vs 0.850, permutation powering 0.832 vs 0.856", "key_neutral": 0})
@@ -299,6 +300,137 @@ def make_answer_fn(model: FactSetLearner, task: Task, memory: torch.Tensor, fact
     return answer
 
 
+@dataclass
+class Batch:
+    """One step's training questions with their targets, and what making the targets cost."""
+
+    facts: torch.Tensor  # [C, n, fact_len]
+    ctx_index: np.ndarray  # [Q] the context of each question
+    questions: np.ndarray  # [Q, question_len]
+    targets: np.ndarray  # [Q] answer tokens (DONT_KNOW where Amplify(X) had none)
+    instances: list[Instance]  # empty when the batch was made in the worker process
+    expert_calls: int = 0
+    primitive_answers: int = 0
+    teacher_answers: int = 0
+    gt_labels: int = 0  # ground-truth answers of non-primitive questions
+
+
+def draw_questions(task: Task, cfg: AmplifyConfig, size: int, level: int,
+                   rng: np.random.Generator) -> tuple[list[Instance], np.ndarray, np.ndarray]:
+    """Fresh instances at curriculum stage (size, level), ``questions_per_context`` questions from each."""
+    sizes = [size] * cfg.contexts_per_step
+    if cfg.mix_sizes_from:
+        sizes = rng.integers(min(cfg.mix_sizes_from, size), size + 1, size=cfg.contexts_per_step).tolist()
+    instances = [task.generate(n, rng) for n in sizes]
+    m = cfg.questions_per_context
+    questions = np.concatenate([task.sample_questions(inst, m, rng, level=level) for inst in instances])
+    return instances, np.repeat(np.arange(cfg.contexts_per_step), m), questions
+
+
+def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: FactSetLearner,
+               ground_truth: GroundTruthLedger, rng: np.random.Generator, device: str) -> Batch:
+    """A fresh batch at stage (size, level) with its targets: the ground truth (supervised) or
+    Amplify^H(X) (amplify: H decomposes, the facts answer primitive subquestions, the teacher the rest)."""
+    instances, ctx_index, questions = draw_questions(task, cfg, size, level, rng)
+    facts = stack_facts(instances, device)
+    if cfg.mode == "supervised":
+        before = ground_truth.non_primitive_labels
+        targets = ground_truth.labels(instances, ctx_index, questions)
+        return Batch(facts, ctx_index, questions, targets, instances,
+                     gt_labels=ground_truth.non_primitive_labels - before)
+    with torch.no_grad(), autocast(device, cfg.bf16):
+        teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all of H's rounds
+    run = run_expert(task, instances, ctx_index, questions,
+                     make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16), rng)
+    return Batch(facts, ctx_index, questions, run.answers, instances, expert_calls=len(questions),
+                 primitive_answers=run.n_primitive, teacher_answers=run.n_learner_questions)
+
+
+class TargetWorker:
+    """``make_batch`` in a second process, one step ahead of X (``overlap_targets``).
+
+    While X trains on batch t, the worker makes batch t+1 with a snapshot of the teacher taken after
+    step t-1, at the curriculum stage of then. The snapshot is written only while the worker is idle
+    and the worker draws from its own seeded generator, so a run is as reproducible as in one process.
+    """
+
+    def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str) -> None:
+        # fork on CPU (as DataLoader workers do; spawn would re-run an unguarded calling script);
+        # CUDA cannot be forked once initialised, so there the worker is spawned
+        methods = torch.multiprocessing.get_all_start_methods()
+        context = torch.multiprocessing.get_context("fork" if device == "cpu" and "fork" in methods else "spawn")
+        self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
+        self.conn, child = context.Pipe()
+        self.process = context.Process(target=_target_worker, args=(cfg, task, self.snapshot, child),
+                                       name="oversight-targets", daemon=True)
+        self.process.start()
+        child.close()
+        self._receive()  # "ready": the worker's start-up is setup time, not training time
+        self.in_flight = False
+
+    def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str) -> Batch:
+        """The batch requested one step ago (the first time: made now), and a request for the next."""
+        if not self.in_flight:
+            self._request(size, level, teacher)
+        batch = self._receive()
+        self._request(size, level, teacher)
+        return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
+
+    def _request(self, size: int, level: int, teacher: FactSetLearner) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(self.snapshot.parameters(), teacher.parameters(), strict=True):
+                mine.copy_(theirs)
+        self.conn.send((size, level))
+        self.in_flight = True
+
+    def _receive(self) -> Any:
+        try:
+            message = self.conn.recv()
+        except EOFError:
+            raise RuntimeError(f"the target worker died (exit code {self.process.exitcode})") from None
+        self.in_flight = False
+        if isinstance(message, str) and message != "ready":
+            raise RuntimeError(f"the target worker failed:\n{message}")
+        return message
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            try:
+                self.conn.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+            self.process.join(timeout=5)
+            if self.process.is_alive():
+                self.process.terminate()
+        self.conn.close()
+
+
+def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, conn: Any) -> None:
+    """The worker process of ``TargetWorker``: answers (size, level) requests with batches, None stops it."""
+    import traceback
+
+    try:
+        set_threads(cfg.threads or None)
+        device = resolve_device(cfg.device)
+        # its own generator: the batches do not depend on how the two processes interleave
+        rng = np.random.default_rng([cfg.seed, 2])
+        ground_truth = GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised")
+        local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
+        conn.send("ready")
+        while (request := conn.recv()) is not None:
+            if local is not teacher:
+                local.load_state_dict(teacher.state_dict())
+            batch = make_batch(task, cfg, *request, local, ground_truth, rng, device)
+            # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
+            conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))
+    except KeyboardInterrupt:
+        pass
+    except BaseException:  # noqa: BLE001 - whatever it was, the trainer must hear of it
+        conn.send(traceback.format_exc())
+    finally:
+        conn.close()
+
+
 @torch.no_grad()
 def answered_correctly(model: FactSetLearner, task: Task, ts: TestSet, device: str, bf16: bool = False) -> np.ndarray:
     """bool [questions of ``ts``]: X's greedy answer is correct (``task.correct_batch``: any correct answer counts)."""
@@ -344,9 +476,9 @@ class TrainedRun:
 
 def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
-    amplify-learned, and the teacher's EMA in supervised mode."""
+    amplify-learned, ``overlap_targets`` in it, and the teacher's EMA in supervised mode."""
     mode = fields.get("mode")
-    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else set()
+    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else {"overlap_targets"}
     if mode == "supervised":
         unused.add("teacher_ema")
     return {k: v for k, v in fields.items() if k not in unused}
@@ -447,40 +579,30 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
 
     record_eval()
     passes_left = 0  # steps left on the current batch of targets
-    while True:
-        if cfg.steps and acct.steps >= cfg.steps:
-            break
-        if cfg.minutes and acct.seconds >= cfg.minutes * 60:
-            break
-        step_start = time.perf_counter()
+    # the supervised and amplify targets can be made one step ahead on a second core
+    worker = TargetWorker(cfg, task, teacher, device) if cfg.overlap_targets and cfg.mode != "amplify-learned" else None
+    try:
+        while True:
+            if cfg.steps and acct.steps >= cfg.steps:
+                break
+            if cfg.minutes and acct.seconds >= cfg.minutes * 60:
+                break
+            step_start = time.perf_counter()
 
-        fresh_batch = passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
-        if fresh_batch:
-            # 1. a fresh batch at the current curriculum stage
-            sizes = [curriculum.size] * cfg.contexts_per_step
-            if cfg.mix_sizes_from:
-                low = min(cfg.mix_sizes_from, curriculum.size)
-                sizes = rng.integers(low, curriculum.size + 1, size=cfg.contexts_per_step).tolist()
-            instances = [task.generate(size, rng) for size in sizes]
-            questions = np.concatenate([task.sample_questions(inst, m, rng, level=curriculum.level) for inst in instances])
-            ctx_index = np.repeat(np.arange(cfg.contexts_per_step), m)
-            facts = stack_facts(instances, device)
-
-            # 2. targets
-            if cfg.mode == "supervised":
-                targets = ground_truth.labels(instances, ctx_index, questions)
-            else:
-                with torch.no_grad(), autocast(device, cfg.bf16):
-                    teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all rounds
-                teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
-                if cfg.mode == "amplify":
-                    run = run_expert(task, instances, ctx_index, questions, teacher_answers, rng)
-                    targets = run.answers
-                    acct.expert_calls += len(questions)
-                    acct.primitive_answers += run.n_primitive
-                    acct.teacher_answers += run.n_learner_questions
+            fresh_batch = passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
+            if fresh_batch:
+                # 1-2. a fresh batch at the current curriculum stage, and its targets
+                if worker is not None:
+                    batch = worker.next_batch(curriculum.size, curriculum.level, teacher, device)
+                elif cfg.mode != "amplify-learned":
+                    batch = make_batch(task, cfg, curriculum.size, curriculum.level, teacher, ground_truth, rng, device)
                 else:
                     assert hprime is not None and buffer is not None and hprime_optimizer is not None
+                    instances, ctx_index, questions = draw_questions(task, cfg, curriculum.size, curriculum.level, rng)
+                    facts = stack_facts(instances, device)
+                    with torch.no_grad(), autocast(device, cfg.bf16):
+                        teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all rounds
+                    teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
                     # 2a. H makes a few transcripts (one question per context), fewer as H' improves;
                     #     H' is scored on them before it trains on them: its loss on the current distribution.
                     #     While X waits for H', both run at the full rate: H' should catch up as fast as it can
@@ -503,10 +625,10 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
                     while update_credit >= 1:
                         update_credit -= 1
-                        batch = buffer.sample(cfg.hprime_batch)
-                        if batch is None:
+                        sample = buffer.sample(cfg.hprime_batch)
+                        if sample is None:
                             break
-                        loss_h, _ = hprime.loss(batch, task, device)
+                        loss_h, _ = hprime.loss(sample, task, device)
                         hprime_optimizer.zero_grad(set_to_none=True)
                         loss_h.backward()
                         hprime_optimizer.step()
@@ -525,48 +647,55 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                     # 2c. H' (not H) decomposes every training question
                     targets, _, n_prim, n_teacher = run_learned_expert(
                         task, hprime, instances, ctx_index, questions, teacher_answers, rng, device, cache=decisions)
-                    acct.primitive_answers += n_prim
-                    acct.teacher_answers += n_teacher
-            passes_left = cfg.target_passes
-        passes_left -= 1
+                    batch = Batch(facts, ctx_index, questions, targets, instances,
+                                  primitive_answers=n_prim, teacher_answers=n_teacher)
+                acct.expert_calls += batch.expert_calls
+                acct.primitive_answers += batch.primitive_answers
+                acct.teacher_answers += batch.teacher_answers
+                acct.gt_labels_used += batch.gt_labels
+                facts, ctx_index, questions, targets = batch.facts, batch.ctx_index, batch.questions, batch.targets
+                passes_left = cfg.target_passes
+            passes_left -= 1
 
-        # 3. one gradient step of X on (questions, targets)
-        with autocast(device, cfg.bf16):
-            log_probs = model(facts, torch.from_numpy(ctx_index).to(device), torch.from_numpy(questions).to(device),
-                              torch.from_numpy(task.answer_mask(questions)).to(device))
-        target_t = torch.from_numpy(targets).to(device)
-        if amplifying:  # "don't know" (a malformed decomposition) carries nothing to imitate
-            target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
-            acct.dont_know_targets += int((targets == DONT_KNOW).sum()) if fresh_batch else 0
-        loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        schedule.step()
-        ema_update(teacher, model, cfg.teacher_ema)
+            # 3. one gradient step of X on (questions, targets)
+            with autocast(device, cfg.bf16):
+                log_probs = model(facts, torch.from_numpy(ctx_index).to(device), torch.from_numpy(questions).to(device),
+                                  torch.from_numpy(task.answer_mask(questions)).to(device))
+            target_t = torch.from_numpy(targets).to(device)
+            if amplifying:  # "don't know" (a malformed decomposition) carries nothing to imitate
+                target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
+                acct.dont_know_targets += int((targets == DONT_KNOW).sum()) if fresh_batch else 0
+            loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            optimizer.step()
+            schedule.step()
+            ema_update(teacher, model, cfg.teacher_ema)
 
-        # 4. accounting and curriculum
-        acct.steps += 1
-        acct.questions_trained += len(questions)
-        acct.gt_labels_used = ground_truth.non_primitive_labels
-        train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())  # IGNORE counts as wrong
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        acct.seconds += time.perf_counter() - step_start
-        # a repeated batch is partly memorised: only the first pass says how well X answers new questions
-        if fresh_batch and curriculum.update(train_accuracy, acct.steps):
-            log(f"  step {acct.steps:6d}  curriculum -> size {curriculum.size}, level {curriculum.level}")
-            if hprime is not None and cfg.hprime_rewarm_each_stage:
-                # new questions: H''s loss so far says nothing about them; H is called at the full
-                # rate again and X waits until the fresh transcripts show H' imitates H
-                hprime_recent_loss, hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
-                hprime_ready, warmup_in_stage = False, 0
+            # 4. accounting and curriculum
+            acct.steps += 1
+            acct.questions_trained += len(questions)
+            train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())  # IGNORE counts as wrong
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            acct.seconds += time.perf_counter() - step_start
+            # a repeated batch is partly memorised: only the first pass says how well X answers new questions
+            if fresh_batch and curriculum.update(train_accuracy, acct.steps):
+                log(f"  step {acct.steps:6d}  curriculum -> size {curriculum.size}, level {curriculum.level}")
+                if hprime is not None and cfg.hprime_rewarm_each_stage:
+                    # new questions: H''s loss so far says nothing about them; H is called at the full
+                    # rate again and X waits until the fresh transcripts show H' imitates H
+                    hprime_recent_loss, hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
+                    hprime_ready, warmup_in_stage = False, 0
 
-        if acct.steps % cfg.eval_every == 0:
-            point = record_eval()
-            if cfg.stop_at_acc and curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
-                break
+            if acct.steps % cfg.eval_every == 0:
+                point = record_eval()
+                if cfg.stop_at_acc and curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
+                    break
+    finally:
+        if worker is not None:
+            worker.close()
     if not curve or curve[-1]["step"] != acct.steps:
         record_eval()
 
