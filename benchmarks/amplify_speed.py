@@ -15,11 +15,14 @@ default batch of 32 instances x 16 questions. Columns:
   teacher answering (of which ``teacher decode ms`` is the teacher's answer passes);
 - ``X step ms``: forward, backward and AdamW step of X;
 - ``amplify / supervised``: the ratio of the two full step times;
+- ``overlapped``: what a step of ``train`` costs with ``overlap_targets`` (the default): a second
+  process makes the next batch's targets while X trains, so a step costs about the larger of the two
+  (measured over whole training steps at the full distribution, with the worker's own process);
 - ``H' decisions ms``: what ``amplify-learned`` adds to an amplify step: H''s greedy decisions for the
   whole batch, round by round, on the states of H's transcripts of that step (once per distinct
   state, with no decision cache, i.e. the cost right after an update of H').
 
-One torch thread (the training default). Numbers move with the machine's other load; compare rows
+One torch thread per process (the training default). Numbers move with the machine's other load; compare rows
 measured together.
 """
 
@@ -40,6 +43,7 @@ from oversight.amplification.train import (
     make_answer_fn,
     make_optimizer,
     stack_facts,
+    train,
 )
 from oversight.runtime import set_threads
 
@@ -97,6 +101,16 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
     return {k: 1000 * v / steps for k, v in parts.items()}
 
 
+def time_overlapped(task_name: str, size: int, steps: int, mode: str) -> float:
+    """Milliseconds per step of ``train`` in ``mode`` with the targets made ahead in the worker process,
+    at the full question distribution at ``size`` (each curriculum level passed after one step)."""
+    cfg = AmplifyConfig(task=task_name, mode=mode, size=size, start_size=size, steps=steps + 5, minutes=0,
+                        eval_every=10**9, stop_at_acc=0.0, overlap_targets=True, curriculum_threshold=0.0,
+                        curriculum_window=1, min_stage_steps=1, test_contexts=1, test_questions=1)
+    results = train(cfg).results
+    return 1000 * results["seconds"] / results["steps"]
+
+
 def time_decisions(task: Task, hprime: LearnedExpert, states: TranscriptBatch) -> float:
     """Seconds H' takes to make every decision of a batch, teacher-forced on H's states."""
     start = time.perf_counter()
@@ -115,7 +129,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     set_threads(1)
     header = ["task", "n", "generate ms", "truth ms", "teacher encode ms", "H + teacher ms", "teacher decode ms",
-              "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised", "H' decisions ms"]
+              "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised",
+              "supervised overlapped ms", "amplify overlapped ms", "overlapped ratio", "H' decisions ms"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for task_name in args.tasks.split(","):
         time_task(task_name, args.size, 5)  # warm-up: allocator, lazy imports
@@ -125,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
         cells = [task_name, args.size] + [f"{p[k]:.1f}" for k in ("generate", "truth", "teacher encode", "H + teacher",
                                                                    "teacher decode", "X step")]
         decisions = p["H' decisions"]
-        cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}", f"{decisions:.1f}"]
+        overlapped = {mode: time_overlapped(task_name, args.size, args.steps, mode) for mode in ("supervised", "amplify")}
+        cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}", f"{overlapped['supervised']:.1f}",
+                  f"{overlapped['amplify']:.1f}", f"{overlapped['amplify'] / overlapped['supervised']:.2f}",
+                  f"{decisions:.1f}"]
         print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
 
 

@@ -26,6 +26,12 @@ where the targets come from:
   start and at every curriculum stage X waits (H and H' at the full rate) until H''s loss on the
   new questions is below ``hprime_ready_loss``.
 
+In ``supervised`` and ``amplify`` mode the batch and its targets are made one step ahead in a
+second process (``TargetWorker``, ``--overlap-targets``, on by default), as the paper's collection
+and training loops ran concurrently: while X takes step t, the worker draws batch t+1 and H and the
+teacher (as it was after step t-1) answer it. On two cores an amplify step then costs about what a
+supervised step does. ``amplify-learned`` runs in one process.
+
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
 
