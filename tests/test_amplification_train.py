@@ -4,6 +4,7 @@ the CLI stores and resumes runs, ``show`` prints a decomposition tree, the repor
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -112,6 +113,7 @@ def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) 
     """``overlap_targets``: the same seed gives the same run; the worker's labels and H calls are counted."""
     cfg = AmplifyConfig(task="union_find", mode=mode, steps=15, **{**TINY, "overlap_targets": True})
     first, second = train(cfg), train(cfg)
+    assert multiprocessing.active_children() == []  # each run stopped its worker
     def without_time(curve: list[dict]) -> list[dict]:  # type: ignore[type-arg]
         return [{k: v for k, v in point.items() if k != "seconds"} for point in curve]
 

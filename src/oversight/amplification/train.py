@@ -400,14 +400,17 @@ class TargetWorker:
         return message
 
     def close(self) -> None:
+        """Stop the worker, reading the batch it made ahead first (it may be blocked sending it)."""
+        try:
+            if self.in_flight and self.conn.poll(60):
+                self.conn.recv()
+            self.conn.send(None)
+        except (EOFError, BrokenPipeError, OSError):  # it has stopped already (Ctrl-C reaches it too)
+            pass
+        self.process.join(timeout=10)
         if self.process.is_alive():
-            try:
-                self.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            self.process.join(timeout=5)
-            if self.process.is_alive():
-                self.process.terminate()
+            self.process.terminate()
+            self.process.join()
         self.conn.close()
 
 
