@@ -421,8 +421,8 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, conn
     try:
         set_threads(cfg.threads or None)
         device = resolve_device(cfg.device)
-        # its own generator: the batches do not depend on how the two processes interleave
-        rng = np.random.default_rng([cfg.seed, 2])
+        # the generator train() would draw from in one process: the same questions, made one step ahead
+        rng = np.random.default_rng(cfg.seed)
         ground_truth = GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised")
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
         conn.send("ready")
