@@ -505,3 +505,19 @@ def test_mix_sizes_from_draws_instances_up_to_the_stage_size(task_name: str) -> 
     assert set(sizes_drawn(0)) == {16}
     mixed = sizes_drawn(4)
     assert min(mixed) >= 4 and max(mixed) <= 16 and len(set(mixed)) > 3
+
+
+def test_runs_stored_before_a_field_existed_are_labelled_as_they_ran() -> None:
+    """A field added later reads as its ``key_neutral`` value (what old runs did), not as today's default."""
+    from oversight.amplification.report import variants
+    from oversight.config import as_stored_by_now, config_to_dict
+
+    new = config_to_dict(AmplifyConfig(mode="amplify"))
+    old = {k: v for k, v in new.items() if k not in ("overlap_targets", "teacher_ema")}
+    filled = as_stored_by_now(AmplifyConfig, old)
+    assert filled["overlap_targets"] is False  # key_neutral: the runs before it made targets in one process
+    assert filled["teacher_ema"] == AmplifyConfig().teacher_ema  # no key_neutral: the default
+    assert as_stored_by_now(AmplifyConfig, new) == new
+    records = [{"config": old}, {"config": new}]
+    labels = variants(records)
+    assert [labels[id(r)] for r in records] == ["overlap_targets=False", "overlap_targets=True"]

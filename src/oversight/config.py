@@ -109,6 +109,23 @@ def key_fields(cfg: Any) -> dict[str, Any]:
     return fields
 
 
+def as_stored_by_now(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
+    """A config stored before some fields existed, with those fields filled in as the run had them:
+    the ``key_neutral`` value where a field has one (it is the value that reproduces the old
+    behaviour, even if the default has changed since), else the field's default."""
+    filled = {}
+    for f in dataclasses.fields(cls):
+        if f.name in stored:
+            continue
+        if "key_neutral" in f.metadata:
+            filled[f.name] = f.metadata["key_neutral"]
+        elif f.default is not dataclasses.MISSING:
+            filled[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            filled[f.name] = f.default_factory()
+    return {**filled, **stored}
+
+
 def varying_fields(configs: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> list[str]:
     """The fields whose values differ among stored configs (a field missing from one counts as a value):
     what tells runs apart when they are plotted or tabled together."""

@@ -23,7 +23,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses, format_acc_by_level  # noqa: E402
-from oversight.config import config_to_dict, varying_fields  # noqa: E402
+from oversight.config import as_stored_by_now, varying_fields  # noqa: E402
 
 MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),
               "amplify": ("tab:orange", "amplify (H)"),
@@ -36,15 +36,14 @@ NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "device", "threads"
 def variants(records: list[dict[str, Any]]) -> dict[int, str]:
     """Label of each run (by ``id``) among the runs of its task, size and mode: the fields that differ
     between those runs, e.g. ``"seed=1, lr_decay_steps=3000"`` ("" when it is the only such run)."""
-    defaults = config_to_dict(AmplifyConfig())
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         c = r["config"]
         groups[(c["task"], c["size"], c["mode"])].append(r)
     labels = {}
     for runs in groups.values():
-        # a field missing from a stored config was added later: the run had its default
-        configs = [fields_the_mode_uses({**defaults, **r["config"]}) for r in runs]
+        # a field missing from a stored config was added later
+        configs = [fields_the_mode_uses(as_stored_by_now(AmplifyConfig, r["config"])) for r in runs]
         fields = varying_fields(configs, NOT_A_VARIANT)
         for r, c in zip(runs, configs, strict=True):
             labels[id(r)] = ", ".join(f"{k}={c.get(k)}" for k in fields)

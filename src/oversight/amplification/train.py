@@ -310,7 +310,7 @@ def make_answer_fn(model: FactSetLearner, task: Task, memory: torch.Tensor, fact
 class Batch:
     """One step's training questions with their targets, and what making the targets cost."""
 
-    facts: torch.Tensor  # [C, n, fact_len]
+    facts: torch.Tensor  # [C, n, fact_len] (a numpy array while it crosses from the worker process)
     ctx_index: np.ndarray  # [Q] the context of each question
     questions: np.ndarray  # [Q, question_len]
     targets: np.ndarray  # [Q] answer tokens (DONT_KNOW where Amplify(X) had none)
