@@ -3,6 +3,7 @@ the CLI stores and resumes runs, ``show`` prints a decomposition tree, the repor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -124,6 +125,13 @@ def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) 
     assert questions == 15 * 16
     if mode == "supervised":
         assert first.results["gt_labels_used"] == questions and first.results["expert_calls"] == 0
+        # the worker draws the questions a one-process run would: with no teacher and no stage
+        # change to lag behind, both runs train on the same batches and end with the same weights
+        held = {"min_stage_steps": 1000}
+        ahead = train(dataclasses.replace(cfg, **held)).model
+        in_one = train(dataclasses.replace(cfg, overlap_targets=False, **held)).model
+        for a, b in zip(ahead.parameters(), in_one.parameters(), strict=True):
+            assert torch.equal(a, b)
     else:
         assert first.results["expert_calls"] == questions and first.results["gt_labels_used"] == 0
         assert first.results["teacher_answers"] + first.results["primitive_answers"] > 0
