@@ -357,7 +357,8 @@ class TargetWorker:
 
     While X trains on batch t, the worker makes batch t+1 with a snapshot of the teacher taken after
     step t-1, at the curriculum stage of then. The snapshot is written only while the worker is idle
-    and the worker draws from its own seeded generator, so a run is as reproducible as in one process.
+    and the worker draws from the generator a one-process run would use, so a run is as reproducible
+    as in one process and trains on the same questions.
     """
 
     def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str) -> None:
@@ -383,9 +384,7 @@ class TargetWorker:
         return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
 
     def _request(self, size: int, level: int, teacher: FactSetLearner) -> None:
-        with torch.no_grad():
-            for mine, theirs in zip(self.snapshot.parameters(), teacher.parameters(), strict=True):
-                mine.copy_(theirs)
+        ema_update(self.snapshot, teacher, 0.0)  # decay 0: a copy
         self.conn.send((size, level))
         self.in_flight = True
 
