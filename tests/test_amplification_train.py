@@ -3,6 +3,7 @@ the CLI stores and resumes runs, ``show`` prints a decomposition tree, the repor
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import multiprocessing
@@ -529,3 +530,32 @@ def test_runs_stored_before_a_field_existed_are_labelled_as_they_ran() -> None:
     records = [{"config": old}, {"config": new}]
     labels = variants(records)
     assert [labels[id(r)] for r in records] == ["overlap_targets=False", "overlap_targets=True"]
+
+
+def test_target_worker_answers_with_the_teacher_of_one_step_earlier() -> None:
+    """Batch t (t >= 1) is Amplify^H(teacher after step t-2's update), drawn as a one-process run
+    would draw it: the same questions and targets as ``make_batch`` with that teacher."""
+    from oversight.amplification.train import TargetWorker, build_learner, make_batch
+
+    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", **TINY).with_task_defaults()
+    task = make_task(cfg.task)
+    torch.manual_seed(0)
+    teacher = build_learner(cfg, task).requires_grad_(False)
+    worker = TargetWorker(cfg, task, teacher, "cpu")
+    teachers, made = [copy.deepcopy(teacher)], []
+    try:
+        for _ in range(4):
+            made.append(worker.next_batch(8, 3, teacher, "cpu"))
+            with torch.no_grad():  # a "training step": the teacher changes a lot, so a stale copy shows
+                for p in teacher.parameters():
+                    p.add_(torch.randn_like(p))
+            teachers.append(copy.deepcopy(teacher))
+    finally:
+        worker.close()
+    rng = np.random.default_rng(cfg.seed)
+    ledger = GroundTruthLedger(task, allow_non_primitive=False)
+    for t, batch in enumerate(made):
+        expected = make_batch(task, cfg, 8, 3, teachers[max(0, t - 1)], ledger, rng, "cpu")
+        np.testing.assert_array_equal(batch.questions, expected.questions)
+        np.testing.assert_array_equal(batch.targets, expected.targets)
+        assert batch.teacher_answers == expected.teacher_answers > 0
