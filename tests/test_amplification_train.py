@@ -57,7 +57,8 @@ def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> No
     assert (answers == task.truth_batch(instances, ctx, questions)).mean() >= 0.6  # 5x chance
 
 
-@pytest.mark.parametrize(("mode", "overlap"), [("amplify", False), ("amplify", True), ("amplify-learned", False)])
+@pytest.mark.parametrize(("mode", "overlap"), [("amplify", False), ("amplify", True), ("amplify-learned", False),
+                                              ("amplify-learned", True)])
 def test_amplify_modes_use_zero_ground_truth_labels(mode: str, overlap: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     """Outside building and scoring the fixed test sets, truth is never read in the amplify modes,
     neither in the training process nor in the worker that makes targets ahead (``overlap_targets``)."""
@@ -110,7 +111,7 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, overlap: bool, mo
             train(AmplifyConfig(task="permutation_powering", mode="supervised", steps=3, **cfg), task=task)
 
 
-@pytest.mark.parametrize("mode", ["supervised", "amplify"])
+@pytest.mark.parametrize("mode", ["supervised", "amplify", "amplify-learned"])
 def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) -> None:
     """``overlap_targets``: the same seed gives the same run; the worker's labels and H calls are counted."""
     cfg = AmplifyConfig(task="union_find", mode=mode, steps=15, **{**TINY, "overlap_targets": True})
@@ -123,6 +124,13 @@ def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) 
     for a, b in zip(first.model.parameters(), second.model.parameters(), strict=True):
         assert torch.equal(a, b)
     questions = first.results["questions_trained"]
+    if mode == "amplify-learned":  # X waits while H' warms up; H' trains on the worker's transcripts
+        res = first.results
+        assert res["steps"] == 15 and res["hprime_warmup_steps"] > 0 and res["gt_labels_used"] == 0
+        assert questions == 15 * 16  # warm-up steps train H' only
+        assert 0 < res["expert_calls"] < questions and res["hprime_updates"] > 0
+        assert res["teacher_answers"] + res["primitive_answers"] > 0
+        return
     assert questions == 15 * 16
     if mode == "supervised":
         assert first.results["gt_labels_used"] == questions and first.results["expert_calls"] == 0
@@ -532,30 +540,47 @@ def test_runs_stored_before_a_field_existed_are_labelled_as_they_ran() -> None:
     assert [labels[id(r)] for r in records] == ["overlap_targets=False", "overlap_targets=True"]
 
 
-def test_target_worker_answers_with_the_teacher_of_one_step_earlier() -> None:
-    """Batch t (t >= 1) is Amplify^H(teacher after step t-2's update), drawn as a one-process run
-    would draw it: the same questions and targets as ``make_batch`` with that teacher."""
-    from oversight.amplification.train import TargetWorker, build_learner, make_batch
+@pytest.mark.parametrize("mode", ["amplify", "amplify-learned"])
+def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -> None:
+    """Batch t (t >= 1) is Amplify^H(teacher after step t-2's update) (in amplify-learned:
+    Amplify^{H'}(teacher), with H' as it was then, and H's transcripts as the plan asked), drawn as a
+    one-process run would draw it: the same questions and targets as ``make_batch`` with those models."""
+    from oversight.amplification.expert import DecisionCache
+    from oversight.amplification.train import HPrimePlan, TargetWorker, build_hprime, build_learner, make_batch
 
-    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", **TINY).with_task_defaults()
+    cfg = AmplifyConfig(task="permutation_powering", mode=mode, **TINY).with_task_defaults()
     task = make_task(cfg.task)
     torch.manual_seed(0)
     teacher = build_learner(cfg, task).requires_grad_(False)
-    worker = TargetWorker(cfg, task, teacher, "cpu")
-    teachers, made = [copy.deepcopy(teacher)], []
+    hprime = build_hprime(cfg, task).requires_grad_(False) if mode == "amplify-learned" else None
+    plans = [HPrimePlan(expert_calls=t % 3, make_targets=t != 1, hprime_version=t) for t in range(4)]
+    worker = TargetWorker(cfg, task, teacher, "cpu", hprime)
+    teachers, hprimes, made = [copy.deepcopy(teacher)], [copy.deepcopy(hprime)], []
     try:
-        for _ in range(4):
-            made.append(worker.next_batch(8, 3, teacher, "cpu"))
-            with torch.no_grad():  # a "training step": the teacher changes a lot, so a stale copy shows
-                for p in teacher.parameters():
+        for t in range(4):
+            made.append(worker.next_batch(8, 3, teacher, "cpu", hprime, plans[t]))
+            with torch.no_grad():  # a "training step": the models change a lot, so a stale copy shows
+                for p in [*teacher.parameters(), *(hprime.parameters() if hprime is not None else [])]:
                     p.add_(torch.randn_like(p))
             teachers.append(copy.deepcopy(teacher))
+            hprimes.append(copy.deepcopy(hprime))
     finally:
         worker.close()
     rng = np.random.default_rng(cfg.seed)
     ledger = GroundTruthLedger(task, allow_non_primitive=False)
     for t, batch in enumerate(made):
-        expected = make_batch(task, cfg, 8, 3, teachers[max(0, t - 1)], ledger, rng, "cpu")
+        plan = plans[max(0, t - 1)]  # the plan, like the models, of the step that asked for the batch
+        expected = make_batch(task, cfg, 8, 3, teachers[max(0, t - 1)], ledger, rng, "cpu",
+                              hprimes[max(0, t - 1)], plan, DecisionCache())
         np.testing.assert_array_equal(batch.questions, expected.questions)
+        if mode == "amplify-learned":
+            assert batch.expert_calls == plan.expert_calls
+            assert (batch.transcripts is None) == (expected.transcripts is None) == (plan.expert_calls == 0)
+            if batch.transcripts is not None:
+                for name in ("question", "subqs", "subans", "answer"):
+                    np.testing.assert_array_equal(getattr(batch.transcripts, name), getattr(expected.transcripts, name))
+            assert (batch.targets is None) == (not plan.make_targets)
+            if batch.targets is None:
+                continue
         np.testing.assert_array_equal(batch.targets, expected.targets)
         assert batch.teacher_answers == expected.teacher_answers > 0

@@ -337,9 +337,16 @@ class DecisionCache:
     def __init__(self) -> None:
         self.table: dict[tuple[int, bytes], tuple[int, np.ndarray, int]] = {}
         self.hits = self.misses = 0
+        self.version = 0  # which H' weights the table holds decisions of
 
     def clear(self) -> None:
         self.table.clear()
+
+    def use_version(self, version: int) -> None:
+        """Keep the table only if it holds the decisions of H' weights ``version`` (a count of H''s updates)."""
+        if version != self.version:
+            self.clear()
+            self.version = version
 
 
 def decide_unique(hprime: LearnedExpert, task: Task, question: np.ndarray, subqs: np.ndarray,

@@ -26,11 +26,12 @@ where the targets come from:
   start and at every curriculum stage X waits (H and H' at the full rate) until H''s loss on the
   new questions is below ``hprime_ready_loss``.
 
-In ``supervised`` and ``amplify`` mode the batch and its targets are made one step ahead in a
-second process (``TargetWorker``, ``--overlap-targets``, on by default), as the paper's collection
-and training loops ran concurrently: while X takes step t, the worker draws batch t+1 and H and the
-teacher (as it was after step t-1) answer it. On two cores an amplify step then costs about what a
-supervised step does. ``amplify-learned`` runs in one process.
+The batch and its targets are made one step ahead in a second process (``TargetWorker``,
+``--overlap-targets``, on by default), as the paper's collection and training loops ran
+concurrently: while X takes step t, the worker draws batch t+1 and H (or H') and the teacher (as
+they were after step t-1) answer it; in amplify-learned it also makes that batch's H transcripts,
+which H' scores and trains on in the training process. On two cores an amplify step then costs
+about what a supervised step does.
 
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
@@ -67,6 +68,7 @@ from oversight.amplification.expert import (
     DecisionCache,
     LearnedExpert,
     RollingLoss,
+    TranscriptBatch,
     TranscriptBuffer,
     encode_transcripts,
     run_learned_expert,
@@ -106,7 +108,7 @@ class AmplifyConfig:
     contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
     questions_per_context: int = field(default=16, metadata={"help": "questions asked about each instance per step"})
     target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets before a fresh batch is drawn; above 1 the amplify modes spread the teacher's and H's cost over that many steps (the curriculum counts only the first pass, on unseen questions). At 2, 15-minute runs at n=16 were mixed: amplify reached 0.920 vs 0.881 on permutation powering but 0.822 vs 0.881 on shortest path; supervised permutation powering 0.955 vs 0.971. So it stays 1", "key_neutral": 1})
-    overlap_targets: bool = field(default=True, metadata={"help": "supervised and amplify: a second process draws the next step's batch and makes its targets (the teacher's passes and H, or the ground truth) while X trains on this one, as the paper's loops ran concurrently; that batch is answered by the teacher of one step earlier and drawn at the curriculum stage of one step earlier. Uses a second core: at n=16 an amplify step then costs about a supervised one (permutation powering 26 instead of 46 ms; 32,037 steps in 15 minutes instead of 19,168, 0.906 instead of 0.881). amplify-learned always runs in one process", "key_neutral": False})
+    overlap_targets: bool = field(default=True, metadata={"help": "a second process draws the next step's batch and makes its targets (the ground truth, or the teacher's passes with H or H', and in amplify-learned H's transcripts) while X trains on this one, as the paper's loops ran concurrently; that batch is answered by the teacher (and H') of one step earlier and drawn at the curriculum stage of one step earlier. Uses a second core: at n=16 an amplify step then costs about a supervised one (permutation powering 26 instead of 46 ms; 32,037 steps in 15 minutes instead of 19,168, 0.906 instead of 0.881)", "key_neutral": False})
     lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate: 1e-3, and 3e-4 for sequential assignments, where at 1e-3 X stayed at depth 1 for 11,000 steps while at 3e-4 it passed depth 1 at n=8 in 3,700; at 3e-4 permutation powering's amplify run at n=16 reached only 0.643 in 15 minutes, against 0.881 at 1e-3)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
     lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible. At 3000, 15-minute amplify runs at n=16 showed no clear effect: shortest path 0.867 vs 0.850, permutation powering 0.832 vs 0.856", "key_neutral": 0})
@@ -205,6 +207,8 @@ class Accounting:
     hprime_updates: int = 0
     hprime_warmup_steps: int = 0  # amplify-learned: steps spent training H' before X started
     dont_know_targets: int = 0  # amplify modes: questions Amplify(X) answered DONT_KNOW (not trained on)
+    decisions_cached: int = 0  # amplify-learned: H' decisions looked up in the cache / computed
+    decisions_computed: int = 0
 
 
 class Curriculum:
@@ -313,12 +317,24 @@ class Batch:
     facts: torch.Tensor  # [C, n, fact_len] (a numpy array while it crosses from the worker process)
     ctx_index: np.ndarray  # [Q] the context of each question
     questions: np.ndarray  # [Q, question_len]
-    targets: np.ndarray  # [Q] answer tokens (DONT_KNOW where Amplify(X) had none)
+    targets: np.ndarray | None  # [Q] answer tokens (DONT_KNOW where Amplify(X) had none); None: H' warm-up, X waits
     instances: list[Instance]  # empty when the batch was made in the worker process
     expert_calls: int = 0
     primitive_answers: int = 0
     teacher_answers: int = 0
     gt_labels: int = 0  # ground-truth answers of non-primitive questions
+    transcripts: TranscriptBatch | None = None  # amplify-learned: H's transcripts, for H' to learn from
+    decisions_cached: int = 0  # amplify-learned: H' decisions looked up / computed
+    decisions_computed: int = 0
+
+
+@dataclass(frozen=True)
+class HPrimePlan:
+    """What amplify-learned asks of one batch: how many H transcripts, and whether H' makes X's targets."""
+
+    expert_calls: int  # H decomposes the first question of this many contexts (under Amplify^H(X))
+    make_targets: bool  # False while X waits for H' to imitate H (warm-up)
+    hprime_version: int  # H''s updates so far: decisions cached under other weights are stale
 
 
 def draw_questions(task: Task, cfg: AmplifyConfig, size: int, level: int,
@@ -334,9 +350,13 @@ def draw_questions(task: Task, cfg: AmplifyConfig, size: int, level: int,
 
 
 def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: FactSetLearner,
-               ground_truth: GroundTruthLedger, rng: np.random.Generator, device: str) -> Batch:
-    """A fresh batch at stage (size, level) with its targets: the ground truth (supervised) or
-    Amplify^H(X) (amplify: H decomposes, the facts answer primitive subquestions, the teacher the rest)."""
+               ground_truth: GroundTruthLedger, rng: np.random.Generator, device: str,
+               hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None,
+               decisions: DecisionCache | None = None) -> Batch:
+    """A fresh batch at stage (size, level) with its targets: the ground truth (supervised),
+    Amplify^H(X) (amplify: H decomposes, the facts answer primitive subquestions, the teacher the rest),
+    or Amplify^{H'}(X) (amplify-learned, as ``plan`` says: H transcripts for H' to learn from, and
+    H' decomposing every question unless X is waiting for H')."""
     instances, ctx_index, questions = draw_questions(task, cfg, size, level, rng)
     facts = stack_facts(instances, device)
     if cfg.mode == "supervised":
@@ -346,46 +366,70 @@ def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: F
                      gt_labels=ground_truth.non_primitive_labels - before)
     with torch.no_grad(), autocast(device, cfg.bf16):
         teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all of H's rounds
-    run = run_expert(task, instances, ctx_index, questions,
-                     make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16), rng)
-    return Batch(facts, ctx_index, questions, run.answers, instances, expert_calls=len(questions),
-                 primitive_answers=run.n_primitive, teacher_answers=run.n_learner_questions)
+    teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
+    if cfg.mode == "amplify":
+        run = run_expert(task, instances, ctx_index, questions, teacher_answers, rng)
+        return Batch(facts, ctx_index, questions, run.answers, instances, expert_calls=len(questions),
+                     primitive_answers=run.n_primitive, teacher_answers=run.n_learner_questions)
+    assert hprime is not None and plan is not None and decisions is not None
+    batch = Batch(facts, ctx_index, questions, None, instances, expert_calls=plan.expert_calls)
+    if plan.expert_calls:
+        rows = np.arange(plan.expert_calls) * cfg.questions_per_context  # the first question of each context
+        run = run_expert(task, instances, ctx_index[rows], questions[rows], teacher_answers, rng)
+        batch.transcripts = encode_transcripts(task, run.transcripts)
+        batch.primitive_answers, batch.teacher_answers = run.n_primitive, run.n_learner_questions
+    if plan.make_targets:
+        decisions.use_version(plan.hprime_version)
+        hits, misses = decisions.hits, decisions.misses
+        batch.targets, _, n_primitive, n_teacher = run_learned_expert(
+            task, hprime, instances, ctx_index, questions, teacher_answers, rng, device, cache=decisions)
+        batch.primitive_answers += n_primitive
+        batch.teacher_answers += n_teacher
+        batch.decisions_cached, batch.decisions_computed = decisions.hits - hits, decisions.misses - misses
+    return batch
 
 
 class TargetWorker:
     """``make_batch`` in a second process, one step ahead of X (``overlap_targets``).
 
-    While X trains on batch t, the worker makes batch t+1 with a snapshot of the teacher taken after
-    step t-1, at the curriculum stage of then. The snapshot is written only while the worker is idle
-    and the worker draws from the generator a one-process run would use, so a run is as reproducible
-    as in one process and trains on the same questions.
+    While X trains on batch t, the worker makes batch t+1 with snapshots of the teacher (and, in
+    amplify-learned, of H') taken after step t-1, at the curriculum stage of then. The snapshots are
+    written only while the worker is idle and the worker draws from the generator a one-process run
+    would use, so a run is as reproducible as in one process (and, in supervised and amplify mode,
+    trains on the same questions).
     """
 
-    def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str) -> None:
+    def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str,
+                 hprime: LearnedExpert | None = None) -> None:
         # fork on CPU (as DataLoader workers do; spawn would re-run an unguarded calling script);
         # CUDA cannot be forked once initialised, so there the worker is spawned
         methods = torch.multiprocessing.get_all_start_methods()
         context = torch.multiprocessing.get_context("fork" if device == "cpu" and "fork" in methods else "spawn")
         self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
+        self.hprime_snapshot = None if hprime is None else copy.deepcopy(hprime).cpu().share_memory()
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_target_worker, args=(cfg, task, self.snapshot, child),
+        self.process = context.Process(target=_target_worker, args=(cfg, task, self.snapshot, self.hprime_snapshot, child),
                                        name="oversight-targets", daemon=True)
         self.process.start()
         child.close()
         self._receive()  # "ready": the worker's start-up is setup time, not training time
         self.in_flight = False
 
-    def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str) -> Batch:
+    def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str,
+                   hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None) -> Batch:
         """The batch requested one step ago (the first time: made now), and a request for the next."""
         if not self.in_flight:
-            self._request(size, level, teacher)
+            self._request(size, level, teacher, hprime, plan)
         batch = self._receive()
-        self._request(size, level, teacher)
+        self._request(size, level, teacher, hprime, plan)
         return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
 
-    def _request(self, size: int, level: int, teacher: FactSetLearner) -> None:
+    def _request(self, size: int, level: int, teacher: FactSetLearner, hprime: LearnedExpert | None,
+                 plan: HPrimePlan | None) -> None:
         ema_update(self.snapshot, teacher, 0.0)  # decay 0: a copy
-        self.conn.send((size, level))
+        if self.hprime_snapshot is not None and hprime is not None:
+            ema_update(self.hprime_snapshot, hprime, 0.0)
+        self.conn.send((size, level, plan))
         self.in_flight = True
 
     def _receive(self) -> Any:
@@ -413,8 +457,9 @@ class TargetWorker:
         self.conn.close()
 
 
-def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, conn: Any) -> None:
-    """The worker process of ``TargetWorker``: answers (size, level) requests with batches, None stops it."""
+def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hprime: LearnedExpert | None,
+                   conn: Any) -> None:
+    """The worker process of ``TargetWorker``: answers (size, level, plan) requests with batches, None stops it."""
     import traceback
 
     try:
@@ -423,12 +468,17 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, conn
         # the generator train() would draw from in one process: the same questions, made one step ahead
         rng = np.random.default_rng(cfg.seed)
         ground_truth = GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised")
+        decisions = DecisionCache()  # H''s decisions, kept while its snapshot's version stays the same
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
+        local_hprime = hprime if device == "cpu" or hprime is None else copy.deepcopy(hprime).to(device)
         conn.send("ready")
         while (request := conn.recv()) is not None:
             if local is not teacher:
                 local.load_state_dict(teacher.state_dict())
-            batch = make_batch(task, cfg, *request, local, ground_truth, rng, device)
+            if local_hprime is not hprime:
+                local_hprime.load_state_dict(hprime.state_dict())
+            size, level, plan = request
+            batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions)
             # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
             conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))
     except KeyboardInterrupt:
@@ -484,9 +534,9 @@ class TrainedRun:
 
 def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
-    amplify-learned, ``overlap_targets`` in it, and the teacher's EMA in supervised mode."""
+    amplify-learned, and the teacher's EMA in supervised mode."""
     mode = fields.get("mode")
-    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else {"overlap_targets"}
+    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else set()
     if mode == "supervised":
         unused.add("teacher_ema")
     return {k: v for k, v in fields.items() if k not in unused}
@@ -562,7 +612,6 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     test_sets = make_test_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions)
     curve: list[dict[str, Any]] = []
     largest = cfg.size
-    m = cfg.questions_per_context
     log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} "
         f"X params={count_parameters(model):,} stages={len(curriculum.stages)}")
 
@@ -588,7 +637,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     record_eval()
     passes_left = 0  # steps left on the current batch of targets
     # the supervised and amplify targets can be made one step ahead on a second core
-    worker = TargetWorker(cfg, task, teacher, device) if cfg.overlap_targets and cfg.mode != "amplify-learned" else None
+    worker = TargetWorker(cfg, task, teacher, device, hprime) if cfg.overlap_targets else None
     try:
         while True:
             if cfg.steps and acct.steps >= cfg.steps:
@@ -600,36 +649,36 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
             fresh_batch = passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
             if fresh_batch:
                 # 1-2. a fresh batch at the current curriculum stage, and its targets
-                if worker is not None:
-                    batch = worker.next_batch(curriculum.size, curriculum.level, teacher, device)
-                elif cfg.mode != "amplify-learned":
-                    batch = make_batch(task, cfg, curriculum.size, curriculum.level, teacher, ground_truth, rng, device)
-                else:
-                    assert hprime is not None and buffer is not None and hprime_optimizer is not None
-                    instances, ctx_index, questions = draw_questions(task, cfg, curriculum.size, curriculum.level, rng)
-                    facts = stack_facts(instances, device)
-                    with torch.no_grad(), autocast(device, cfg.bf16):
-                        teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all rounds
-                    teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
-                    # 2a. H makes a few transcripts (one question per context), fewer as H' improves;
-                    #     H' is scored on them before it trains on them: its loss on the current distribution.
-                    #     While X waits for H', both run at the full rate: H' should catch up as fast as it can
+                plan = None
+                if hprime is not None:
+                    # H makes a few transcripts (one question per context), fewer as H' improves.
+                    # While X waits for H', both run at the full rate: H' should catch up as fast as it can
                     pace_loss = hprime_loss if hprime_ready else math.inf
                     expert_credit += hprime_call_rate(cfg, pace_loss)
                     n_calls = min(int(expert_credit), cfg.contexts_per_step)
                     expert_credit -= n_calls
-                    if n_calls:
-                        rows = np.arange(n_calls) * m  # the first question of the first n_calls contexts
-                        run = run_expert(task, instances, ctx_index[rows], questions[rows], teacher_answers, rng)
-                        fresh = encode_transcripts(task, run.transcripts)
+                    plan = HPrimePlan(n_calls, make_targets=hprime_ready, hprime_version=acct.hprime_updates)
+                if worker is not None:
+                    batch = worker.next_batch(curriculum.size, curriculum.level, teacher, device, hprime, plan)
+                else:
+                    batch = make_batch(task, cfg, curriculum.size, curriculum.level, teacher, ground_truth, rng,
+                                       device, hprime, plan, decisions)
+                acct.expert_calls += batch.expert_calls
+                acct.primitive_answers += batch.primitive_answers
+                acct.teacher_answers += batch.teacher_answers
+                acct.gt_labels_used += batch.gt_labels
+                acct.decisions_cached += batch.decisions_cached
+                acct.decisions_computed += batch.decisions_computed
+                if hprime is not None:
+                    assert buffer is not None and hprime_optimizer is not None
+                    if batch.transcripts is not None:
+                        # H' is scored on new transcripts before it trains on them: its loss on the current distribution
                         with torch.no_grad():
-                            hprime_recent_loss.add(float(hprime.loss(fresh, task, device)[0]), n_calls)
+                            hprime_recent_loss.add(float(hprime.loss(batch.transcripts, task, device)[0]),
+                                                   len(batch.transcripts))
                         hprime_loss = hprime_recent_loss.value
-                        buffer.add(fresh)
-                        acct.expert_calls += n_calls
-                        acct.primitive_answers += run.n_primitive
-                        acct.teacher_answers += run.n_learner_questions
-                    # 2b. H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
+                        buffer.add(batch.transcripts)
+                    # H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
                     update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
                     while update_credit >= 1:
                         update_credit -= 1
@@ -640,7 +689,6 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                         hprime_optimizer.zero_grad(set_to_none=True)
                         loss_h.backward()
                         hprime_optimizer.step()
-                        decisions.clear()  # cached decisions were made by the old weights
                         acct.hprime_updates += 1
                     if not hprime_ready:
                         # warm-up: X waits until H' imitates H on this stage's questions (otherwise X
@@ -649,18 +697,10 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
                                          and hprime_recent_loss.count >= min(64, cfg.hprime_loss_window))
                                         or warmup_in_stage >= cfg.hprime_max_warmup_steps)
                         warmup_in_stage += 1
-                        acct.seconds += time.perf_counter() - step_start
-                        acct.hprime_warmup_steps += 1
-                        continue
-                    # 2c. H' (not H) decomposes every training question
-                    targets, _, n_prim, n_teacher = run_learned_expert(
-                        task, hprime, instances, ctx_index, questions, teacher_answers, rng, device, cache=decisions)
-                    batch = Batch(facts, ctx_index, questions, targets, instances,
-                                  primitive_answers=n_prim, teacher_answers=n_teacher)
-                acct.expert_calls += batch.expert_calls
-                acct.primitive_answers += batch.primitive_answers
-                acct.teacher_answers += batch.teacher_answers
-                acct.gt_labels_used += batch.gt_labels
+                if batch.targets is None:  # H' was not ready when this batch was asked for: X waits
+                    acct.seconds += time.perf_counter() - step_start
+                    acct.hprime_warmup_steps += 1
+                    continue
                 facts, ctx_index, questions, targets = batch.facts, batch.ctx_index, batch.questions, batch.targets
                 passes_left = cfg.target_passes
             passes_left -= 1
@@ -725,7 +765,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
         "hprime_warmup_steps": acct.hprime_warmup_steps, "dont_know_targets": acct.dont_know_targets,
         "hprime_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
-        "hprime_cached_decisions": round(decisions.hits / max(1, decisions.hits + decisions.misses), 4),
+        "hprime_cached_decisions": round(acct.decisions_cached / max(1, acct.decisions_cached + acct.decisions_computed), 4),
         "final_stage": {"size": curriculum.size, "level": curriculum.level, "final": curriculum.final},
         "curriculum": curriculum.history,
         "reached": reached(curve, largest),
