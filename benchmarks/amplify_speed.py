@@ -20,7 +20,10 @@ default batch of 32 instances x 16 questions. Columns:
   (measured over whole training steps at the full distribution, with the worker's own process);
 - ``H' decisions ms``: what ``amplify-learned`` adds to an amplify step: H''s greedy decisions for the
   whole batch, round by round, on the states of H's transcripts of that step (once per distinct
-  state, with no decision cache, i.e. the cost right after an update of H').
+  state, with no decision cache, i.e. the cost right after an update of H');
+- ``amplify-learned ms``, in one process and overlapped: whole ``train`` steps of amplify-learned with
+  an untrained H' that is updated every step (H''s full rate: no cached decision survives), X
+  starting as soon as 64 transcripts have scored H'. The warm-up steps' time is included.
 
 One torch thread per process (the training default). Numbers move with the machine's other load; compare rows
 measured together.
@@ -29,6 +32,7 @@ measured together.
 from __future__ import annotations
 
 import argparse
+import math
 import time
 
 import numpy as np
@@ -38,6 +42,7 @@ import torch.nn.functional as F
 from oversight.amplification.env import Task, make_task, run_expert
 from oversight.amplification.expert import LearnedExpert, TranscriptBatch, decide_unique, encode_transcripts
 from oversight.amplification.train import (
+    MODES,
     AmplifyConfig,
     build_learner,
     make_answer_fn,
@@ -101,12 +106,14 @@ def time_task(task_name: str, size: int, steps: int, seed: int = 0) -> dict[str,
     return {k: 1000 * v / steps for k, v in parts.items()}
 
 
-def time_overlapped(task_name: str, size: int, steps: int, mode: str) -> float:
-    """Milliseconds per step of ``train`` in ``mode`` with the targets made ahead in the worker process,
-    at the full question distribution at ``size`` (each curriculum level passed after one step)."""
+def time_train_step(task_name: str, size: int, steps: int, mode: str, overlap: bool = True) -> float:
+    """Milliseconds per step of ``train`` in ``mode`` (``overlap``: with the targets made ahead in the
+    worker process), at the full question distribution at ``size`` (each curriculum level passed after
+    one step; amplify-learned: see the module docstring)."""
     cfg = AmplifyConfig(task=task_name, mode=mode, size=size, start_size=size, steps=steps + 5, minutes=0,
-                        eval_every=10**9, stop_at_acc=0.0, overlap_targets=True, curriculum_threshold=0.0,
-                        curriculum_window=1, min_stage_steps=1, test_contexts=1, test_questions=1)
+                        eval_every=10**9, stop_at_acc=0.0, overlap_targets=overlap, curriculum_threshold=0.0,
+                        curriculum_window=1, min_stage_steps=1, test_contexts=1, test_questions=1,
+                        hprime_ready_loss=math.inf, hprime_rewarm_each_stage=False)
     results = train(cfg).results
     return 1000 * results["seconds"] / results["steps"]
 
@@ -130,7 +137,8 @@ def main(argv: list[str] | None = None) -> None:
     set_threads(1)
     header = ["task", "n", "generate ms", "truth ms", "teacher encode ms", "H + teacher ms", "teacher decode ms",
               "X step ms", "supervised step ms", "amplify step ms", "amplify / supervised",
-              "supervised overlapped ms", "amplify overlapped ms", "overlapped ratio", "H' decisions ms"]
+              "supervised overlapped ms", "amplify overlapped ms", "overlapped ratio", "H' decisions ms",
+              "amplify-learned one process ms", "amplify-learned overlapped ms"]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for task_name in args.tasks.split(","):
         time_task(task_name, args.size, 5)  # warm-up: allocator, lazy imports
@@ -140,10 +148,11 @@ def main(argv: list[str] | None = None) -> None:
         cells = [task_name, args.size] + [f"{p[k]:.1f}" for k in ("generate", "truth", "teacher encode", "H + teacher",
                                                                    "teacher decode", "X step")]
         decisions = p["H' decisions"]
-        overlapped = {mode: time_overlapped(task_name, args.size, args.steps, mode) for mode in ("supervised", "amplify")}
+        overlapped = {mode: time_train_step(task_name, args.size, args.steps, mode) for mode in MODES}
+        learned_one_process = time_train_step(task_name, args.size, args.steps, "amplify-learned", overlap=False)
         cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}", f"{overlapped['supervised']:.1f}",
                   f"{overlapped['amplify']:.1f}", f"{overlapped['amplify'] / overlapped['supervised']:.2f}",
-                  f"{decisions:.1f}"]
+                  f"{decisions:.1f}", f"{learned_one_process:.1f}", f"{overlapped['amplify-learned']:.1f}"]
         print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
 
 
