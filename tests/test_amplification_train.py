@@ -437,8 +437,10 @@ def test_decision_cache_gives_the_same_targets_and_is_used() -> None:
     np.testing.assert_array_equal(plain, first)
     np.testing.assert_array_equal(plain, again)
     assert cache.misses == misses  # the second pass computed nothing
-    cache.clear()
-    assert not cache.table
+    cache.use_version(0)  # the weights it was filled under: kept
+    assert cache.table
+    cache.use_version(1)  # H' has been updated since: forgotten
+    assert not cache.table and cache.version == 1
 
 
 def test_rolling_loss_weights_by_transcripts_and_forgets_old_ones() -> None:
