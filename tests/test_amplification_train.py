@@ -382,6 +382,22 @@ def test_learning_rate_defaults_to_the_tasks_own() -> None:
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
 
 
+def test_questions_per_context_defaults_to_the_tasks_own() -> None:
+    """``--questions-per-context 0`` (the default) is ``task.questions_per_context``, in training and in the store key."""
+    from oversight.amplification.cli import run_key
+
+    perm, uf = "permutation_powering", "union_find"
+    assert AmplifyConfig(task=perm).with_task_defaults().questions_per_context == 32
+    assert AmplifyConfig(task=uf).with_task_defaults().questions_per_context == 16
+    assert AmplifyConfig(task=perm, questions_per_context=8).with_task_defaults().questions_per_context == 8
+    assert run_key(AmplifyConfig(task=perm)) == run_key(AmplifyConfig(task=perm, questions_per_context=32))
+    assert run_key(AmplifyConfig(task=perm)) != run_key(AmplifyConfig(task=perm, questions_per_context=16))
+    with pytest.raises(ConfigError, match="questions_per_context"):
+        AmplifyConfig(questions_per_context=-1).validate()
+    cfg = {**TINY, "task": perm, "mode": "supervised", "steps": 2, "questions_per_context": 0}
+    assert train(AmplifyConfig(**cfg)).results["questions_trained"] == 2 * 4 * 32  # type: ignore[arg-type]
+
+
 def test_learning_rate_warms_up_then_stays_or_falls_as_inverse_sqrt() -> None:
     from oversight.amplification.train import learning_rate_factor
 
@@ -548,7 +564,13 @@ def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -
     Amplify^{H'}(teacher), with H' as it was then, and H's transcripts as the plan asked), drawn as a
     one-process run would draw it: the same questions and targets as ``make_batch`` with those models."""
     from oversight.amplification.expert import DecisionCache
-    from oversight.amplification.train import HPrimePlan, TargetWorker, build_hprime, build_learner, make_batch
+    from oversight.amplification.train import (
+        HPrimePlan,
+        TargetWorker,
+        build_hprime,
+        build_learner,
+        make_batch,
+    )
 
     cfg = AmplifyConfig(task="permutation_powering", mode=mode, **TINY).with_task_defaults()
     task = make_task(cfg.task)

@@ -177,6 +177,7 @@ class Task(ABC):
     # kinds for which H asks X the very question it answers (then checks and improves the guess)
     self_asking_kinds: tuple[int, ...] = ()
     learning_rate: float = 1e-3  # X's AdamW learning rate when the run does not set one (``--lr 0``)
+    questions_per_context: int = 16  # questions asked about each instance per step when the run does not set it
 
     # ---- the environment --------------------------------------------------------------------
     @abstractmethod
