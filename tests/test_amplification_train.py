@@ -38,7 +38,7 @@ def test_amplify_learns_permutation_powering_at_size_8_well_above_chance() -> No
     the test checks the learned powers themselves on fresh instances).
     """
     cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=650, minutes=0, eval_every=650,
-                        test_contexts=32, stop_at_acc=0.0)
+                        questions_per_context=16, test_contexts=32, stop_at_acc=0.0)
     run = train(cfg)
     results = run.results
     assert results["gt_labels_used"] == 0
