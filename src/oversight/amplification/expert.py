@@ -326,7 +326,8 @@ class LearnedExpert(nn.Module):
 
 
 class DecisionCache:
-    """H''s greedy decisions by state, valid until H''s weights change (``clear()`` after each update).
+    """H''s greedy decisions by state, valid until H''s weights change (``clear()`` after each update,
+    or ``use_version`` with a count of H''s updates).
 
     A decision is a function of the question and the earlier rounds only (H' never sees the facts),
     and the same states recur from step to step: every round-1 decision is one of the task's few

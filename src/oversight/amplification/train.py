@@ -412,6 +412,7 @@ class TargetWorker:
         context = torch.multiprocessing.get_context("fork" if device == "cpu" and "fork" in methods else "spawn")
         self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
         self.hprime_snapshot = None if hprime is None else copy.deepcopy(hprime).cpu().share_memory()
+        self.hprime_version = 0  # the H' weights in the snapshot (H' is updated rarely once it imitates H)
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_target_worker, args=(cfg, task, self.snapshot, self.hprime_snapshot, child),
                                        name="oversight-targets", daemon=True)
@@ -432,8 +433,10 @@ class TargetWorker:
     def _request(self, size: int, level: int, teacher: FactSetLearner, hprime: LearnedExpert | None,
                  plan: HPrimePlan | None) -> None:
         ema_update(self.snapshot, teacher, 0.0)  # decay 0: a copy
-        if self.hprime_snapshot is not None and hprime is not None:
+        if self.hprime_snapshot is not None and hprime is not None and plan is not None \
+                and plan.hprime_version != self.hprime_version:
             ema_update(self.hprime_snapshot, hprime, 0.0)
+            self.hprime_version = plan.hprime_version
         self.conn.send((size, level, plan))
         self.in_flight = True
 
@@ -476,13 +479,15 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
         decisions = DecisionCache()  # H''s decisions, kept while its snapshot's version stays the same
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
         local_hprime = hprime if device == "cpu" or hprime is None else copy.deepcopy(hprime).to(device)
+        loaded_version = 0  # H''s updates reflected in local_hprime
         conn.send("ready")
         while (request := conn.recv()) is not None:
+            size, level, plan = request
             if local is not teacher:
                 local.load_state_dict(teacher.state_dict())
-            if local_hprime is not hprime:
+            if local_hprime is not hprime and plan.hprime_version != loaded_version:
                 local_hprime.load_state_dict(hprime.state_dict())
-            size, level, plan = request
+                loaded_version = plan.hprime_version
             batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions)
             # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
             conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))
