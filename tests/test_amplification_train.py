@@ -111,10 +111,12 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, overlap: bool, mo
             train(AmplifyConfig(task="permutation_powering", mode="supervised", steps=3, **cfg), task=task)
 
 
-@pytest.mark.parametrize("mode", ["supervised", "amplify", "amplify-learned"])
-def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str) -> None:
-    """``overlap_targets``: the same seed gives the same run; the worker's labels and H calls are counted."""
-    cfg = AmplifyConfig(task="union_find", mode=mode, steps=15, **{**TINY, "overlap_targets": True})
+@pytest.mark.parametrize(("mode", "workers"), [("supervised", 1), ("amplify", 1), ("amplify-learned", 1),
+                                             ("amplify-learned", 2)])
+def test_targets_made_ahead_in_a_worker_are_reproducible_and_counted(mode: str, workers: int) -> None:
+    """``overlap_targets``: the same seed gives the same run; the workers' labels and H calls are counted."""
+    cfg = AmplifyConfig(task="union_find", mode=mode, steps=15,
+                        **{**TINY, "overlap_targets": True, "target_workers": workers})
     first, second = train(cfg), train(cfg)
     assert multiprocessing.active_children() == []  # each run stopped its worker
     def without_time(curve: list[dict]) -> list[dict]:  # type: ignore[type-arg]
@@ -346,10 +348,13 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     # a field added later is left out at its neutral value (stored runs keep their keys), not otherwise
     assert key(mode="amplify", lr_decay_steps=2000) != key(mode="amplify")
     assert key(mode="supervised", mix_sizes_from=4) != key(mode="supervised")
+    assert key(mode="amplify-learned", target_workers=1) != key(mode="amplify-learned")  # its own is 2
+    assert key(mode="amplify", target_workers=1) == key(mode="amplify")
     from oversight.amplification.cli import KIND
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
-               if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes") and not k.startswith("hprime_")}
+               if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers")
+               and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     assert key(mode="amplify") == config_hash(without, kind=KIND)
 
@@ -421,6 +426,8 @@ def test_target_passes_reuse_each_batch_of_targets(monkeypatch: pytest.MonkeyPat
 
     with pytest.raises(ConfigError, match="target_passes"):
         AmplifyConfig(target_passes=0).validate()
+    with pytest.raises(ConfigError, match="target_workers"):
+        AmplifyConfig(target_workers=-1).validate()
     updates = []
     original = train_module.Curriculum.update
     monkeypatch.setattr(train_module.Curriculum, "update",
@@ -558,11 +565,13 @@ def test_runs_stored_before_a_field_existed_are_labelled_as_they_ran() -> None:
     assert [labels[id(r)] for r in records] == ["overlap_targets=False", "overlap_targets=True"]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 @pytest.mark.parametrize("mode", ["amplify", "amplify-learned"])
-def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -> None:
-    """Batch t (t >= 1) is Amplify^H(teacher after step t-2's update) (in amplify-learned:
-    Amplify^{H'}(teacher), with H' as it was then, and H's transcripts as the plan asked), drawn as a
-    one-process run would draw it: the same questions and targets as ``make_batch`` with those models."""
+def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str, workers: int) -> None:
+    """With k workers, batch t (t >= k) is Amplify^H(teacher after step t-k-1's update) (in
+    amplify-learned: Amplify^{H'}(teacher), with H' as it was then, and H's transcripts as the plan
+    asked): the same questions and targets as ``make_batch`` with those models. One worker draws
+    as a one-process run would; worker j of two draws batches j, j+2, ... from a generator of its own."""
     from oversight.amplification.expert import DecisionCache
     from oversight.amplification.train import (
         HPrimePlan,
@@ -572,7 +581,7 @@ def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -
         make_batch,
     )
 
-    cfg = AmplifyConfig(task="permutation_powering", mode=mode, **TINY).with_task_defaults()
+    cfg = AmplifyConfig(task="permutation_powering", mode=mode, target_workers=workers, **TINY).with_task_defaults()
     task = make_task(cfg.task)
     torch.manual_seed(0)
     teacher = build_learner(cfg, task).requires_grad_(False)
@@ -581,6 +590,7 @@ def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -
     worker = TargetWorker(cfg, task, teacher, "cpu", hprime)
     teachers, hprimes, made = [copy.deepcopy(teacher)], [copy.deepcopy(hprime)], []
     try:
+        assert len(multiprocessing.active_children()) == workers
         for t in range(4):
             made.append(worker.next_batch(8, 3, teacher, "cpu", hprime, plans[t]))
             with torch.no_grad():  # a "training step": the models change a lot, so a stale copy shows
@@ -590,12 +600,14 @@ def test_target_worker_answers_with_the_teacher_of_one_step_earlier(mode: str) -
             hprimes.append(copy.deepcopy(hprime))
     finally:
         worker.close()
-    rng = np.random.default_rng(cfg.seed)
+    assert multiprocessing.active_children() == []
+    rngs = [np.random.default_rng(cfg.seed if workers == 1 else [cfg.seed, j]) for j in range(workers)]
     ledger = GroundTruthLedger(task, allow_non_primitive=False)
     for t, batch in enumerate(made):
-        plan = plans[max(0, t - 1)]  # the plan, like the models, of the step that asked for the batch
-        expected = make_batch(task, cfg, 8, 3, teachers[max(0, t - 1)], ledger, rng, "cpu",
-                              hprimes[max(0, t - 1)], plan, DecisionCache())
+        asked = max(0, t - workers)  # the step that asked for the batch: its plan and its models
+        plan = plans[asked]
+        expected = make_batch(task, cfg, 8, 3, teachers[asked], ledger, rngs[t % workers], "cpu",
+                              hprimes[asked], plan, DecisionCache())
         np.testing.assert_array_equal(batch.questions, expected.questions)
         if mode == "amplify-learned":
             assert batch.expert_calls == plan.expert_calls

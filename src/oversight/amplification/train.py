@@ -31,7 +31,8 @@ The batch and its targets are made one step ahead in a second process (``TargetW
 concurrently: while X takes step t, the worker draws batch t+1 and H (or H') and the teacher (as
 they were after step t-1) answer it; in amplify-learned it also makes that batch's H transcripts,
 which H' scores and trains on in the training process. On two cores an amplify step then costs
-about what a supervised step does.
+about what a supervised step does. Where making the targets costs more than X's step (H''s
+decisions in amplify-learned), ``--target-workers 2`` has two workers take turns, two steps ahead.
 
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
@@ -109,6 +110,7 @@ class AmplifyConfig:
     questions_per_context: int = field(default=0, metadata={"help": "questions asked about each instance per step (0 = the task's own, task.questions_per_context: 16, and 32 for permutation powering, whose amplify run at n=16 reached 0.955 in 15 minutes with 32 against 0.906 with 16; shortest path's reached 0.897 with 32 against 0.910, in half the steps)"})
     target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets before a fresh batch is drawn; above 1 the amplify modes spread the teacher's and H's cost over that many steps (the curriculum counts only the first pass, on unseen questions). At 2, 15-minute runs at n=16 were mixed: amplify reached 0.920 vs 0.881 on permutation powering but 0.822 vs 0.881 on shortest path; supervised permutation powering 0.955 vs 0.971. So it stays 1", "key_neutral": 1})
     overlap_targets: bool = field(default=True, metadata={"help": "a second process draws the next step's batch and makes its targets (the ground truth, or the teacher's passes with H or H', and in amplify-learned H's transcripts) while X trains on this one, as the paper's loops ran concurrently; that batch is answered by the teacher (and H') of one step earlier and drawn at the curriculum stage of one step earlier. Uses a second core: at n=16 an amplify step then costs about a supervised one (permutation powering 26 instead of 46 ms; 32,037 steps in 15 minutes instead of 19,168, 0.906 instead of 0.881)", "key_neutral": False})
+    target_workers: int = field(default=0, metadata={"help": "with overlap_targets: processes that make batches and their targets, taking turns (k of them work k steps ahead, with the teacher of k steps earlier; above 1 each draws from a generator of its own, so the questions are not a one-process run's). 0 = the mode's own: 2 in amplify-learned, where H''s decisions make a batch's targets cost about twice X's step (permutation powering at n=16 in 15 minutes: 9,912 steps and 0.889 with 2, against 8,843 and 0.809 with 1), 1 otherwise", "key_neutral": 1})
     lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate: 1e-3, and 3e-4 for sequential assignments, where at 1e-3 X stayed at depth 1 for 11,000 steps while at 3e-4 it passed depth 1 at n=8 in 3,700; at 3e-4 permutation powering's amplify run at n=16 reached only 0.643 in 15 minutes, against 0.881 at 1e-3)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
     lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible. At 3000, 15-minute amplify runs at n=16 showed no clear effect: shortest path 0.867 vs 0.850, permutation powering 0.832 vs 0.856", "key_neutral": 0})
@@ -150,6 +152,8 @@ class AmplifyConfig:
             raise ConfigError("d_model", "d_model must be divisible by n_heads, hprime_d_model by 4")
         if self.questions_per_context < 0:
             raise ConfigError("questions_per_context", "must be >= 1, or 0 for the task's own")
+        if self.target_workers < 0:
+            raise ConfigError("target_workers", "must be >= 1, or 0 for the mode's own")
         for name in ("contexts_per_step", "target_passes", "eval_every", "test_contexts",
                      "test_questions", "curriculum_window", "hprime_batch", "hprime_loss_window"):
             if getattr(self, name) < 1:
@@ -168,14 +172,15 @@ class AmplifyConfig:
             raise ConfigError("teacher_ema", "must be in [0, 1)")
 
     def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:
-        """This config with the fields left to the task filled in (``lr`` 0 -> ``task.learning_rate``,
-        ``questions_per_context`` 0 -> ``task.questions_per_context``): what the run actually uses, so
-        it is what the results store keys and keeps."""
-        if self.lr and self.questions_per_context:
+        """This config with the fields left to the task (and mode) filled in (``lr`` 0 -> ``task.learning_rate``,
+        ``questions_per_context`` 0 -> ``task.questions_per_context``, ``target_workers`` 0 -> 2 in
+        amplify-learned, else 1): what the run actually uses, so it is what the results store keys and keeps."""
+        if self.lr and self.questions_per_context and self.target_workers:
             return self
         task = task or make_task(self.task)
         return dataclasses.replace(self, lr=self.lr or task.learning_rate,
-                                   questions_per_context=self.questions_per_context or task.questions_per_context)
+                                   questions_per_context=self.questions_per_context or task.questions_per_context,
+                                   target_workers=self.target_workers or (2 if self.mode == "amplify-learned" else 1))
 
     @property
     def test_sizes(self) -> list[int]:
@@ -395,13 +400,16 @@ def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: F
 
 
 class TargetWorker:
-    """``make_batch`` in a second process, one step ahead of X (``overlap_targets``).
+    """``make_batch`` in ``cfg.target_workers`` other processes, ahead of X (``overlap_targets``).
 
-    While X trains on batch t, the worker makes batch t+1 with snapshots of the teacher (and, in
-    amplify-learned, of H') taken after step t-1, at the curriculum stage of then. The snapshots are
-    written only while the worker is idle and the worker draws from the generator a one-process run
-    would use, so a run is as reproducible as in one process (and, in supervised and amplify mode,
-    trains on the same questions).
+    With one worker, while X trains on batch t the worker makes batch t+1 with snapshots of the
+    teacher (and, in amplify-learned, of H') taken after step t-1, at the curriculum stage of then.
+    With k workers they take turns: batch t+k is asked for as batch t is handed over, so it is made
+    with the models after step t-1 while X takes steps t..t+k-1. Each worker's snapshots are written
+    only while it is idle. One worker draws from the generator a one-process run would use, so a run
+    is as reproducible as in one process (and, in supervised and amplify mode, trains on the same
+    questions); worker j of k > 1 draws from a generator of its own, seeded with (seed, j), so the
+    run is reproducible but its questions are not those of a one-process run.
     """
 
     def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str,
@@ -410,28 +418,55 @@ class TargetWorker:
         # CUDA cannot be forked once initialised, so there the worker is spawned
         methods = torch.multiprocessing.get_all_start_methods()
         context = torch.multiprocessing.get_context("fork" if device == "cpu" and "fork" in methods else "spawn")
+        self.workers: list[_Worker] = []
+        try:
+            for index in range(cfg.target_workers):
+                seed = cfg.seed if cfg.target_workers == 1 else [cfg.seed, index]
+                self.workers.append(_Worker(context, cfg, task, teacher, hprime, seed))
+        except BaseException:
+            self.close()
+            raise
+        self.turn = 0  # the worker whose batch X trains on next
+        self.started = False
+
+    def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str,
+                   hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None) -> Batch:
+        """The batch asked for k steps ago (at first: asked for now, from every worker), and a request
+        to the same worker for the batch k steps ahead."""
+        if not self.started:
+            for worker in self.workers:
+                worker.request(size, level, teacher, hprime, plan)
+            self.started = True
+        worker = self.workers[self.turn]
+        batch = worker.receive()
+        worker.request(size, level, teacher, hprime, plan)
+        self.turn = (self.turn + 1) % len(self.workers)
+        return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
+
+    def close(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+class _Worker:
+    """One process of ``TargetWorker``, with its own snapshots of the teacher and H'."""
+
+    def __init__(self, context: Any, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner,
+                 hprime: LearnedExpert | None, seed: int | list[int]) -> None:
         self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
         self.hprime_snapshot = None if hprime is None else copy.deepcopy(hprime).cpu().share_memory()
         self.hprime_version = 0  # the H' weights in the snapshot (H' is updated rarely once it imitates H)
         self.conn, child = context.Pipe()
-        self.process = context.Process(target=_target_worker, args=(cfg, task, self.snapshot, self.hprime_snapshot, child),
+        self.process = context.Process(target=_target_worker,
+                                       args=(cfg, task, self.snapshot, self.hprime_snapshot, seed, child),
                                        name="oversight-targets", daemon=True)
         self.process.start()
         child.close()
-        self._receive()  # "ready": the worker's start-up is setup time, not training time
         self.in_flight = False
+        self.receive()  # "ready": the worker's start-up is setup time, not training time
 
-    def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str,
-                   hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None) -> Batch:
-        """The batch requested one step ago (the first time: made now), and a request for the next."""
-        if not self.in_flight:
-            self._request(size, level, teacher, hprime, plan)
-        batch = self._receive()
-        self._request(size, level, teacher, hprime, plan)
-        return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
-
-    def _request(self, size: int, level: int, teacher: FactSetLearner, hprime: LearnedExpert | None,
-                 plan: HPrimePlan | None) -> None:
+    def request(self, size: int, level: int, teacher: FactSetLearner, hprime: LearnedExpert | None,
+                plan: HPrimePlan | None) -> None:
         ema_update(self.snapshot, teacher, 0.0)  # decay 0: a copy
         if self.hprime_snapshot is not None and hprime is not None and plan is not None \
                 and plan.hprime_version != self.hprime_version:
@@ -440,7 +475,7 @@ class TargetWorker:
         self.conn.send((size, level, plan))
         self.in_flight = True
 
-    def _receive(self) -> Any:
+    def receive(self) -> Any:
         try:
             message = self.conn.recv()
         except EOFError:
@@ -466,15 +501,15 @@ class TargetWorker:
 
 
 def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hprime: LearnedExpert | None,
-                   conn: Any) -> None:
+                   seed: int | list[int], conn: Any) -> None:
     """The worker process of ``TargetWorker``: answers (size, level, plan) requests with batches, None stops it."""
     import traceback
 
     try:
         set_threads(cfg.threads or None)
         device = resolve_device(cfg.device)
-        # the generator train() would draw from in one process: the same questions, made one step ahead
-        rng = np.random.default_rng(cfg.seed)
+        # with one worker, the generator train() would draw from in one process: the same questions, made ahead
+        rng = np.random.default_rng(seed)
         ground_truth = GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised")
         decisions = DecisionCache()  # H''s decisions, kept while its snapshot's version stays the same
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
