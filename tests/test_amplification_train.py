@@ -214,6 +214,26 @@ def test_learner_shares_fact_encoding_across_questions_of_a_context() -> None:
     assert torch.allclose(full.exp().sum(1), torch.ones(12), atol=1e-4)
 
 
+def test_encoder_loops_reapply_the_same_blocks() -> None:
+    """``encoder_loops=k`` adds depth, not parameters: the encoding is the shared blocks applied k times."""
+    task = make_task("sequential_assignments")
+    rng = np.random.default_rng(2)
+    facts = stack_facts([task.generate(8, rng) for _ in range(2)], "cpu")
+    torch.manual_seed(0)
+    looped = FactSetLearner(task.fact_len, task.question_len, d_model=32, n_heads=2, encoder_layers=2,
+                            encoder_loops=3).eval()
+    torch.manual_seed(0)
+    once = FactSetLearner(task.fact_len, task.question_len, d_model=32, n_heads=2, encoder_layers=2).eval()
+    assert sum(p.numel() for p in looped.parameters()) == sum(p.numel() for p in once.parameters())
+    with torch.no_grad():
+        x = looped.embed_fact(facts)
+        for _ in range(3):
+            for block in looped.encoder:
+                x = block(x, looped._fact_mask(facts))
+        torch.testing.assert_close(looped.encode_facts(facts), looped.encoder_norm(x))
+        assert not torch.allclose(looped.encode_facts(facts), once.encode_facts(facts), atol=1e-3)
+
+
 def test_learned_expert_imitates_h_after_a_little_training() -> None:
     task = make_task("permutation_powering")
     rng = np.random.default_rng(0)
@@ -350,10 +370,11 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="supervised", mix_sizes_from=4) != key(mode="supervised")
     assert key(mode="amplify-learned", target_workers=1) != key(mode="amplify-learned")  # its own is 2
     assert key(mode="amplify", target_workers=1) == key(mode="amplify")
+    assert key(mode="amplify", encoder_loops=2) != key(mode="amplify")
     from oversight.amplification.cli import KIND
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
-               if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers")
+               if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers", "encoder_loops")
                and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     assert key(mode="amplify") == config_hash(without, kind=KIND)

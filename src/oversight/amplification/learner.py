@@ -8,7 +8,7 @@ Architecture (one for all five tasks):
 - a fact is one vector: its tokens embedded, each plus a slot embedding, concatenated and projected
   (``W_1 E[t_1] + W_2 E[t_2] + ...``); a question is embedded the same way;
 - an encoder of self-attention blocks over the facts, with NO positional encoding across facts
-  (a context is a set);
+  (a context is a set); ``encoder_loops`` > 1 runs the same blocks that many times (shared weights);
 - a decoder in which each question attends to the facts of its own context. The fact encoding is
   computed once per context and shared by all of that context's questions: questions are grouped
   by context into a padded [C, M, d] block, so the attention is one batched call;
@@ -116,11 +116,13 @@ class FactSetLearner(nn.Module):
         encoder_layers: int = 2,
         decoder_layers: int = 2,
         vocab_size: int = VOCAB_SIZE,
+        encoder_loops: int = 1,
     ) -> None:
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
         self.fact_len, self.question_len, self.d_model, self.vocab_size = fact_len, question_len, d_model, vocab_size
+        self.encoder_loops = encoder_loops
         self.token_embedding = nn.Embedding(vocab_size, d_model)
         self.embed_fact = TupleEmbedding(self.token_embedding, fact_len, d_model)
         self.embed_question = TupleEmbedding(self.token_embedding, question_len, d_model)
@@ -137,8 +139,11 @@ class FactSetLearner(nn.Module):
         """[C, n, fact_len] int64 -> [C, n, d]. All-PAD rows (padding to a common n) are ignored."""
         x = self.embed_fact(facts)
         mask = self._fact_mask(facts)
-        for block in self.encoder:
-            x = block(x, mask)
+        # Looping the same blocks (weights shared) adds depth without parameters: a chained look-up
+        # that needs one more hop per level of the question can reuse what one loop learned.
+        for _ in range(self.encoder_loops):
+            for block in self.encoder:
+                x = block(x, mask)
         return self.encoder_norm(x)
 
     @staticmethod
