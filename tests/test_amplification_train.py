@@ -545,7 +545,7 @@ def test_amplify_learned_rewarms_hprime_at_every_curriculum_stage() -> None:
 
 @pytest.mark.parametrize("field, value", [("hprime_loss_window", 0), ("hprime_calls_per_step", 0.0),
                                           ("hprime_updates_per_step", -1.0), ("size", 65), ("mode", "distill"),
-                                          ("mix_sizes_from", 1)])
+                                          ("mix_sizes_from", 1), ("encoder_loops", 0)])
 def test_invalid_amplify_config_names_the_field(field: str, value: object) -> None:
     with pytest.raises(ConfigError) as err:
         AmplifyConfig(**{field: value}).validate()  # type: ignore[arg-type]

@@ -121,6 +121,8 @@ class FactSetLearner(nn.Module):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
+        if encoder_loops < 1:
+            raise ValueError(f"encoder_loops={encoder_loops} must be >= 1")
         self.fact_len, self.question_len, self.d_model, self.vocab_size = fact_len, question_len, d_model, vocab_size
         self.encoder_loops = encoder_loops
         self.token_embedding = nn.Embedding(vocab_size, d_model)
