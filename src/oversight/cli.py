@@ -17,6 +17,7 @@ import argparse
 import importlib
 import os
 import sys
+import typing
 from collections.abc import Sequence
 
 from oversight.errors import OversightError
@@ -62,8 +63,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A refused flag is one line that names it (argparse would print the whole usage first)."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oversight", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="oversight", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the registered datasets").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list the model ladder").set_defaults(func=_cmd_models)

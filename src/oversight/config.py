@@ -10,6 +10,13 @@ what ``--help`` prints (as CleanRL's ``Args``); its hash keys the run in the res
             if self.lr <= 0: raise ConfigError("lr", "must be > 0")
 
     add_arguments(parser, MyConfig); cfg = from_args(MyConfig, parser.parse_args())
+
+A field's metadata also says how it takes part in a run's identity (:func:`run_identity`, the one
+function that keys, labels and migrates stored runs of every family): ``"identity": False`` for a
+field that changes how a run executes but not its numbers (device, threads, checkpoints), and
+``"key_neutral": value`` for a field added after runs were stored, left out at the value that
+reproduces them. Flags record whether the user gave them (:func:`given_flags`), so a preset fills
+only the others. Float fields refuse nan and inf, whatever the config's own ``validate`` says.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -27,8 +35,49 @@ from oversight.errors import ConfigError
 C = TypeVar("C")
 
 
+GIVEN = "given_flags"  # namespace attribute: the dests the user gave on the command line
+
+
 def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
+
+
+def _record_given(namespace: argparse.Namespace, dest: str) -> None:
+    given = set(getattr(namespace, GIVEN, ()))
+    given.add(dest)
+    setattr(namespace, GIVEN, given)
+
+
+class StoreGiven(argparse._StoreAction):
+    """``store`` that also records the flag as given (a preset must not override it, whatever its value)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _record_given(namespace, self.dest)
+
+
+class BooleanGiven(argparse.BooleanOptionalAction):
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        super().__call__(parser, namespace, values, option_string)
+        _record_given(namespace, self.dest)
+
+
+def given_flags(namespace: argparse.Namespace) -> set[str]:
+    """The dests of the flags given on the command line (not those left at their defaults)."""
+    return set(getattr(namespace, GIVEN, ()))
+
+
+def count(text: str) -> int:
+    """argparse type of a count flag (``--seeds``): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def _base_type(tp: Any) -> tuple[Any, bool]:
@@ -51,8 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
         choices = f.metadata.get("choices")
         if tp is bool:
-            parser.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=default, help=help_text)
+            parser.add_argument(_flag(f.name), dest=f.name, action=BooleanGiven, default=default, help=help_text)
             continue
         conv = tp if tp in (int, float, str) else str
 
@@ -60,15 +108,18 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             if optional and text.lower() in ("none", "null", ""):
                 return None
             try:
-                return conv(text)
+                value = conv(text)
             except ValueError:
-                raise argparse.ArgumentTypeError(f"--{name.replace('_', '-')}: expected {conv.__name__}, got {text!r}") from None
+                raise argparse.ArgumentTypeError(f"expected {conv.__name__}, got {text!r}") from None
+            if isinstance(value, float) and not math.isfinite(value):
+                raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+            return value
 
         if default is not None and "default" not in help_text:
             help_text = f"{help_text} (default: {default})"
         if choices:
             help_text = f"{help_text}; one of: {', '.join(map(str, choices))}"
-        parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default,
+        parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default, action=StoreGiven,
                             choices=choices, help=help_text,
                             metavar=f.metadata.get("metavar", conv.__name__.upper()))
 
@@ -88,10 +139,20 @@ def make_config(cls: type[C], **values: Any) -> C:
         if key not in names:
             raise ConfigError(key, f"no such field in {cls.__name__}; fields: {', '.join(sorted(names))}")
     cfg = cls(**values)
+    check_finite(cfg)
     validate = getattr(cfg, "validate", None)
     if callable(validate):
         validate()
     return cfg
+
+
+def check_finite(cfg: Any) -> None:
+    """nan and inf are refused in every float field: they pass ``x > 0`` checks (inf) or every
+    comparison (nan), and a stored config with them is not valid JSON."""
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f.name, f"must be a finite number, got {value}")
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -107,6 +168,29 @@ def key_fields(cfg: Any) -> dict[str, Any]:
         if "key_neutral" in f.metadata and fields[f.name] == f.metadata["key_neutral"]:
             del fields[f.name]
     return fields
+
+
+def run_identity(cfg: Any) -> dict[str, Any]:
+    """What decides a run's numbers, for every family: its key (:func:`run_key`), its label in tables
+    and figures (:func:`varying_fields` over identities) and the key stored rows migrate to.
+
+    All fields, less those with ``metadata["identity"] is False`` (how it runs: device, threads,
+    checkpoints), those at their ``key_neutral`` value, and those the config says it does not use
+    (a config's ``unused_fields(values) -> set[str]``, e.g. an option of another mode)."""
+    values = key_fields(cfg)
+    for f in dataclasses.fields(cfg):
+        if f.metadata.get("identity") is False:
+            values.pop(f.name, None)
+    unused = getattr(cfg, "unused_fields", None)
+    if callable(unused):
+        for name in unused(values):
+            values.pop(name, None)
+    return values
+
+
+def run_key(cfg: Any, kind: str, **extra: Any) -> str:
+    """The results-store key of a run: the hash of its kind, its identity and any upstream keys."""
+    return config_hash(run_identity(cfg), kind=kind, **extra)
 
 
 def as_stored_by_now(cls: type, stored: dict[str, Any]) -> dict[str, Any]:

@@ -33,3 +33,23 @@ class MissingPackageError(OversightError, ImportError):
     def __init__(self, what: str, install_command: str) -> None:
         self.install_command = install_command
         super().__init__(f"{what} is not installed. Install it with:\n    {install_command}")
+
+
+class StoreError(OversightError):
+    """The results store cannot be used as given (a directory, not a database, damaged)."""
+
+
+class ArtifactError(OversightError):
+    """An artifact file beside the store cannot be read; it is recomputed where it can be."""
+
+    def __init__(self, path: object, reason: str) -> None:
+        self.path = path
+        super().__init__(f"artifact {path} {reason}")
+
+
+class DamagedArtifactError(ArtifactError):
+    """An artifact that is truncated, garbled or fails its checksum."""
+
+
+class MissingArtifactError(ArtifactError, FileNotFoundError):
+    """An artifact the store's row refers to is not on disk."""

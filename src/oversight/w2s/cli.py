@@ -14,13 +14,21 @@ import json
 import sys
 from typing import Any
 
-from oversight.config import add_arguments, add_output_flags, make_config, split_list
+from oversight.config import (
+    StoreGiven,
+    add_arguments,
+    add_output_flags,
+    count,
+    given_flags,
+    make_config,
+    split_list,
+)
 from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
 from oversight.store import ResultsStore
 from oversight.sweep import EXECUTORS, run_jobs
 from oversight.w2s.metrics import format_pgr
-from oversight.w2s.pipeline import W2SConfig, aggregate, run_experiment, seed_configs
+from oversight.w2s.pipeline import W2SConfig, aggregate, migrate_store, run_experiment, seed_configs
 
 # Named sweeps; `make demo` runs "demo". Fields are W2SConfig fields plus models/losses/seeds.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -33,7 +41,8 @@ LIST_FIELDS = ("dataset", "weak", "strong", "loss")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--seeds", type=int, default=None, help="number of seeds per cell (seed, seed+1, ...; default 3)")
+    parser.add_argument("--seeds", type=count, default=None, action=StoreGiven,
+                        help="number of seeds per cell (seed, seed+1, ...; default 3); more seeds narrow the intervals")
     add_output_flags(parser)
     parser.add_argument("--executor", default="local", choices=sorted(EXECUTORS),
                         help="where runs execute: local (in this process) or ray (a Ray cluster; `pip install ray`)")
@@ -50,17 +59,26 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     sweep = w2s_sub.add_parser("sweep", help="every weak<strong pair of a model ladder, for every loss")
     add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss"))
-    sweep.add_argument("--models", default=None, help="comma-separated ladder, weakest first (default: the preset's)")
-    sweep.add_argument("--losses", default=None, help="comma-separated losses (default: xent,logconf)")
+    sweep.add_argument("--models", default=None, action=StoreGiven,
+                       help="comma-separated ladder, weakest first (default: the preset's)")
+    sweep.add_argument("--losses", default=None, action=StoreGiven, help="comma-separated losses (default: xent,logconf)")
     sweep.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named sweep; flags given override it")
     _common(sweep)
-    sweep.set_defaults(func=_cmd_sweep, parser=sweep)
+    sweep.set_defaults(func=_cmd_sweep)
+
+
+def flag_list(args: argparse.Namespace, name: str) -> list[str]:
+    """The comma list of ``--name``; an empty one is refused (it would run nothing and say nothing)."""
+    values = split_list(getattr(args, name))
+    if not values:
+        raise ConfigError(name, f"--{name.replace('_', '-')} is empty; give at least one name")
+    return values
 
 
 def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
     """Expand comma lists into the grid of cells; each cell is its list of per-seed configs."""
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
-    lists = [split_list(getattr(args, name)) for name in LIST_FIELDS]
+    lists = [flag_list(args, name) for name in LIST_FIELDS]
     cells = []
     for dataset, weak, strong, loss in itertools.product(*lists):
         cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
@@ -73,20 +91,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    parser: argparse.ArgumentParser = args.parser
+    given = given_flags(args)
     for key, value in (PRESETS[args.preset] if args.preset else {}).items():
-        if getattr(args, key) == parser.get_default(key):  # flags the user gave win over the preset
+        if key not in given:  # a flag the user gave wins over the preset, whatever its value
             setattr(args, key, value)
-    models = split_list(args.models or "bow,minilm-l3,minilm-l6,mpnet-base")
+    args.models = "bow,minilm-l3,minilm-l6,mpnet-base" if args.models is None else args.models
+    models = flag_list(args, "models")
     if len(models) < 2:
         raise ConfigError("models", "a sweep needs at least two models, weakest first")
-    args.losses = args.losses or "xent,logconf"
+    args.losses = "xent,logconf" if args.losses is None else args.losses
+    losses = flag_list(args, "losses")
     cells = []
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
-    for dataset in split_list(args.dataset):
+    for dataset in flag_list(args, "dataset"):
         for i, weak in enumerate(models):
             for strong in models[i + 1:]:
-                for loss in split_list(args.losses):
+                for loss in losses:
                     cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
                     cells.append(seed_configs(cfg, args.seeds or 3))
     return _execute(cells, args)
@@ -95,8 +115,14 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
     if args.quiet or (args.json and not sys.stderr.isatty()):
         set_quiet(True)
-    store = ResultsStore(args.store)
     jobs = [cfg for cell in cells for cfg in cell]
+    resolved: set[tuple[str, str, str]] = set()
+    for cfg in jobs:  # every name of the sweep is looked up before the first run starts
+        if (cfg.dataset, cfg.weak, cfg.strong) not in resolved:
+            cfg.resolve_names()
+            resolved.add((cfg.dataset, cfg.weak, cfg.strong))
+    store = ResultsStore(args.store)
+    migrate_store(store)
     log(f"{len(cells)} cells x seeds = {len(jobs)} runs; store {args.store}")
     run_jobs(run_experiment, jobs, store_path=args.store, executor=args.executor)
     rows = [aggregate(cell, store) for cell in cells]

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from oversight.config import config_hash
-from oversight.errors import ConfigError
+from oversight.config import as_stored_by_now, config_hash, make_config, run_key
+from oversight.errors import ArtifactError, ConfigError, UnknownNameError
+from oversight.progress import log
 from oversight.runtime import resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
-from oversight.w2s.datasets import Splits, load_dataset
+from oversight.w2s.datasets import DatasetFileNotFoundError, Splits, load_dataset
 from oversight.w2s.losses import LOSSES
 from oversight.w2s.models import ModelSpec, get_model_spec
 from oversight.w2s.train import (
@@ -60,7 +61,7 @@ class W2SConfig:
         "help": "head = train a head on cached frozen features; finetune = train the backbone (all or --top-k-layers)",
         "choices": MODES})
     head: str = field(default="mlp", metadata={"help": "head on frozen features (head mode)", "choices": HEADS})
-    seed: int = field(default=0, metadata={"help": "seed of the data split and of training"})
+    seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
     epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
     lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
     batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
@@ -68,7 +69,28 @@ class W2SConfig:
     top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
+
+    def unused_fields(self, values: dict[str, Any]) -> set[str]:
+        """Fields this config's mode and loss ignore: they do not tell runs apart."""
+        unused = set() if self.mode == "finetune" else {"top_k_layers"}
+        return unused | (set() if self.loss == "logconf" else {"alpha_max"})
+
+    def resolve_names(self) -> None:
+        """Look up the dataset and both models (an unknown name lists what exists), before any work."""
+        from oversight.w2s.datasets import DATASETS
+
+        for name, value in (("dataset", self.dataset), ("weak", self.weak), ("strong", self.strong)):
+            if not value.strip():
+                raise ConfigError(name, "is empty")
+        if self.dataset.startswith("file:"):
+            path = Path(self.dataset[5:].split("?", 1)[0])
+            if not path.is_file():
+                raise DatasetFileNotFoundError(f"dataset file {path} does not exist (from --dataset {self.dataset})")
+        elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
+            raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
+        get_model_spec(self.weak)
+        get_model_spec(self.strong)
 
     def validate(self) -> None:
         LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
@@ -76,10 +98,12 @@ class W2SConfig:
             raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         if self.head not in HEADS:
             raise ConfigError("head", f"{self.head!r} is not one of {', '.join(HEADS)}")
-        for name in ("epochs", "batch_size", "max_examples"):
+        for name in ("epochs", "batch_size", "max_examples", "top_k_layers"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ConfigError(name, f"must be positive, got {value}")
+        if self.seed < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
         if self.lr is not None and not self.lr > 0:
             raise ConfigError("lr", f"must be positive, got {self.lr}")
         if not 0 <= self.alpha_max <= 1:
@@ -127,8 +151,11 @@ def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any], 
     """Get-or-compute one training run. Artifacts first, the row last: a crash in between leaves
     no row, so the run is simply redone; a finished run is never redone."""
     artifacts = artifacts_for(store)
-    if store.has(key) and artifacts.has(key):
-        return artifacts.load_arrays(key)
+    if store.has(key):
+        try:
+            return artifacts.load_arrays(key)
+        except ArtifactError as err:
+            log(f"{err}; redoing its run")
     start = time.time()
     arrays, results = train()
     artifacts.save_arrays(key, arrays)
@@ -161,17 +188,52 @@ def data_version(dataset: str) -> str:
     return str(getattr(DATASETS.get(dataset), "source", ""))
 
 
+IDENTITY_VERSION = "2"  # bump when run_identity(W2SConfig) changes; stored rows are rekeyed once
+
+
 def experiment_key(cfg: W2SConfig) -> str:
-    return config_hash(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+    return run_key(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+
+
+def migrate_store(store: ResultsStore) -> int:
+    """Rekey rows stored under an earlier identity (every field, device included) to today's,
+    where the row's data is unchanged (its old key still matches the data's current version)."""
+
+    def key_of(record: dict[str, Any]) -> str | None:
+        try:
+            cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
+        except Exception:  # noqa: BLE001 - a config of a field set no longer valid stays as it is
+            return None
+        version = data_version(cfg.dataset)
+        if config_hash(asdict(cfg), kind="w2s", data_version=version) != record["key"]:
+            return None
+        return experiment_key(cfg)
+
+    return store.migrate_keys("w2s", IDENTITY_VERSION, key_of, lambda key: [f"labels{key}"])
+
+
+def _finished(store: ResultsStore, pair_key: str) -> dict[str, Any] | None:
+    """The stored results of a seed whose row and artifacts all read back; else None (it is redone)."""
+    done = store.get(pair_key)
+    if done is None or not isinstance(done["results"].get("run_keys"), dict):
+        return None
+    artifacts = artifacts_for(store)
+    try:
+        for key in [*done["results"]["run_keys"].values(), f"labels{pair_key}"]:
+            artifacts.load_arrays(key)
+    except ArtifactError as err:
+        log(f"{err}; redoing its run")
+        return None
+    return done["results"]
 
 
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     """Run (or fetch) the weak, ceiling and weak-to-strong runs of one seed; return its metrics."""
     cfg.validate()
     pair_key = experiment_key(cfg)
-    done = store.get(pair_key)
-    if done is not None and all(artifacts_for(store).has(k) for k in done["results"]["run_keys"].values()):
-        return done["results"]
+    done = _finished(store, pair_key)
+    if done is not None:
+        return done
     set_threads()
     device = resolve_device(cfg.device)
     weak_spec, strong_spec = get_model_spec(cfg.weak), get_model_spec(cfg.strong)
@@ -237,6 +299,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
         **metrics.agreement(w2s_test, weak_test, test_labels),
         "split_sizes": splits.sizes(),
         "run_keys": {"weak": weak_key, "ceiling": ceiling_key, "w2s": student_key},
+        "data_version": data["data_version"],
         "seconds": time.time() - start,
     }
     results["pgr"] = metrics.pgr(results["weak_acc"], results["w2s_acc"], results["ceiling_acc"])

@@ -3,6 +3,14 @@
 Figure (one panel per dataset × loss, as in Burns et al. Fig. 3): test accuracy against the strong
 student's size; one solid line per weak supervisor (its weak-to-strong students), the strong
 ceiling dashed, and each weak supervisor's own accuracy as a dotted horizontal line.
+
+Cells are grouped by run identity (``oversight.config.run_identity`` less the seed), so runs that
+differ in any field that decides their numbers (``--max-examples``, ``--lr``, ...) are never merged:
+each such variant is labelled by the fields that differ and gets a figure of its own. What cannot
+be read (a damaged row, a missing artifact) is skipped and listed under the tables.
+
+    from oversight.w2s.report import section
+    html = section(ResultsStore("runs/oversight.db"), Path("runs/report"))
 """
 
 from __future__ import annotations
@@ -12,20 +20,46 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from oversight.config import make_config
+from oversight.config import as_stored_by_now, canonical_json, make_config, run_identity, varying_fields
+from oversight.errors import OversightError
 from oversight.store import ResultsStore
 from oversight.w2s.metrics import format_pgr
-from oversight.w2s.pipeline import W2SConfig, aggregate
+from oversight.w2s.pipeline import W2SConfig, aggregate, migrate_store
+
+# fields every row shows in columns of its own; the others tell variants apart
+SHOWN = ("dataset", "weak", "strong", "loss", "mode", "head", "seed")
 
 
-def collect(store: ResultsStore) -> list[dict[str, Any]]:
-    """Aggregate every (dataset, weak, strong, loss, mode, head) cell over its seeds."""
+def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[str, Any]]:
+    """Aggregate every cell (one run identity, less the seed) over its seeds. Each row's ``variant``
+    names the fields by which its cell differs from the others ("" when nothing does); what cannot
+    be read is appended to ``skipped``."""
+    skipped = [] if skipped is None else skipped
+    migrate_store(store)
     cells: dict[str, list[W2SConfig]] = defaultdict(list)
+    identities: dict[str, dict[str, Any]] = {}
     for record in store.records(kind="w2s"):
-        cfg = make_config(W2SConfig, **record["config"])
-        cell = {k: v for k, v in record["config"].items() if k != "seed"}
-        cells[repr(sorted(cell.items()))].append(cfg)
-    return [aggregate(sorted(cfgs, key=lambda c: c.seed), store) for cfgs in cells.values()]
+        try:
+            cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
+        except (OversightError, TypeError) as err:
+            skipped.append(f"run {record['key']}: its config is no longer valid ({err})")
+            continue
+        identity = {k: v for k, v in run_identity(cfg).items() if k != "seed"}
+        cells[canonical_json(identity)].append(cfg)
+        identities[canonical_json(identity)] = identity
+    skipped += [f"row {line}" for line in store.unreadable]
+    differing = varying_fields(list(identities.values()), ignore=SHOWN)
+    rows = []
+    for name, cfgs in cells.items():
+        cfgs = sorted(cfgs, key=lambda c: c.seed)
+        try:
+            row = aggregate(cfgs, store)
+        except (OversightError, RuntimeError) as err:
+            skipped.append(f"{cfgs[0].dataset} {cfgs[0].weak}->{cfgs[0].strong} {cfgs[0].loss}: {err}")
+            continue
+        row["variant"] = ", ".join(f"{k}={identities[name].get(k)}" for k in differing)
+        rows.append(row)
+    return rows
 
 
 def _model_size(name: str) -> float:
@@ -51,11 +85,11 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    panels: dict[tuple[str, str, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
-        panels[(r["dataset"], r["mode"], r["head"])].append(r)
+        panels[(r["dataset"], r["mode"], r["head"], r.get("variant", ""))].append(r)
     paths = []
-    for (dataset, mode, head), panel_rows in sorted(panels.items()):
+    for figure_number, ((dataset, mode, head, variant), panel_rows) in enumerate(sorted(panels.items())):
         losses = sorted({r["loss"] for r in panel_rows}, key=_loss_order)
         fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 4.2), squeeze=False, sharey=True)
         for ax, loss in zip(axes[0], losses, strict=True):
@@ -78,12 +112,13 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 ax.plot([x_of[weak]], [line[0]["weak_acc"]], marker="*", color=color, markersize=11)
             ax.set_xticks(list(x_of.values()), list(x_of), rotation=20)
             ax.set_xlabel("strong student (ordered by parameters)")
-            ax.set_title(f"{dataset}: loss={loss} ({mode}, {head})")
+            ax.set_title(f"{dataset}: loss={loss} ({mode}, {head})" + (f"\n{variant}" if variant else ""), fontsize=10)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("test accuracy")
         axes[0][0].legend(fontsize=8, loc="upper left")
         fig.tight_layout()
-        path = out_dir / f"w2s_{dataset}_{mode}_{head}.png".replace(":", "_").replace("/", "_")
+        name = f"w2s_{dataset}_{mode}_{head}" + (f"_v{figure_number}" if variant else "")
+        path = out_dir / (name.replace(":", "_").replace("/", "_") + ".png")
         fig.savefig(path, dpi=130)
         plt.close(fig)
         paths.append(path)
@@ -94,16 +129,16 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     out = []
     for loss in sorted({r["loss"] for r in rows}, key=_loss_order):
         out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
-                   "<th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
+                   "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
                    "<th>PGR [95% CI]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
                    "<th>seeds</th></tr>")
         for r in sorted((r for r in rows if r["loss"] == loss),
-                        key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]))):
+                        key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
             seeds = ("undefined" if r["pgr_seed_mean"] is None
                      else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
             agree = "-" if r["agreement_supervisor_wrong"] is None else (
                 f"{r['agreement_supervisor_right']:.2f} / {r['agreement_supervisor_wrong']:.2f}")
-            cells = [r["dataset"], f"{r['mode']}/{r['head']}", r["weak"], r["strong"],
+            cells = [r["dataset"], f"{r['mode']}/{r['head']}", r.get("variant") or "-", r["weak"], r["strong"],
                      f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
                      f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]), seeds, agree, str(r["seeds"])]
@@ -112,10 +147,18 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     return "\n".join(out)
 
 
-def section(store: ResultsStore, out_dir: Path) -> str:
-    rows = collect(store)
-    if not rows:
+def skipped_html(skipped: list[str]) -> str:
+    if not skipped:
         return ""
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in skipped)
+    return f"<p>Skipped, could not be read ({len(skipped)}); rerun their commands to redo them:</p><ul>{items}</ul>"
+
+
+def section(store: ResultsStore, out_dir: Path) -> str:
+    skipped: list[str] = []
+    rows = collect(store, skipped)
+    if not rows:
+        return skipped_html(skipped) and "<h2>Weak-to-strong generalization</h2>" + skipped_html(skipped)
     figures = plot(rows, out_dir)
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
     return ("<h2>Weak-to-strong generalization</h2>"
@@ -123,4 +166,4 @@ def section(store: ResultsStore, out_dir: Path) -> str:
             "(stratified by seed) and mean ± std over seeds. <em>undefined</em>: the ceiling is not above "
             "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
             "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
-            f"{imgs}\n{pgr_table_html(rows)}")
+            f"{imgs}\n{pgr_table_html(rows)}{skipped_html(skipped)}")
