@@ -220,10 +220,12 @@ class HeadClassifier:
 
 def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarray,
                settings: TrainSettings, desc: str = "head") -> HeadClassifier:
-    torch.manual_seed(settings.seed)
     featurizer.fit(texts)
     features = featurizer.transform(texts)
     mean, scale = features.mean(0), features.std(0) + 1e-6
+    # seeded here, after the features: computing them (a cache miss) may draw random numbers while a
+    # backbone loads, and a run's numbers must not depend on what the cache held
+    torch.manual_seed(settings.seed)
     head = Head(features.shape[1], settings.head, mean, scale)
     with num_threads(1):
         fit(head, lambda idx: head(_rows(features, idx)), targets,
@@ -236,10 +238,13 @@ def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarr
 class TextClassifier(nn.Module):
     """A pretrained backbone with a linear head on its pooled output."""
 
-    def __init__(self, spec: ModelSpec, device: str, top_k_layers: int | None) -> None:
+    def __init__(self, spec: ModelSpec, device: str, top_k_layers: int | None, seed: int = 0) -> None:
         super().__init__()
         self.backbone = load_backbone(spec, device=device)
         self.backbone.trainable_top_layers(top_k_layers)
+        # seeded after loading, which may or may not draw random numbers (a conversion done once and
+        # cached): the head's weights and the dropout masks come from the seed alone
+        torch.manual_seed(seed)
         self.head = nn.Linear(self.backbone.hidden_size, 2).to(device)
         self.device = device
 
@@ -260,7 +265,6 @@ class TextClassifier(nn.Module):
 
 def finetune(spec: ModelSpec, texts: list[str], targets: np.ndarray, settings: TrainSettings,
              desc: str = "finetune") -> TextClassifier:
-    torch.manual_seed(settings.seed)
-    model = TextClassifier(spec, settings.device, settings.top_k_layers)
+    model = TextClassifier(spec, settings.device, settings.top_k_layers, seed=settings.seed)
     fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc)
     return model
