@@ -13,6 +13,7 @@ import importlib
 import time
 from pathlib import Path
 
+from oversight.errors import OversightError, StoreError
 from oversight.store import ResultsStore, atomic_write_text
 
 SECTIONS = ("oversight.w2s.report", "oversight.amplification.report")
@@ -38,7 +39,12 @@ def write_report(store_path: str | Path, out_dir: str | Path) -> Path:
             if err.name is None or not err.name.startswith("oversight"):
                 raise
             continue
-        parts.append(module.section(store, out))
+        try:
+            parts.append(module.section(store, out))
+        except StoreError:  # the store itself is unusable: that is the one line to print
+            raise
+        except OversightError as err:  # one family's unreadable part must not cost the other's section
+            parts.append(f"<p>{html.escape(module_name)}: skipped, could not be read: {html.escape(str(err))}</p>")
     body = "\n".join(p for p in parts if p) or "<p>No finished runs in this store yet.</p>"
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>oversight report</title>"
             f"<style>{STYLE}</style></head><body><h1>oversight report</h1>"
