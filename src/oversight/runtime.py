@@ -33,7 +33,12 @@ def resolve_device(name: str = "auto") -> str:
 
 def set_threads(n: int | None = None) -> None:
     """Use all cores by default (OVERSIGHT_THREADS overrides), not torch's guess."""
-    n = n or int(os.environ.get("OVERSIGHT_THREADS", "0")) or (os.cpu_count() or 1)
+    if n is not None and n < 0:
+        raise ConfigError("threads", f"must be >= 1, or 0 for all cores; got {n}")
+    env = os.environ.get("OVERSIGHT_THREADS", "0") or "0"
+    if not env.isdigit():
+        raise ConfigError("OVERSIGHT_THREADS", f"must be a whole number >= 0 (0 = all cores), got {env!r}")
+    n = n or int(env) or (os.cpu_count() or 1)
     torch.set_num_threads(n)
 
 
