@@ -335,3 +335,14 @@ def test_stored_configs_are_valid_json(tiny, tmp_path):
         for config, results in db.execute("SELECT config, results FROM runs"):
             json.loads(config, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
             json.loads(results, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c}"))
+
+
+def test_threads_from_the_environment_are_checked(monkeypatch):
+    from oversight.errors import ConfigError
+    from oversight.runtime import set_threads
+
+    monkeypatch.setenv("OVERSIGHT_THREADS", "-1")
+    with pytest.raises(ConfigError, match="OVERSIGHT_THREADS"):
+        set_threads()
+    with pytest.raises(ConfigError, match="threads"):
+        set_threads(-2)
