@@ -32,7 +32,6 @@ measured together.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 
 import numpy as np
@@ -113,7 +112,7 @@ def time_train_step(task_name: str, size: int, steps: int, mode: str, overlap: b
     cfg = AmplifyConfig(task=task_name, mode=mode, size=size, start_size=size, steps=steps + 5, minutes=0,
                         eval_every=10**9, stop_at_acc=0.0, overlap_targets=overlap, curriculum_threshold=0.0,
                         curriculum_window=1, min_stage_steps=1, test_contexts=1, test_questions=1,
-                        hprime_ready_loss=math.inf, hprime_rewarm_each_stage=False)
+                        hprime_ready_loss=1e9, hprime_rewarm_each_stage=False)
     results = train(cfg).results
     return 1000 * results["seconds"] / results["steps"]
 
