@@ -7,7 +7,10 @@
 
 Every run is keyed by the hash of its full config in the SQLite results store shared with the w2s
 experiments (``--store``); a finished run is not repeated (``--force`` reruns it). X (and H') are
-saved as artifacts beside the store, which is what ``show`` loads.
+saved as artifacts beside the store, which is what ``show`` loads. A run in progress is checkpointed
+there too (``--checkpoint-every``, ``<artifacts>/checkpoints/<key>.pt``): rerunning an interrupted
+run resumes it to the numbers it would have reached unstopped. Bad flags, an empty task or mode
+list and an unwritable artifacts folder are refused before any run starts, in one line.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from oversight.amplification.checkpoint import checkpoint_path, ensure_writable
 from oversight.amplification.env import (
     TASKS,
     Instance,
@@ -48,6 +52,7 @@ from oversight.config import (
     add_output_flags,
     config_hash,
     config_to_dict,
+    count,
     from_args,
     key_fields,
     make_config,
@@ -82,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
     sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
     sweep.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
-    sweep.add_argument("--seeds", type=int, default=1, help="seeds per cell (0, 1, ...)")
+    sweep.add_argument("--seeds", type=count, default=1, help="seeds per cell (0, 1, ...; at least 1)")
     sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray")
     _common(sweep)
     sweep.set_defaults(func=_cmd_sweep)
@@ -108,9 +113,12 @@ def run_key(cfg: AmplifyConfig) -> str:
     """Results-store key of a run: every field that can change it.
 
     H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
-    tuning H' does not orphan the stored supervised and amplify runs of a sweep.
+    tuning H' does not orphan the stored supervised and amplify runs of a sweep. How often a run is
+    checkpointed does not change it either.
     """
-    return config_hash(fields_the_mode_uses(key_fields(cfg.with_task_defaults())), kind=KIND)
+    fields = fields_the_mode_uses(key_fields(cfg.with_task_defaults()))
+    fields.pop("checkpoint_every", None)
+    return config_hash(fields, kind=KIND)
 
 
 def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:
@@ -120,10 +128,21 @@ def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) 
     if existing is not None and not force:
         log(f"  already in the store ({key}); --force reruns")
         return existing["results"]
-    trained = train(cfg)
+    check_writable(store, cfg)
+    checkpoint = checkpoint_path(artifacts_for(store).root, key)
+    trained = train(cfg, checkpoint=checkpoint)  # resumes from the checkpoint of an interrupted run
     save_models(store, key, trained)
     store.put(key, KIND, config_to_dict(cfg.with_task_defaults()), trained.results, seconds=trained.results["seconds"])
+    checkpoint.unlink(missing_ok=True)  # the row is written: nothing left to resume
     return trained.results
+
+
+def check_writable(store: ResultsStore, cfg: AmplifyConfig | None = None) -> None:
+    """Refuse, before any training, an artifacts folder (or its checkpoints folder) that cannot be written."""
+    root = artifacts_for(store).root
+    ensure_writable(root)
+    if cfg is None or cfg.checkpoint_every:
+        ensure_writable(checkpoint_path(root, "x").parent)
 
 
 def save_models(store: ResultsStore, key: str, trained: TrainedRun) -> None:
@@ -174,20 +193,33 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.quiet:
         set_quiet(True)
-    tasks = _task_names() if args.tasks == "all" else split_list(args.tasks)
-    for t in tasks:
-        TASKS.get(t)
-    modes = split_list(args.modes)
-    for mode in modes:
-        if mode not in MODES:
-            raise ConfigError("modes", f"{mode!r} is not one of {', '.join(MODES)}")
-    base = {k: v for k, v in vars(args).items() if k in AmplifyConfig.__dataclass_fields__}
-    configs = [make_config(AmplifyConfig, task=t, mode=mode, seed=seed, **base)
-               for t in tasks for mode in modes for seed in range(args.seeds)]
+    configs = sweep_configs(args)
+    check_writable(ResultsStore(args.store), configs[0])
     log(f"{len(configs)} runs; store {args.store}")
     results = run_jobs(run_and_store, configs, store_path=args.store, executor=args.executor)
     _print(results, args.json)
     return 0
+
+
+def sweep_configs(args: argparse.Namespace) -> list[AmplifyConfig]:
+    """Every run of a sweep, built and validated before the first one starts: an unknown task or
+    mode, an empty list, a seed count below 1 or a bad flag is refused up front, naming the flag."""
+    tasks = _task_names() if args.tasks == "all" else list(dict.fromkeys(split_list(args.tasks)))
+    if not tasks:
+        raise ConfigError("tasks", f"no task given; give 'all' or some of {', '.join(_task_names())}")
+    for t in tasks:
+        TASKS.get(t)
+    modes = list(dict.fromkeys(split_list(args.modes)))
+    if not modes:
+        raise ConfigError("modes", f"no mode given; give some of {', '.join(MODES)}")
+    for mode in modes:
+        if mode not in MODES:
+            raise ConfigError("modes", f"{mode!r} is not one of {', '.join(MODES)}")
+    if args.seeds < 1:
+        raise ConfigError("seeds", f"must be >= 1 (runs per task and mode, seeds 0..N-1), got {args.seeds}")
+    base = {k: v for k, v in vars(args).items() if k in AmplifyConfig.__dataclass_fields__}
+    return [make_config(AmplifyConfig, task=t, mode=mode, seed=seed, **base)
+            for t in tasks for mode in modes for seed in range(args.seeds)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,7 +294,17 @@ def decomposition_tree(task: Task, model: FactSetLearner, hprime: LearnedExpert 
     return head + expand(question, "  ", depth)
 
 
+def _check_show_args(args: argparse.Namespace) -> None:
+    if args.size is not None and not 2 <= args.size <= 64:
+        raise ConfigError("size", f"must be in 2..64, got {args.size}")
+    if args.depth < 1:
+        raise ConfigError("depth", f"must be >= 1 (levels of the tree to expand), got {args.depth}")
+    if args.seed < 0:
+        raise ConfigError("seed", f"must be >= 0, got {args.seed}")
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
+    _check_show_args(args)
     store = ResultsStore(args.store)
     record = _pick_record(store, args.task, args.mode)
     cfg, task, model, hprime = load_models(store, record)

@@ -34,6 +34,12 @@ which H' scores and trains on in the training process. On two cores an amplify s
 about what a supervised step does. Where making the targets costs more than X's step (H''s
 decisions in amplify-learned), ``--target-workers 2`` has two workers take turns, two steps ahead.
 
+Checkpoints: ``train(cfg, checkpoint=path)`` saves the whole run (``checkpoint.py``: models, optimisers,
+generators, curriculum, H''s buffer, the workers' batches made ahead) every ``checkpoint_every``
+steps and resumes from ``path`` when it is there, to exactly the steps, curve and weights of a run
+never stopped; ``oversight amplify run`` keeps it beside the store and deletes it once the run is
+stored. Target workers exit when the training process dies (kill -9 included).
+
 Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
 in both amplify modes; the loop also asserts ``gt_labels_used == 0`` there at the end.
 
@@ -54,10 +60,14 @@ import argparse
 import copy
 import dataclasses
 import math
+import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -75,6 +85,7 @@ from oversight.amplification.expert import (
     run_learned_expert,
 )
 from oversight.amplification.learner import FactSetLearner, count_parameters, ema_update
+from oversight.config import check_finite
 from oversight.errors import ConfigError
 from oversight.progress import log
 from oversight.runtime import autocast, resolve_device, seed_everything, set_threads
@@ -95,8 +106,9 @@ class AmplifyConfig:
     steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no step limit)"})
     minutes: float = field(default=15.0, metadata={"help": "stop after this much training wall time (0 = no limit); with --steps, whichever comes first"})
     seed: int = field(default=0, metadata={"help": "training seed (the test sets do not depend on it)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N"})
-    threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine", "identity": False})
+    checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints beside the results store (0 = none); an interrupted run (kill, crash, Ctrl-C) rerun with the same flags resumes from its last checkpoint to the numbers it would have reached unstopped, and the checkpoint is deleted once the run is stored", "identity": False})
     stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and test accuracy at the largest size reaches this (0 = never)"})
     # curriculum
     start_size: int = field(default=8, metadata={"help": "curriculum: first instance size"})
@@ -141,36 +153,67 @@ class AmplifyConfig:
     test_questions: int = field(default=8, metadata={"help": "questions per test instance"})
 
     def validate(self) -> None:
+        """Refuse a config that cannot run as asked, naming the field (the CLI prints it as one line)."""
+        check_finite(self)  # nan / inf in any float field (a config built without make_config too)
         if self.mode not in MODES:
             raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
-        if not 2 <= self.size <= 64:
-            raise ConfigError("size", f"must be in 2..64, got {self.size}")
-        if self.steps < 0 or self.minutes < 0:
-            raise ConfigError("steps", "steps and minutes must be >= 0")
+        for name in ("size", "start_size"):
+            if not 2 <= getattr(self, name) <= 64:
+                raise ConfigError(name, f"must be in 2..64, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise ConfigError("steps", f"must be >= 0 (0 = no step limit), got {self.steps}")
+        if self.minutes < 0:
+            raise ConfigError("minutes", f"must be >= 0 (0 = no time limit), got {self.minutes}")
         if self.steps == 0 and self.minutes == 0:
             raise ConfigError("steps", "give --steps or --minutes (or both)")
-        if self.d_model % self.n_heads or self.hprime_d_model % 4:
-            raise ConfigError("d_model", "d_model must be divisible by n_heads, hprime_d_model by 4")
-        if self.questions_per_context < 0:
-            raise ConfigError("questions_per_context", "must be >= 1, or 0 for the task's own")
-        if self.target_workers < 0:
-            raise ConfigError("target_workers", "must be >= 1, or 0 for the mode's own")
-        for name in ("contexts_per_step", "target_passes", "encoder_loops", "eval_every", "test_contexts",
-                     "test_questions", "curriculum_window", "hprime_batch", "hprime_loss_window"):
-            if getattr(self, name) < 1:
-                raise ConfigError(name, "must be >= 1")
+        self._validate_counts()
+        self._validate_rates()
+
+    def _validate_counts(self) -> None:
+        if self.n_heads < 1:
+            raise ConfigError("n_heads", f"must be >= 1, got {self.n_heads}")
+        if self.d_model < 1 or self.d_model % self.n_heads:
+            raise ConfigError("n_heads", f"d_model ({self.d_model}) must be a positive multiple of n_heads ({self.n_heads})")
+        if self.hprime_d_model < 4 or self.hprime_d_model % 4:
+            raise ConfigError("hprime_d_model", f"must be a positive multiple of 4 (H' has 4 heads), got {self.hprime_d_model}")
+        for name, least, meaning in (("seed", 0, ""), ("threads", 0, ", or 0 for all cores"),
+                                     ("questions_per_context", 0, ", or 0 for the task's own"),
+                                     ("target_workers", 0, ", or 0 for the mode's own"),
+                                     ("checkpoint_every", 0, ", or 0 for no checkpoints"),
+                                     ("warmup_steps", 0, ""), ("min_stage_steps", 0, ""), ("encoder_layers", 0, ""),
+                                     ("hprime_layers", 0, ""), ("hprime_max_warmup_steps", 0, ""),
+                                     ("contexts_per_step", 1, ""), ("target_passes", 1, ""), ("encoder_loops", 1, ""),
+                                     ("decoder_layers", 1, ""), ("eval_every", 1, ""), ("test_contexts", 1, ""),
+                                     ("test_questions", 1, ""), ("curriculum_window", 1, ""), ("hprime_batch", 1, ""),
+                                     ("hprime_loss_window", 1, ""), ("hprime_buffer", 1, "")):
+            if getattr(self, name) < least:
+                raise ConfigError(name, f"must be >= {least}{meaning}, got {getattr(self, name)}")
         if self.mix_sizes_from and not 2 <= self.mix_sizes_from <= 64:
             raise ConfigError("mix_sizes_from", f"must be 0 (off) or in 2..64, got {self.mix_sizes_from}")
-        if self.lr < 0:
-            raise ConfigError("lr", f"must be > 0, or 0 for the task's own learning rate; got {self.lr}")
         if self.lr_decay_steps < 0:
             raise ConfigError("lr_decay_steps", "must be >= 0 (0 = constant learning rate)")
-        if self.hprime_calls_per_step <= 0:
-            raise ConfigError("hprime_calls_per_step", "must be > 0 (H' learns only from H's transcripts)")
+
+    def _validate_rates(self) -> None:
+        if self.lr < 0:
+            raise ConfigError("lr", f"must be > 0, or 0 for the task's own learning rate; got {self.lr}")
+        for name in ("hprime_lr", "grad_clip", "hprime_calls_per_step"):
+            if getattr(self, name) <= 0:
+                why = " (H' learns only from H's transcripts)" if name == "hprime_calls_per_step" else ""
+                raise ConfigError(name, f"must be > 0{why}, got {getattr(self, name)}")
         if self.hprime_updates_per_step < 0:
             raise ConfigError("hprime_updates_per_step", "must be >= 0")
+        if self.hprime_ready_loss < 0:
+            raise ConfigError("hprime_ready_loss", f"must be >= 0, got {self.hprime_ready_loss}")
         if not 0 <= self.teacher_ema < 1:
             raise ConfigError("teacher_ema", "must be in [0, 1)")
+        for name in ("stop_at_acc", "curriculum_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(name, f"must be in [0, 1] (an accuracy), got {getattr(self, name)}")
+
+    def unused_fields(self, values: dict[str, Any]) -> set[str]:
+        """The fields this config's mode ignores (for ``oversight.config.run_identity``): H''s
+        (``hprime_*``) outside amplify-learned, and the teacher's EMA in supervised mode."""
+        return unused_by_mode(self.mode, values)
 
     def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:
         """This config with the fields left to the task (and mode) filled in (``lr`` 0 -> ``task.learning_rate``,
@@ -411,24 +454,33 @@ class TargetWorker:
     is as reproducible as in one process (and, in supervised and amplify mode, trains on the same
     questions); worker j of k > 1 draws from a generator of its own, seeded with (seed, j), so the
     run is reproducible but its questions are not those of a one-process run.
+
+    A worker exits when the training process dies, however it dies (``_die_with_parent``).
+    ``state()`` (for a checkpoint) receives the batches the workers are making and reads each
+    worker's generator and decision cache after them; ``resume=`` that state starts workers that
+    hand those batches over first and then go on from those generators, as the old ones would have.
     """
 
     def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str,
-                 hprime: LearnedExpert | None = None) -> None:
+                 hprime: LearnedExpert | None = None, resume: dict[str, Any] | None = None,
+                 hprime_version: int = 0) -> None:
         # fork on CPU (as DataLoader workers do; spawn would re-run an unguarded calling script);
         # CUDA cannot be forked once initialised, so there the worker is spawned
         methods = torch.multiprocessing.get_all_start_methods()
         context = torch.multiprocessing.get_context("fork" if device == "cpu" and "fork" in methods else "spawn")
+        saved = resume["workers"] if resume is not None else [None] * cfg.target_workers
+        if len(saved) != cfg.target_workers:
+            raise ValueError(f"a checkpoint of {len(saved)} target workers cannot resume {cfg.target_workers}")
         self.workers: list[_Worker] = []
         try:
             for index in range(cfg.target_workers):
                 seed = cfg.seed if cfg.target_workers == 1 else [cfg.seed, index]
-                self.workers.append(_Worker(context, cfg, task, teacher, hprime, seed))
+                self.workers.append(_Worker(context, cfg, task, teacher, hprime, seed, saved[index], hprime_version))
         except BaseException:
             self.close()
             raise
-        self.turn = 0  # the worker whose batch X trains on next
-        self.started = False
+        self.turn = 0 if resume is None else resume["turn"]  # the worker whose batch X trains on next
+        self.started = False if resume is None else resume["started"]
 
     def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str,
                    hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None) -> Batch:
@@ -439,10 +491,15 @@ class TargetWorker:
                 worker.request(size, level, teacher, hprime, plan)
             self.started = True
         worker = self.workers[self.turn]
-        batch = worker.receive()
+        batch = worker.take()
         worker.request(size, level, teacher, hprime, plan)
         self.turn = (self.turn + 1) % len(self.workers)
         return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the workers: whose turn it is, and per worker the batch it made
+        ahead (received now, handed over as usual later) and its generator and decision cache after it."""
+        return {"turn": self.turn, "started": self.started, "workers": [w.state() for w in self.workers]}
 
     def close(self) -> None:
         for worker in self.workers:
@@ -453,13 +510,17 @@ class _Worker:
     """One process of ``TargetWorker``, with its own snapshots of the teacher and H'."""
 
     def __init__(self, context: Any, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner,
-                 hprime: LearnedExpert | None, seed: int | list[int]) -> None:
+                 hprime: LearnedExpert | None, seed: int | list[int], saved: dict[str, Any] | None = None,
+                 hprime_version: int = 0) -> None:
         self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
         self.hprime_snapshot = None if hprime is None else copy.deepcopy(hprime).cpu().share_memory()
-        self.hprime_version = 0  # the H' weights in the snapshot (H' is updated rarely once it imitates H)
+        self.hprime_version = hprime_version  # the H' weights in the snapshot (H' is updated rarely once it imitates H)
+        self.pending: Batch | None = None if saved is None else saved["pending"]  # made ahead, not handed over yet
+        generator = None if saved is None else {"rng": saved["rng"], "decisions": saved["decisions"]}
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_target_worker,
-                                       args=(cfg, task, self.snapshot, self.hprime_snapshot, seed, child),
+                                       args=(cfg, task, self.snapshot, self.hprime_snapshot, seed, child,
+                                             os.getpid(), generator, hprime_version),
                                        name="oversight-targets", daemon=True)
         self.process.start()
         child.close()
@@ -475,6 +536,20 @@ class _Worker:
             self.hprime_version = plan.hprime_version
         self.conn.send((size, level, plan))
         self.in_flight = True
+
+    def take(self) -> Batch:
+        """The batch asked for last: made ahead before a checkpoint, or received now."""
+        if self.pending is not None:
+            batch, self.pending = self.pending, None
+            return batch
+        return self.receive()
+
+    def state(self) -> dict[str, Any]:
+        if self.in_flight:
+            self.pending = self.receive()
+        self.conn.send("state")
+        generator = self.receive()
+        return {"pending": self.pending, **generator}
 
     def receive(self) -> Any:
         try:
@@ -501,11 +576,38 @@ class _Worker:
         self.conn.close()
 
 
+def _die_with_parent(parent: int) -> None:
+    """Make this worker exit when the training process ``parent`` dies, kill -9 included (a forked
+    worker holds its own pipe's other end too, so it would never see the pipe close): the kernel's
+    PR_SET_PDEATHSIG on Linux, and everywhere a thread that watches for the parent pid to change."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG = 1
+    except (OSError, AttributeError, TypeError):  # not Linux: the watch below does it
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    if os.getppid() != parent:  # it died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=watch, name="oversight-parent-watch", daemon=True).start()
+
+
 def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hprime: LearnedExpert | None,
-                   seed: int | list[int], conn: Any) -> None:
-    """The worker process of ``TargetWorker``: answers (size, level, plan) requests with batches, None stops it."""
+                   seed: int | list[int], conn: Any, parent: int, saved: dict[str, Any] | None = None,
+                   hprime_version: int = 0) -> None:
+    """The worker process of ``TargetWorker``: answers (size, level, plan) requests with batches,
+    "state" with its generator and decision cache (for a checkpoint), None stops it."""
     import traceback
 
+    from oversight.amplification.checkpoint import cache_state, load_cache_state
+
+    _die_with_parent(parent)
     try:
         set_threads(cfg.threads or None)
         device = resolve_device(cfg.device)
@@ -513,11 +615,17 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
         rng = np.random.default_rng(seed)
         ground_truth = GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised")
         decisions = DecisionCache()  # H''s decisions, kept while its snapshot's version stays the same
+        if saved is not None:  # resumed from a checkpoint: go on where the worker before it stopped
+            rng.bit_generator.state = saved["rng"]
+            load_cache_state(decisions, saved["decisions"])
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
         local_hprime = hprime if device == "cpu" or hprime is None else copy.deepcopy(hprime).to(device)
-        loaded_version = 0  # H''s updates reflected in local_hprime
+        loaded_version = hprime_version  # H''s updates reflected in local_hprime
         conn.send("ready")
         while (request := conn.recv()) is not None:
+            if request == "state":
+                conn.send({"rng": rng.bit_generator.state, "decisions": cache_state(decisions)})
+                continue
             size, level, plan = request
             if local is not teacher:
                 local.load_state_dict(teacher.state_dict())
@@ -581,11 +689,16 @@ class TrainedRun:
 def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
     amplify-learned, and the teacher's EMA in supervised mode."""
-    mode = fields.get("mode")
-    unused = {k for k in fields if k.startswith("hprime_")} if mode != "amplify-learned" else set()
+    unused = unused_by_mode(fields.get("mode"), fields)
+    return {k: v for k, v in fields.items() if k not in unused}
+
+
+def unused_by_mode(mode: str | None, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` (AmplifyConfig fields) that ``mode`` ignores."""
+    unused = {k for k in names if k.startswith("hprime_")} if mode != "amplify-learned" else set()
     if mode == "supervised":
         unused.add("teacher_ema")
-    return {k: v for k, v in fields.items() if k not in unused}
+    return unused
 
 
 def build_learner(cfg: AmplifyConfig, task: Task) -> FactSetLearner:
@@ -626,9 +739,225 @@ def hprime_call_rate(cfg: AmplifyConfig, hprime_loss: float) -> float:
     return cfg.hprime_calls_per_step * hprime_schedule(hprime_loss)
 
 
-def train(cfg: AmplifyConfig, task: Task | None = None,
-          on_eval: Callable[[dict[str, Any]], None] | None = None) -> TrainedRun:
-    """Train X in ``cfg.mode``; returns the results (accounting, learning curve, test accuracy) and models."""
+@dataclass
+class TrainState:
+    """Everything ``train`` changes as it runs, so everything a checkpoint holds (``checkpoint.py``)."""
+
+    model: FactSetLearner
+    teacher: FactSetLearner  # EMA of X: answers the subquestions of Amplify(X)
+    optimizer: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LambdaLR
+    rng: np.random.Generator  # the batches' generator in one process (one worker draws from a copy of it)
+    ground_truth: GroundTruthLedger
+    curriculum: Curriculum
+    hprime_recent_loss: RollingLoss
+    acct: Accounting = field(default_factory=Accounting)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    last_correct: dict[int, np.ndarray] = field(default_factory=dict)  # the latest evaluation, question by question
+    hprime: LearnedExpert | None = None
+    hprime_optimizer: torch.optim.Optimizer | None = None
+    buffer: TranscriptBuffer | None = None
+    decisions: DecisionCache = field(default_factory=DecisionCache)
+    hprime_loss: float = math.inf
+    expert_credit: float = 0.0  # H calls owed (a fraction per step)
+    update_credit: float = 0.0  # H' updates owed
+    hprime_ready: bool = False  # amplify-learned: H' imitates H well enough for X to train on its targets
+    warmup_in_stage: int = 0
+    passes_left: int = 0  # steps left on ``current`` (target_passes > 1)
+    current: Batch | None = None  # the batch of targets X trains on
+    wall_before: float = 0.0  # wall seconds the run had taken before it was resumed
+
+
+def new_state(cfg: AmplifyConfig, task: Task, device: str) -> TrainState:
+    """A run's state at step 0 (X initialised from torch's generator as seeded)."""
+    model = build_learner(cfg, task).to(device)
+    optimizer = make_optimizer(model, cfg.lr)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: learning_rate_factor(s, cfg.warmup_steps, cfg.lr_decay_steps))
+    state = TrainState(model=model, teacher=copy.deepcopy(model).requires_grad_(False), optimizer=optimizer,
+                       schedule=schedule, rng=np.random.default_rng(cfg.seed),
+                       ground_truth=GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised"),
+                       curriculum=Curriculum(cfg, task.num_levels),
+                       hprime_recent_loss=RollingLoss(cfg.hprime_loss_window))
+    if cfg.mode == "amplify-learned":
+        state.hprime = build_hprime(cfg, task).to(device)
+        state.hprime_optimizer = make_optimizer(state.hprime, cfg.hprime_lr)
+        state.buffer = TranscriptBuffer(cfg.hprime_buffer, np.random.default_rng([cfg.seed, 1]))
+    return state
+
+
+def checkpoint_identity(cfg: AmplifyConfig) -> dict[str, Any]:
+    """The fields a checkpoint must share with the run that resumes it: those that decide its numbers."""
+    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg) if f.metadata.get("identity") is not False}
+    return fields_the_mode_uses(values)
+
+
+def record_eval(state: TrainState, cfg: AmplifyConfig, task: Task, test_sets: dict[int, TestSet], device: str,
+                on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
+    """Test X on every test set; append the point to the learning curve (and log it)."""
+    acct, curriculum, hprime_loss = state.acct, state.curriculum, state.hprime_loss
+    state.last_correct.update(evaluate(state.model, task, test_sets, device, cfg.bf16))
+    acc = {size: float(correct.mean()) for size, correct in state.last_correct.items()}
+    point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
+             "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
+             "stage_size": curriculum.size, "stage_level": curriculum.level,
+             "train_acc": round(curriculum.rolling_accuracy, 4),
+             "hprime_loss": None if not math.isfinite(hprime_loss) else round(hprime_loss, 5),
+             "acc": {str(s): round(a, 4) for s, a in acc.items()}}
+    state.curve.append(point)
+    log(f"  step {acct.steps:6d}  {acct.seconds:7.1f}s  stage n={curriculum.size} L{curriculum.level}  "
+        f"train {curriculum.rolling_accuracy:.3f}  test " + " ".join(f"n{s}:{a:.3f}" for s, a in acc.items())
+        + (f"  H' loss {hprime_loss:.4f} H calls {acct.expert_calls}" if state.hprime is not None else ""))
+    if on_eval is not None:
+        on_eval(point)
+    return point
+
+
+def _plan_hprime(state: TrainState, cfg: AmplifyConfig) -> tuple[HPrimePlan, float]:
+    """amplify-learned: how many H transcripts this batch gets (fewer as H' improves) and whether H'
+    makes X's targets; with the loss that paces H and H' (while X waits for H', both run at the full rate)."""
+    pace_loss = state.hprime_loss if state.hprime_ready else math.inf
+    state.expert_credit += hprime_call_rate(cfg, pace_loss)
+    n_calls = min(int(state.expert_credit), cfg.contexts_per_step)
+    state.expert_credit -= n_calls
+    return HPrimePlan(n_calls, make_targets=state.hprime_ready, hprime_version=state.acct.hprime_updates), pace_loss
+
+
+def _count_batch(acct: Accounting, batch: Batch) -> None:
+    acct.expert_calls += batch.expert_calls
+    acct.primitive_answers += batch.primitive_answers
+    acct.teacher_answers += batch.teacher_answers
+    acct.gt_labels_used += batch.gt_labels
+    acct.decisions_cached += batch.decisions_cached
+    acct.decisions_computed += batch.decisions_computed
+
+
+def _learn_hprime(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, batch: Batch,
+                  pace_loss: float) -> None:
+    """Score H' on the batch's new H transcripts, then train it on the buffer at the paced rate."""
+    hprime, buffer, optimizer = state.hprime, state.buffer, state.hprime_optimizer
+    assert hprime is not None and buffer is not None and optimizer is not None
+    if batch.transcripts is not None:
+        # H' is scored on new transcripts before it trains on them: its loss on the current distribution
+        with torch.no_grad():
+            state.hprime_recent_loss.add(float(hprime.loss(batch.transcripts, task, device)[0]), len(batch.transcripts))
+        state.hprime_loss = state.hprime_recent_loss.value
+        buffer.add(batch.transcripts)
+    # H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
+    state.update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
+    while state.update_credit >= 1:
+        state.update_credit -= 1
+        sample = buffer.sample(cfg.hprime_batch)
+        if sample is None:
+            break
+        loss_h, _ = hprime.loss(sample, task, device)
+        optimizer.zero_grad(set_to_none=True)
+        loss_h.backward()
+        optimizer.step()
+        state.acct.hprime_updates += 1
+    if not state.hprime_ready:
+        # warm-up: X waits until H' imitates H on this stage's questions (otherwise X learns H''s
+        # noise); enough fresh transcripts must have scored it
+        state.hprime_ready = ((state.hprime_loss <= cfg.hprime_ready_loss
+                               and state.hprime_recent_loss.count >= min(64, cfg.hprime_loss_window))
+                              or state.warmup_in_stage >= cfg.hprime_max_warmup_steps)
+        state.warmup_in_stage += 1
+
+
+def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
+                 worker: TargetWorker | None) -> Batch:
+    """A fresh batch at the current curriculum stage with its targets (from the worker, made ahead, or
+    made now), counted; in amplify-learned H' learns from its H transcripts. ``targets`` is None while
+    X waits for H'."""
+    plan = pace_loss = None
+    if state.hprime is not None:
+        plan, pace_loss = _plan_hprime(state, cfg)
+    curriculum = state.curriculum
+    if worker is not None:
+        batch = worker.next_batch(curriculum.size, curriculum.level, state.teacher, device, state.hprime, plan)
+    else:
+        batch = make_batch(task, cfg, curriculum.size, curriculum.level, state.teacher, state.ground_truth,
+                           state.rng, device, state.hprime, plan, state.decisions)
+    _count_batch(state.acct, batch)
+    if pace_loss is not None:
+        _learn_hprime(state, cfg, task, device, batch, pace_loss)
+    return batch
+
+
+def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh_batch: bool) -> float:
+    """One gradient step of X on the current batch's targets, the teacher's EMA update and the
+    accounting; returns X's accuracy against the targets (a DONT_KNOW target counts as wrong)."""
+    batch, acct = state.current, state.acct
+    assert batch is not None and batch.targets is not None
+    questions, targets = batch.questions, batch.targets
+    with autocast(device, cfg.bf16):
+        log_probs = state.model(batch.facts, torch.from_numpy(batch.ctx_index).to(device),
+                                torch.from_numpy(questions).to(device),
+                                torch.from_numpy(task.answer_mask(questions)).to(device))
+    target_t = torch.from_numpy(targets).to(device)
+    if cfg.mode != "supervised":  # "don't know" (a malformed decomposition) carries nothing to imitate
+        target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
+        acct.dont_know_targets += int((targets == DONT_KNOW).sum()) if fresh_batch else 0
+    loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
+    state.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    state.optimizer.step()
+    state.schedule.step()
+    ema_update(state.teacher, state.model, cfg.teacher_ema)
+    acct.steps += 1
+    acct.questions_trained += len(questions)
+    train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())  # IGNORE counts as wrong
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return train_accuracy
+
+
+def advance_curriculum(state: TrainState, cfg: AmplifyConfig, train_accuracy: float) -> None:
+    """Feed the curriculum a first pass's accuracy; at a new stage H' is re-warmed (``hprime_rewarm_each_stage``)."""
+    if not state.curriculum.update(train_accuracy, state.acct.steps):
+        return
+    log(f"  step {state.acct.steps:6d}  curriculum -> size {state.curriculum.size}, level {state.curriculum.level}")
+    if state.hprime is not None and cfg.hprime_rewarm_each_stage:
+        # new questions: H''s loss so far says nothing about them; H is called at the full rate
+        # again and X waits until the fresh transcripts show H' imitates H
+        state.hprime_recent_loss, state.hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
+        state.hprime_ready, state.warmup_in_stage = False, 0
+
+
+def _resume(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
+            checkpoint: Path | None) -> tuple[TrainState, dict[str, Any] | None]:
+    """``state`` with the checkpoint at ``checkpoint`` restored, if there is a usable one."""
+    from oversight.amplification.checkpoint import read_checkpoint, restore
+
+    saved = read_checkpoint(checkpoint, checkpoint_identity(cfg)) if checkpoint is not None else None
+    if saved is None:
+        return state, None
+    try:
+        restore(state, saved, device)
+    except Exception as err:  # noqa: BLE001 - a checkpoint that loads but does not fit: start over
+        log(f"amplify: checkpoint {checkpoint} does not fit this run ({type(err).__name__}: {err}); starting over")
+        seed_everything(cfg.seed)
+        return new_state(cfg, task, device), None
+    log(f"amplify: resumed from checkpoint {checkpoint} at step {state.acct.steps}")
+    return state, saved
+
+
+def _save(checkpoint: Path, state: TrainState, cfg: AmplifyConfig, worker: TargetWorker | None,
+          wall_start: float) -> None:
+    from oversight.amplification.checkpoint import capture, write_checkpoint
+
+    wall = state.wall_before + time.perf_counter() - wall_start
+    size = write_checkpoint(checkpoint, capture(state, checkpoint_identity(cfg), worker, wall))
+    log(f"  step {state.acct.steps:6d}  checkpoint {checkpoint} ({size / 1e6:.1f} MB)")
+
+
+def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[str, Any]], None] | None = None,
+          checkpoint: str | Path | None = None) -> TrainedRun:
+    """Train X in ``cfg.mode``; returns the results (accounting, learning curve, test accuracy) and models.
+
+    ``checkpoint``: a file to save the run to every ``cfg.checkpoint_every`` steps and, if it is there
+    when the run starts, to resume from (to the same numbers as a run never stopped)."""
     cfg.validate()
     wall_start = time.perf_counter()
     task = task or make_task(cfg.task)
@@ -636,190 +965,80 @@ def train(cfg: AmplifyConfig, task: Task | None = None,
     device = resolve_device(cfg.device)
     set_threads(cfg.threads or None)
     seed_everything(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    amplifying = cfg.mode != "supervised"
-
-    model = build_learner(cfg, task).to(device)
-    teacher = copy.deepcopy(model).requires_grad_(False)
-    optimizer = make_optimizer(model, cfg.lr)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: learning_rate_factor(s, cfg.warmup_steps, cfg.lr_decay_steps))
-    hprime = hprime_optimizer = buffer = None
-    hprime_loss, expert_credit, update_credit, hprime_ready = math.inf, 0.0, 0.0, False
-    hprime_recent_loss, decisions, warmup_in_stage = RollingLoss(cfg.hprime_loss_window), DecisionCache(), 0
-    if cfg.mode == "amplify-learned":
-        hprime = build_hprime(cfg, task).to(device)
-        hprime_optimizer = make_optimizer(hprime, cfg.hprime_lr)
-        buffer = TranscriptBuffer(cfg.hprime_buffer, np.random.default_rng([cfg.seed, 1]))
-
-    ground_truth = GroundTruthLedger(task, allow_non_primitive=not amplifying)
-    acct = Accounting()
-    curriculum = Curriculum(cfg, task.num_levels)
+    checkpoint = Path(checkpoint) if checkpoint is not None else None
+    state, saved = _resume(new_state(cfg, task, device), cfg, task, device, checkpoint)
     test_sets = make_test_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions)
-    curve: list[dict[str, Any]] = []
-    largest = cfg.size
+    acct, largest = state.acct, cfg.size
     log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} "
-        f"X params={count_parameters(model):,} stages={len(curriculum.stages)}")
-
-    last_correct: dict[int, np.ndarray] = {}  # the latest evaluation, question by question
-
-    def record_eval() -> dict[str, Any]:
-        last_correct.update(evaluate(model, task, test_sets, device, cfg.bf16))
-        acc = {size: float(correct.mean()) for size, correct in last_correct.items()}
-        point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
-                 "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
-                 "stage_size": curriculum.size, "stage_level": curriculum.level,
-                 "train_acc": round(curriculum.rolling_accuracy, 4),
-                 "hprime_loss": None if not math.isfinite(hprime_loss) else round(hprime_loss, 5),
-                 "acc": {str(s): round(a, 4) for s, a in acc.items()}}
-        curve.append(point)
-        log(f"  step {acct.steps:6d}  {acct.seconds:7.1f}s  stage n={curriculum.size} L{curriculum.level}  "
-            f"train {curriculum.rolling_accuracy:.3f}  test " + " ".join(f"n{s}:{a:.3f}" for s, a in acc.items())
-            + (f"  H' loss {hprime_loss:.4f} H calls {acct.expert_calls}" if hprime is not None else ""))
-        if on_eval is not None:
-            on_eval(point)
-        return point
-
-    record_eval()
-    passes_left = 0  # steps left on the current batch of targets
-    # the supervised and amplify targets can be made one step ahead on a second core
-    worker = TargetWorker(cfg, task, teacher, device, hprime) if cfg.overlap_targets else None
+        f"X params={count_parameters(state.model):,} stages={len(state.curriculum.stages)}")
+    if saved is None:
+        record_eval(state, cfg, task, test_sets, device, on_eval)
+    # the batches and their targets are made ahead on another core
+    worker = (TargetWorker(cfg, task, state.teacher, device, state.hprime, resume=saved and saved["workers"],
+                           hprime_version=acct.hprime_updates) if cfg.overlap_targets else None)
     try:
-        while True:
-            if cfg.steps and acct.steps >= cfg.steps:
-                break
-            if cfg.minutes and acct.seconds >= cfg.minutes * 60:
-                break
+        while not (cfg.steps and acct.steps >= cfg.steps) and not (cfg.minutes and acct.seconds >= cfg.minutes * 60):
             step_start = time.perf_counter()
-
-            fresh_batch = passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
+            fresh_batch = state.passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
             if fresh_batch:
-                # 1-2. a fresh batch at the current curriculum stage, and its targets
-                plan = None
-                if hprime is not None:
-                    # H makes a few transcripts (one question per context), fewer as H' improves.
-                    # While X waits for H', both run at the full rate: H' should catch up as fast as it can
-                    pace_loss = hprime_loss if hprime_ready else math.inf
-                    expert_credit += hprime_call_rate(cfg, pace_loss)
-                    n_calls = min(int(expert_credit), cfg.contexts_per_step)
-                    expert_credit -= n_calls
-                    plan = HPrimePlan(n_calls, make_targets=hprime_ready, hprime_version=acct.hprime_updates)
-                if worker is not None:
-                    batch = worker.next_batch(curriculum.size, curriculum.level, teacher, device, hprime, plan)
-                else:
-                    batch = make_batch(task, cfg, curriculum.size, curriculum.level, teacher, ground_truth, rng,
-                                       device, hprime, plan, decisions)
-                acct.expert_calls += batch.expert_calls
-                acct.primitive_answers += batch.primitive_answers
-                acct.teacher_answers += batch.teacher_answers
-                acct.gt_labels_used += batch.gt_labels
-                acct.decisions_cached += batch.decisions_cached
-                acct.decisions_computed += batch.decisions_computed
-                if hprime is not None:
-                    assert buffer is not None and hprime_optimizer is not None
-                    if batch.transcripts is not None:
-                        # H' is scored on new transcripts before it trains on them: its loss on the current distribution
-                        with torch.no_grad():
-                            hprime_recent_loss.add(float(hprime.loss(batch.transcripts, task, device)[0]),
-                                                   len(batch.transcripts))
-                        hprime_loss = hprime_recent_loss.value
-                        buffer.add(batch.transcripts)
-                    # H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
-                    update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
-                    while update_credit >= 1:
-                        update_credit -= 1
-                        sample = buffer.sample(cfg.hprime_batch)
-                        if sample is None:
-                            break
-                        loss_h, _ = hprime.loss(sample, task, device)
-                        hprime_optimizer.zero_grad(set_to_none=True)
-                        loss_h.backward()
-                        hprime_optimizer.step()
-                        acct.hprime_updates += 1
-                    if not hprime_ready:
-                        # warm-up: X waits until H' imitates H on this stage's questions (otherwise X
-                        # learns H''s noise); enough fresh transcripts must have scored it
-                        hprime_ready = ((hprime_loss <= cfg.hprime_ready_loss
-                                         and hprime_recent_loss.count >= min(64, cfg.hprime_loss_window))
-                                        or warmup_in_stage >= cfg.hprime_max_warmup_steps)
-                        warmup_in_stage += 1
+                batch = next_targets(state, cfg, task, device, worker)
                 if batch.targets is None:  # H' was not ready when this batch was asked for: X waits
                     acct.seconds += time.perf_counter() - step_start
                     acct.hprime_warmup_steps += 1
                     continue
-                facts, ctx_index, questions, targets = batch.facts, batch.ctx_index, batch.questions, batch.targets
-                passes_left = cfg.target_passes
-            passes_left -= 1
-
-            # 3. one gradient step of X on (questions, targets)
-            with autocast(device, cfg.bf16):
-                log_probs = model(facts, torch.from_numpy(ctx_index).to(device), torch.from_numpy(questions).to(device),
-                                  torch.from_numpy(task.answer_mask(questions)).to(device))
-            target_t = torch.from_numpy(targets).to(device)
-            if amplifying:  # "don't know" (a malformed decomposition) carries nothing to imitate
-                target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
-                acct.dont_know_targets += int((targets == DONT_KNOW).sum()) if fresh_batch else 0
-            loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            optimizer.step()
-            schedule.step()
-            ema_update(teacher, model, cfg.teacher_ema)
-
-            # 4. accounting and curriculum
-            acct.steps += 1
-            acct.questions_trained += len(questions)
-            train_accuracy = float((log_probs.argmax(1) == target_t).float().mean())  # IGNORE counts as wrong
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
+                state.current, state.passes_left = batch, cfg.target_passes
+            state.passes_left -= 1
+            train_accuracy = x_step(state, cfg, task, device, fresh_batch)
             acct.seconds += time.perf_counter() - step_start
             # a repeated batch is partly memorised: only the first pass says how well X answers new questions
-            if fresh_batch and curriculum.update(train_accuracy, acct.steps):
-                log(f"  step {acct.steps:6d}  curriculum -> size {curriculum.size}, level {curriculum.level}")
-                if hprime is not None and cfg.hprime_rewarm_each_stage:
-                    # new questions: H''s loss so far says nothing about them; H is called at the full
-                    # rate again and X waits until the fresh transcripts show H' imitates H
-                    hprime_recent_loss, hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
-                    hprime_ready, warmup_in_stage = False, 0
-
+            if fresh_batch:
+                advance_curriculum(state, cfg, train_accuracy)
             if acct.steps % cfg.eval_every == 0:
-                point = record_eval()
-                if cfg.stop_at_acc and curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
+                point = record_eval(state, cfg, task, test_sets, device, on_eval)
+                if cfg.stop_at_acc and state.curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
                     break
+            if checkpoint is not None and cfg.checkpoint_every and acct.steps % cfg.checkpoint_every == 0:
+                _save(checkpoint, state, cfg, worker, wall_start)
     finally:
         if worker is not None:
             worker.close()
-    if not curve or curve[-1]["step"] != acct.steps:
-        record_eval()
+    if not state.curve or state.curve[-1]["step"] != acct.steps:
+        record_eval(state, cfg, task, test_sets, device, on_eval)
+    results = run_results(state, cfg, task, test_sets, device)
+    results["wall_seconds"] = round(state.wall_before + time.perf_counter() - wall_start, 2)  # with evaluation, setup
+    return TrainedRun(results, state.model, state.hprime)
 
-    if amplifying:
-        assert acct.gt_labels_used == 0 and ground_truth.non_primitive_labels == 0, \
+
+def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, test_sets: dict[int, TestSet],
+                device: str) -> dict[str, Any]:
+    """The results row of a finished run (``wall_seconds`` is added by ``train``)."""
+    acct, curve, largest = state.acct, state.curve, cfg.size
+    if cfg.mode != "supervised":
+        assert acct.gt_labels_used == 0 and state.ground_truth.non_primitive_labels == 0, \
             "amplification used ground-truth labels of non-primitive questions"
     final = curve[-1]
-    results = {
+    return {
         "task": cfg.task, "mode": cfg.mode, "size": cfg.size, "seed": cfg.seed,
-        "steps": acct.steps, "seconds": round(acct.seconds, 2),
-        "wall_seconds": round(time.perf_counter() - wall_start, 2),  # with evaluation and setup
+        "steps": acct.steps, "seconds": round(acct.seconds, 2), "wall_seconds": None,
         "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
         "test_acc": final["acc"][str(largest)],
         "test_acc_by_size": final["acc"],
         # where X fails: accuracy at the largest size per question difficulty (curriculum level)
-        "test_acc_by_level": accuracy_by_level(task, test_sets[largest], last_correct[largest]),
+        "test_acc_by_level": accuracy_by_level(task, test_sets[largest], state.last_correct[largest]),
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
         "hprime_warmup_steps": acct.hprime_warmup_steps, "dont_know_targets": acct.dont_know_targets,
-        "hprime_loss": None if not math.isfinite(hprime_loss) else hprime_loss,
+        "hprime_loss": None if not math.isfinite(state.hprime_loss) else state.hprime_loss,
         "hprime_cached_decisions": round(acct.decisions_cached / max(1, acct.decisions_cached + acct.decisions_computed), 4),
-        "final_stage": {"size": curriculum.size, "level": curriculum.level, "final": curriculum.final},
-        "curriculum": curriculum.history,
+        "final_stage": {"size": state.curriculum.size, "level": state.curriculum.level,
+                        "final": state.curriculum.final},
+        "curriculum": state.curriculum.history,
         "reached": reached(curve, largest),
         "curve": curve,
-        "x_parameters": count_parameters(model),
+        "x_parameters": count_parameters(state.model),
         "device": device,
     }
-    return TrainedRun(results, model, hprime)
 
 
 def reached(curve: list[dict[str, Any]], size: int, targets: Sequence[float] = (0.9, 0.95, 0.99)) -> dict[str, Any]:
