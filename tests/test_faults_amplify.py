@@ -4,16 +4,24 @@ output folder are refused up front in one line that names them."""
 
 from __future__ import annotations
 
+import dataclasses
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
+from oversight.amplification.train import AmplifyConfig, TrainedRun, train
 from oversight.cli import main as cli_main
+from oversight.config import make_config
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -80,3 +88,141 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     except SystemExit as stop:
         code = int(stop.code or 0)
     return code, capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------------------------
+# checkpoints and resume
+# ----------------------------------------------------------------------------------------------
+SMALL = dict(size=8, minutes=0, steps=120, eval_every=20, checkpoint_every=40, d_model=32, n_heads=2,
+             encoder_layers=1, decoder_layers=1, contexts_per_step=4, questions_per_context=4, test_contexts=4,
+             test_questions=4, hprime_d_model=32, hprime_batch=16, hprime_ready_loss=100.0, stop_at_acc=0.0,
+             curriculum_threshold=0.5, min_stage_steps=10, curriculum_window=5)  # stages do advance in 120 steps
+
+
+class Interrupted(Exception):
+    """Stands for a kill: the run stops between two checkpoints."""
+
+
+def _interrupt_at(step: int) -> Callable[[dict[str, Any]], None]:
+    def on_eval(point: dict[str, Any]) -> None:
+        if point["step"] == step:
+            raise Interrupted(step)
+    return on_eval
+
+
+def _without_time(obj: Any) -> Any:
+    """Results less what depends on the clock (wall time, seconds at each point, steps per second)."""
+    if isinstance(obj, dict):
+        return {k: _without_time(v) for k, v in obj.items()
+                if k not in ("seconds", "wall_seconds", "steps_per_second")}
+    if isinstance(obj, list):
+        return [_without_time(v) for v in obj]
+    return obj
+
+
+def _assert_same_run(a: TrainedRun, b: TrainedRun) -> None:
+    assert _without_time(a.results) == _without_time(b.results)
+    models = [(a.model, b.model)] + ([(a.hprime, b.hprime)] if a.hprime is not None else [])
+    for x, y in models:
+        assert y is not None
+        for (name, p), q in zip(x.state_dict().items(), y.state_dict().values(), strict=True):
+            assert torch.equal(p, q), name
+
+
+@pytest.mark.parametrize(("task", "mode", "overrides"), [
+    ("union_find", "supervised", {}),  # one target worker
+    ("union_find", "amplify-learned", {}),  # two target workers, H' and its buffer
+    ("union_find", "amplify", {"target_passes": 2, "checkpoint_every": 25}),  # mid-batch checkpoint
+    ("union_find", "amplify-learned", {"overlap_targets": False}),  # in one process: its generator and cache
+])
+def test_an_interrupted_run_resumes_to_exactly_the_unstopped_runs_numbers(
+        tmp_path: Path, task: str, mode: str, overrides: dict[str, Any]) -> None:
+    """Stopped at step 100 (its last checkpoint at 80, or 75) and resumed, a run ends with the same
+    curve, test accuracy, accounting and weights as one never stopped (and never checkpointed)."""
+    cfg = AmplifyConfig(task=task, mode=mode, **{**SMALL, **overrides})  # type: ignore[arg-type]
+    unstopped = train(cfg)
+    path = tmp_path / "checkpoints" / "run.pt"
+    with pytest.raises(Interrupted):
+        train(cfg, on_eval=_interrupt_at(100), checkpoint=path)
+    saved = torch.load(path, weights_only=False)
+    every = cfg.checkpoint_every
+    assert saved["acct"]["steps"] == 99 // every * every  # the evaluation at 100 stopped it before its checkpoint
+    if cfg.target_passes > 1:
+        assert saved["scalars"]["passes_left"] == 1 and saved["current"] is not None  # X was mid-batch
+    if cfg.overlap_targets:  # each worker had made its next batch: the resumed run is handed those first
+        workers = saved["workers"]["workers"]
+        assert len(workers) == (2 if mode == "amplify-learned" else 1)
+        assert all(w["pending"] is not None for w in workers)
+    assert not list(path.parent.glob(".*.tmp"))  # written whole, renamed into place
+    resumed = train(cfg, checkpoint=path)
+    _assert_same_run(resumed, unstopped)
+    assert resumed.results["curriculum"], "the curriculum never advanced: the test would miss its state"
+    assert resumed.results["seconds"] >= saved["acct"]["seconds"]  # wall time goes on from the checkpoint's
+    assert multiprocessing.active_children() == []
+
+
+def test_an_unreadable_checkpoint_is_reported_and_the_run_starts_over(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import oversight.progress
+
+    cfg = AmplifyConfig(task="union_find", mode="amplify", **{**SMALL, "steps": 20, "checkpoint_every": 10,
+                                                              "eval_every": 10})  # type: ignore[arg-type]
+    path = tmp_path / "run.pt"
+    with pytest.raises(Interrupted):
+        train(cfg, on_eval=_interrupt_at(20), checkpoint=path)
+    whole = path.read_bytes()
+    fresh = train(cfg)
+    monkeypatch.setattr(oversight.progress, "_QUIET", False)
+    for damaged in (whole[: len(whole) // 2], b"not a checkpoint", b""):
+        path.write_bytes(damaged)
+        capsys.readouterr()
+        _assert_same_run(train(cfg, checkpoint=path), fresh)
+        lines = [line for line in capsys.readouterr().err.splitlines() if "starting the run over" in line]
+        assert len(lines) == 1 and f"checkpoint {path} cannot be read" in lines[0], lines
+    # a checkpoint of another config is not resumed either
+    path.write_bytes(whole)
+    other = dataclasses.replace(cfg, teacher_ema=0.5)
+    capsys.readouterr()
+    assert train(other, checkpoint=path).results["curve"][0]["step"] == 0
+    assert "is not one of this run's config" in capsys.readouterr().err
+
+
+def test_amplify_run_resumes_from_its_checkpoint_and_deletes_it_once_stored(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """``oversight amplify run`` interrupted (Ctrl-C) after a checkpoint, then run again: the stored
+    row is that of an uninterrupted run, and the checkpoint is gone."""
+    import oversight.amplification.cli as amplify_cli
+    from oversight.amplification.cli import run_key
+    from oversight.store import ResultsStore, artifacts_for
+
+    flags = ["amplify", "run", "--task", "union_find", "--mode", "amplify", "--size", "8", "--steps", "60",
+             "--eval-every", "20", "--checkpoint-every", "20", "--d-model", "32", "--n-heads", "2",
+             "--encoder-layers", "1", "--decoder-layers", "1", "--contexts-per-step", "4",
+             "--questions-per-context", "4", "--test-contexts", "4", "--test-questions", "4", "--json", "--quiet"]
+    reference, interrupted = tmp_path / "reference.db", tmp_path / "interrupted.db"
+    assert cli_main([*flags, "--store", str(reference)]) == 0
+    real_train = amplify_cli.train
+
+    def killed_at_40(cfg: AmplifyConfig, **kwargs: Any) -> TrainedRun:
+        def on_eval(point: dict[str, Any]) -> None:
+            if point["step"] == 40:
+                raise KeyboardInterrupt
+        return real_train(cfg, on_eval=on_eval, **kwargs)
+
+    monkeypatch.setattr(amplify_cli, "train", killed_at_40)
+    assert cli_main([*flags, "--store", str(interrupted)]) == 130
+    store = ResultsStore(interrupted)
+    assert store.records(kind="amplify") == []
+    (row,) = ResultsStore(reference).records(kind="amplify")
+    path = amplify_cli.checkpoint_path(artifacts_for(store).root, row["key"])
+    assert path.exists() and torch.load(path, weights_only=False)["acct"]["steps"] == 20
+    monkeypatch.setattr(amplify_cli, "train", real_train)
+    assert cli_main([*flags, "--store", str(interrupted)]) == 0
+    capsys.readouterr()
+    (resumed,) = ResultsStore(interrupted).records(kind="amplify")
+    assert resumed["key"] == row["key"] == run_key(make_config(AmplifyConfig, **resumed["config"]))
+    assert _without_time(resumed["results"]) == _without_time(row["results"])
+    assert not path.exists()
+    stored = artifacts_for(store).load_arrays(row["key"])
+    for name, value in artifacts_for(ResultsStore(reference)).load_arrays(row["key"]).items():
+        np.testing.assert_array_equal(stored[name], value)
