@@ -226,3 +226,151 @@ def test_amplify_run_resumes_from_its_checkpoint_and_deletes_it_once_stored(
     stored = artifacts_for(store).load_arrays(row["key"])
     for name, value in artifacts_for(ResultsStore(reference)).load_arrays(row["key"]).items():
         np.testing.assert_array_equal(stored[name], value)
+
+
+# ----------------------------------------------------------------------------------------------
+# refused up front, in one line naming the flag
+# ----------------------------------------------------------------------------------------------
+TINY_FLAGS = ["--task", "union_find", "--size", "8", "--steps", "4", "--d-model", "32", "--n-heads", "2",
+              "--contexts-per-step", "4", "--questions-per-context", "4", "--test-contexts", "4", "--quiet"]
+
+
+def _assert_refused(code: int, err: str, *names: str) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert any(name in err for name in names), err
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (["--n-heads", "0"], ("n_heads", "--n-heads")),
+    (["--n-heads", "-2"], ("n_heads", "--n-heads")),
+    (["--n-heads", "3"], ("n_heads", "--n-heads")),  # d_model 32 is no multiple of 3
+    (["--threads", "-1"], ("threads", "--threads")),
+    (["--lr", "nan"], ("--lr",)),
+    (["--lr", "inf"], ("--lr",)),
+    (["--minutes", "nan"], ("--minutes",)),
+    (["--teacher-ema", "-inf"], ("--teacher-ema",)),
+    (["--seed", "-1"], ("seed", "--seed")),
+    (["--size", "1"], ("size", "--size")),
+    (["--size", "65"], ("size", "--size")),
+    (["--start-size", "1"], ("start_size", "--start-size")),
+    (["--checkpoint-every", "-5"], ("checkpoint_every", "--checkpoint-every")),
+    (["--grad-clip", "0"], ("grad_clip", "--grad-clip")),
+    (["--decoder-layers", "0"], ("decoder_layers", "--decoder-layers")),
+    (["--stop-at-acc", "2"], ("stop_at_acc", "--stop-at-acc")),
+])
+def test_amplify_run_refuses_a_bad_flag_in_one_line(flags: list[str], names: tuple[str, ...], tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "x.db"
+    code, err = _run_cli(["amplify", "run", *TINY_FLAGS, *flags, "--store", str(store)], capsys)
+    _assert_refused(code, err, *names)
+    assert not store.exists()  # refused before the store was opened, let alone a run started
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (["--tasks", ""], ("tasks", "--tasks")),
+    (["--tasks", " , "], ("tasks", "--tasks")),
+    (["--modes", ""], ("modes", "--modes")),
+    (["--modes", "supervised,distill"], ("modes", "--modes")),
+    (["--tasks", "union_find,no_such_task"], ("tasks", "--tasks")),
+    (["--seeds", "0"], ("--seeds",)),
+    (["--seeds", "-3"], ("--seeds",)),
+    (["--n-heads", "0"], ("n_heads", "--n-heads")),
+    (["--lr", "inf"], ("--lr",)),
+])
+def test_amplify_sweep_refuses_bad_lists_counts_and_configs_before_any_run(
+        flags: list[str], names: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sweep_flags = [f for f in TINY_FLAGS if f not in ("--task", "union_find")]
+    store = tmp_path / "x.db"
+    argv = ["amplify", "sweep", "--tasks", "union_find", "--modes", "supervised", *sweep_flags, *flags,
+            "--store", str(store)]
+    code, err = _run_cli(argv, capsys)
+    _assert_refused(code, err, *names)
+    assert not store.exists()
+
+
+@pytest.mark.parametrize(("flags", "names"), [
+    (["--size", "1000"], ("size", "--size")),
+    (["--size", "1"], ("size", "--size")),
+    (["--depth", "0"], ("depth", "--depth")),
+    (["--seed", "-1"], ("seed", "--seed")),
+])
+def test_amplify_show_refuses_a_bad_size_or_depth_in_one_line(
+        flags: list[str], names: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "x.db"
+    code, err = _run_cli(["amplify", "show", "--task", "union_find", *flags, "--store", str(store)], capsys)
+    _assert_refused(code, err, *names)
+
+
+def test_a_non_finite_config_never_reaches_the_store(tmp_path: Path) -> None:
+    """``--lr inf`` once stored a config that is not valid JSON (``Infinity``); now no config with it runs."""
+    import json
+    import sqlite3
+
+    from oversight.amplification.cli import run_and_store
+    from oversight.errors import ConfigError
+    from oversight.store import ResultsStore
+
+    store = ResultsStore(tmp_path / "x.db")
+    for name in ("lr", "minutes", "teacher_ema", "hprime_lr"):
+        for value in (float("nan"), float("inf"), -float("inf")):
+            with pytest.raises(ConfigError, match=name):
+                run_and_store(AmplifyConfig(task="union_find", steps=4, **{name: value}), store)  # type: ignore[arg-type]
+    assert store.records(kind="amplify") == []
+    assert cli_main(["amplify", "run", *TINY_FLAGS, "--lr", "1e-3", "--store", str(store.path)]) == 0
+
+    def refuse(constant: str) -> None:
+        raise ValueError(f"not JSON: {constant}")
+
+    with sqlite3.connect(store.path) as db:
+        for config, results in db.execute("SELECT config, results FROM runs"):
+            json.loads(config, parse_constant=refuse)
+            json.loads(results, parse_constant=refuse)
+
+
+# ----------------------------------------------------------------------------------------------
+# the output folder is writable before training starts
+# ----------------------------------------------------------------------------------------------
+def _artifacts_root(store: Path) -> Path:
+    from oversight.store import ResultsStore, artifacts_for
+
+    return artifacts_for(ResultsStore(store)).root
+
+
+@pytest.mark.parametrize("blocked", ["artifacts", "checkpoints"])
+def test_an_output_folder_that_cannot_be_made_is_refused_before_training(
+        blocked: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A regular file where the artifacts folder (or its checkpoints folder) goes: one line naming it,
+    and no training (a run would otherwise train for its whole budget and then fail to save)."""
+    import oversight.amplification.cli as amplify_cli
+
+    store = tmp_path / "x.db"
+    root = _artifacts_root(store)
+    folder = root if blocked == "artifacts" else root / "checkpoints"
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    folder.write_text("in the way")
+    monkeypatch.setattr(amplify_cli, "train", lambda *a, **k: pytest.fail("training started"))
+    code, err = _run_cli(["amplify", "run", *TINY_FLAGS, "--store", str(store)], capsys)
+    _assert_refused(code, err, str(folder))
+    assert "not writable" in err
+    code, err = _run_cli(["amplify", "sweep", "--tasks", "union_find", "--modes", "amplify",
+                          *[f for f in TINY_FLAGS if f not in ("--task", "union_find")], "--store", str(store)], capsys)
+    _assert_refused(code, err, str(folder))
+
+
+def test_a_read_only_artifacts_folder_is_refused_before_training(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import oversight.amplification.cli as amplify_cli
+
+    store = tmp_path / "x.db"
+    root = _artifacts_root(store)
+    root.mkdir(parents=True)
+    root.chmod(0o555)
+    try:
+        if os.access(root, os.W_OK):
+            pytest.skip("running as root: a read-only mode does not stop writes (the test above covers it)")
+        monkeypatch.setattr(amplify_cli, "train", lambda *a, **k: pytest.fail("training started"))
+        code, err = _run_cli(["amplify", "run", *TINY_FLAGS, "--store", str(store)], capsys)
+        _assert_refused(code, err, str(root))
+    finally:
+        root.chmod(0o755)

@@ -58,7 +58,7 @@ from oversight.config import (
     make_config,
     split_list,
 )
-from oversight.errors import ConfigError, OversightError
+from oversight.errors import ConfigError, OversightError, UnknownNameError
 from oversight.progress import log, set_quiet
 from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for
 from oversight.sweep import EXECUTORS, run_jobs
@@ -208,7 +208,10 @@ def sweep_configs(args: argparse.Namespace) -> list[AmplifyConfig]:
     if not tasks:
         raise ConfigError("tasks", f"no task given; give 'all' or some of {', '.join(_task_names())}")
     for t in tasks:
-        TASKS.get(t)
+        try:
+            TASKS.get(t)
+        except UnknownNameError as err:
+            raise ConfigError("tasks", str(err)) from None
     modes = list(dict.fromkeys(split_list(args.modes)))
     if not modes:
         raise ConfigError("modes", f"no mode given; give some of {', '.join(MODES)}")
