@@ -948,7 +948,12 @@ def _save(checkpoint: Path, state: TrainState, cfg: AmplifyConfig, worker: Targe
     from oversight.amplification.checkpoint import capture, write_checkpoint
 
     wall = state.wall_before + time.perf_counter() - wall_start
-    size = write_checkpoint(checkpoint, capture(state, checkpoint_identity(cfg), worker, wall))
+    payload = capture(state, checkpoint_identity(cfg), worker, wall)
+    try:
+        size = write_checkpoint(checkpoint, payload)
+    except OSError as err:  # a full disk must not end the run: it goes on, resumable from the last checkpoint
+        log(f"amplify: checkpoint {checkpoint} could not be written ({err}); the run goes on without it")
+        return
     log(f"  step {state.acct.steps:6d}  checkpoint {checkpoint} ({size / 1e6:.1f} MB)")
 
 
