@@ -81,6 +81,48 @@ def test_target_workers_exit_when_the_trainer_is_killed(tmp_path: Path) -> None:
             proc.stderr.close()
 
 
+def _watched_sleeper(parent: int) -> None:
+    """A worker without PR_SET_PDEATHSIG (as off Linux): only the parent watch can end it."""
+    import ctypes
+
+    from oversight.amplification.train import _die_with_parent
+
+    def no_libc(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("no prctl here")
+
+    ctypes.CDLL = no_libc  # type: ignore[assignment,misc]
+    _die_with_parent(parent)
+    time.sleep(120)
+
+
+def _parent_of_sleeper(pids: Any) -> None:
+    child = multiprocessing.get_context("fork").Process(target=_watched_sleeper, args=(os.getpid(),), daemon=False)
+    child.start()
+    pids.put(child.pid)
+    time.sleep(120)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="forks a process tree")
+def test_the_parent_watch_alone_ends_a_worker_whose_parent_died() -> None:
+    context = multiprocessing.get_context("fork")
+    pids = context.Queue()
+    parent = context.Process(target=_parent_of_sleeper, args=(pids,))
+    parent.start()
+    worker = pids.get(timeout=60)
+    try:
+        time.sleep(0.5)
+        assert _alive(worker)
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.join(timeout=30)
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not _alive(worker), "the worker outlived its parent"
+    finally:
+        if _alive(worker):
+            os.kill(worker, signal.SIGKILL)
+
+
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     """Exit code and stderr of ``oversight ...`` (argparse refusals exit through SystemExit)."""
     try:
