@@ -68,6 +68,7 @@ def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> int:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; the artifacts beside it are 0644
         size = os.path.getsize(tmp)
         os.replace(tmp, path)
     except BaseException:
