@@ -585,6 +585,10 @@ def test_runs_stored_before_a_field_existed_are_labelled_as_they_ran() -> None:
     records = [{"config": old}, {"config": new}]
     labels = variants(records)
     assert [labels[id(r)] for r in records] == ["overlap_targets=False", "overlap_targets=True"]
+    # how often a run was checkpointed (as where it ran) is no variant of the method
+    records = [{"config": new}, {"config": {**new, "checkpoint_every": 0, "threads": 2}}]
+    labels = variants(records)
+    assert [labels[id(r)] for r in records] == ["", ""]
 
 
 @pytest.mark.parametrize("workers", [1, 2])

@@ -30,7 +30,7 @@ MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),
               "amplify-learned": ("tab:green", "amplify-learned (H')")}
 LINE_STYLES = ("-", "--", ":", "-.")
 # fields that say which run this is or how long it ran, not what variant of the method it is
-NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "device", "threads", "eval_every")
+NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "device", "threads", "eval_every", "checkpoint_every")
 
 
 def variants(records: list[dict[str, Any]]) -> dict[int, str]:
