@@ -36,14 +36,19 @@ id          id column (default ``id`` if there is one; else a SHA-1 of label and
 split       hf only: which split(s) to read, ``train+validation`` for several (default ``train``, or
             the only split there is)
 cache_dir   hf only: where ``datasets`` caches files it prepares (default: the HF cache)
+encoding    file only: the text encoding (default UTF-8, with or without a byte-order mark), e.g.
+            ``encoding=latin-1``; a byte the encoding cannot read is an error naming its offset
 ==========  ==================================================================================
 For ClassLabel columns, ``positive``/``negative`` may name classes (``positive=pos``) or ints.
+Rows whose text is empty or missing, or whose label is missing, are dropped; numbers in a text column
+are read as their string form. Reading lives in ``oversight.w2s.files``.
 
 How splits are made
 -------------------
 1. Clean (``file:``/``hf:`` and built-ins alike): identical texts (case and whitespace folded) are
    one example; a text seen with both labels is dropped; groups that share a text are merged, so a
-   duplicated text can never sit on both sides of a split.
+   duplicated text can never sit on both sides of a split. For ``file:``/``hf:`` one log line says
+   how many rows were dropped and why (``data.jsonl: dropped 3 of 800 rows (3 with empty text)``).
 2. Assign groups to splits (``assign_splits``): groups are ordered by SHA-1(seed, group) and cut by
    cumulative example count at TEST_FRACTION (test), VALIDATION_FRACTION (validation) and two equal
    halves of the rest (weak_train, student_train), separately for mostly-positive, mostly-negative
@@ -78,19 +83,28 @@ import hashlib
 import html
 import importlib.util
 import io
-import json
-import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
-from oversight.errors import ConfigError, MissingPackageError, OversightError, UnknownNameError
+from oversight.errors import ConfigError, MissingPackageError, UnknownNameError
+from oversight.progress import log
 from oversight.registry import Registry
+from oversight.w2s.files import (
+    EMPTY_TEXT,
+    DatasetFileNotFoundError,
+    DatasetFormatError,
+    Example,
+    Source,
+    content_id,
+    load_file,
+    load_hf,
+    normalize_text,
+)
 
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.1
@@ -102,32 +116,9 @@ SPLIT_FRACTIONS = {"test": TEST_FRACTION, "validation": VALIDATION_FRACTION,
 # Order of the segments on the [0, 1) line that assign_splits cuts.
 _SPLIT_ORDER = ("test", "validation", "weak_train", "student_train")
 MIN_MAX_EXAMPLES = 8  # two per split: one example of each class
+_DUPLICATE, _BOTH_LABELS = "repeating an earlier text", "whose text has both labels"
 # tweet_sentiment: rows whose annotator confidence is below this are too noisy to use as labels.
 TWEET_MIN_CONFIDENCE = 0.6
-
-
-class DatasetFormatError(OversightError, ValueError):
-    """A data file or dataset that cannot be turned into examples (missing column, bad label, ...)."""
-
-
-class DatasetFileNotFoundError(OversightError, FileNotFoundError):
-    """A ``file:`` or local ``hf:`` path that does not exist."""
-
-
-@dataclass(frozen=True)
-class Example:
-    id: str  # stable, content-derived
-    text: str
-    label: int  # 0 or 1
-    group: str  # unit of relatedness (movie, country, ...): never split across splits
-    # Other groups the example mentions (geo_facts: "France borders Spain" mentions Spain), so
-    # check_disjoint can prove that no split mentions another split's entities.
-    entities: tuple[str, ...] = ()
-    kind: str = ""  # sub-type for per-kind analysis (geo_facts: capital, city, ...); "" if none
-
-    def __post_init__(self) -> None:
-        if self.label not in (0, 1) or isinstance(self.label, bool):
-            raise ValueError(f"Example {self.id!r}: label must be the int 0 or 1, got {self.label!r}")
 
 
 @dataclass
@@ -210,14 +201,6 @@ def _hash(*parts: object) -> int:
     return int(hashlib.sha1("\x1f".join(map(str, parts)).encode()).hexdigest()[:15], 16)
 
 
-def content_id(text: str, label: int) -> str:
-    return hashlib.sha1(f"{label}\t{text}".encode()).hexdigest()[:16]
-
-
-def normalize_text(text: str) -> str:
-    return " ".join(text.casefold().split())
-
-
 def assign_splits(seed: int, weights: Mapping[str, float], strata: Mapping[str, object] | None = None,
                   ) -> dict[str, str]:
     """group -> split name: groups in SHA-1(seed, group) order, cut by cumulative weight.
@@ -258,12 +241,14 @@ def _majority_labels(examples: Iterable[Example]) -> dict[str, int]:
     return {g: (v > 0) - (v < 0) for g, v in score.items()}
 
 
-def _clean(examples: Iterable[Example]) -> list[Example]:
+def _clean(examples: Iterable[Example], dropped: Counter[str] | None = None) -> list[Example]:
     """Dedupe texts, drop texts seen with both labels, merge groups that share a text.
 
     Merged groups are named by joining their names with '+'; a merged component of unrelated groups
     (two movies with the review "Nice piece of work.") only makes the split slightly coarser.
+    ``dropped`` (reason -> count) is added to for every example left out.
     """
+    dropped = Counter() if dropped is None else dropped
     examples = list(examples)
     labels: dict[str, set[int]] = defaultdict(set)
     parent: dict[str, str] = {}
@@ -293,6 +278,7 @@ def _clean(examples: Iterable[Example]) -> list[Example]:
     for e in examples:
         key = normalize_text(e.text)
         if key in seen or len(labels[key]) > 1 or not key:
+            dropped[_DUPLICATE if key in seen else _BOTH_LABELS if key else EMPTY_TEXT] += 1
             continue
         seen.add(key)
         out.append(e if merged[e.group] == e.group else Example(e.id, e.text, e.label, merged[e.group],
@@ -353,7 +339,8 @@ def load_dataset(name: str, seed: int = 0, max_examples: int | None = None) -> S
     MIN_MAX_EXAMPLES); each split keeps about its fraction, balanced, so the total can be a few below.
     """
     if max_examples is not None and max_examples < MIN_MAX_EXAMPLES:
-        raise ConfigError("max_examples", f"must be at least {MIN_MAX_EXAMPLES} (a balanced pair per split), "
+        raise ConfigError("max_examples", f"must be at least {MIN_MAX_EXAMPLES} (--max-examples {MIN_MAX_EXAMPLES} "
+                                          "gives each of the 4 splits one example of each label), "
                                           f"got {max_examples}")
     examples, split_of = _examples_and_splits(name, seed)
     parts: dict[str, list[Example]] = {s: [] for s in SPLIT_NAMES}
@@ -369,7 +356,7 @@ def load_dataset(name: str, seed: int = 0, max_examples: int | None = None) -> S
     if empty:
         raise DatasetFormatError(f"dataset {name!r} leaves split(s) {', '.join(empty)} empty after balancing "
                                  f"({len(examples)} examples in {len(split_of)} groups): it needs more groups "
-                                 "and both labels in every split")
+                                 "and both labels in every split (about 10 groups of each label at least)")
     splits = Splits(name=name, seed=seed, **parts)
     splits.check_disjoint()
     return splits
@@ -388,16 +375,32 @@ def list_datasets() -> list[dict[str, Any]]:
 
 
 def _examples_and_splits(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
-    if name.startswith("file:"):
-        examples = _clean(_load_file(name))
-    elif name.startswith("hf:"):
-        examples = _clean(_load_hf(name))
+    if name.startswith(("file:", "hf:")):
+        source = load_file(name) if name.startswith("file:") else load_hf(name)
+        examples = _clean(source.examples, source.dropped)
+        _report_dropped(name, source)
     elif name in DATASETS:
         return _builtin(name, seed)
     else:
         raise UnknownNameError("dataset", name, DATASETS.names(),
                                hint="Or pass file:PATH or hf:NAME[:CONFIG] (see oversight.w2s.datasets)")
     return examples, assign_splits(seed, _group_counts(examples), _majority_labels(examples))
+
+
+_REPORTED: set[tuple[str, str]] = set()  # (dataset, what was dropped): each is logged once a process
+
+
+def _report_dropped(name: str, source: Source) -> None:
+    """One log line: how many rows of the file were left out, and why."""
+    total = sum(source.dropped.values())
+    if not total:
+        return
+    why = ", ".join(f"{n} {reason}" for reason, n in source.dropped.most_common())
+    line = f"{source.where}: dropped {total} of {source.rows} rows ({why})"
+    # A sweep loads the data once per run; the same line each time would be noise.
+    if (name, line) not in _REPORTED:
+        _REPORTED.add((name, line))
+        log(line)
 
 
 def _group_counts(examples: Iterable[Example]) -> dict[str, float]:
@@ -518,200 +521,6 @@ def _load_geo_facts(split_of: Callable[[str], str], seed: int) -> list[Example]:
 
     return [Example(content_id(s.text, s.label), s.text, s.label, s.group, s.entities, s.kind)
             for s in _geo.build_statements(split_of, salt=str(seed))]
-
-
-# ----------------------------------------------------------------------------- file: and hf:
-
-_COMMON_OPTIONS = {"text", "label", "positive", "negative", "group", "id"}
-_HF_OPTIONS = _COMMON_OPTIONS | {"split", "cache_dir"}
-
-
-def _parse_spec(spec: str, prefix: str, allowed: set[str]) -> tuple[str, dict[str, str]]:
-    """'PREFIX:BODY?k=v&k=v' -> (BODY, options). A BODY that exists on disk as a whole wins over
-    splitting at '?', so an odd file name still loads (without options)."""
-    body = spec[len(prefix):]
-    if os.path.exists(os.path.expanduser(body)):
-        return body, {}
-    body, _, query = body.partition("?")
-    # Not urllib's parse_qsl: it reads "+" as a space, and "split=train+validation" needs the "+".
-    options = {}
-    for item in filter(None, query.split("&")):
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError("dataset", f"option {item!r} in {spec!r} is not KEY=VALUE")
-        options[unquote(key.strip())] = unquote(value.strip())
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ConfigError("dataset", f"unknown option(s) {', '.join(unknown)} in {spec!r}; "
-                                     f"allowed: {', '.join(sorted(allowed))}")
-    if not body:
-        raise ConfigError("dataset", f"{spec!r} names no {'file' if prefix == 'file:' else 'dataset'}")
-    return body, options
-
-
-def _binary_label(value: Any, options: dict[str, str], where: str, names: list[str] | None = None) -> int | None:
-    """0/1 for a raw label value; None to drop the row (only with an explicit ``negative`` list)."""
-    if "positive" in options or "negative" in options:
-        forms = {str(value)} | ({names[value]} if names and isinstance(value, int) and 0 <= value < len(names)
-                               else set())
-        pos = {v.strip() for v in options.get("positive", "").split(",") if v.strip()}
-        neg = {v.strip() for v in options.get("negative", "").split(",") if v.strip()}
-        if forms & pos:
-            return 1
-        if forms & neg or not neg:
-            return 0
-        return None
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float)) and value in (0, 1):
-        return int(value)
-    if isinstance(value, str) and value.strip().lower() in ("0", "1", "true", "false"):
-        return int(value.strip().lower() in ("1", "true"))
-    raise DatasetFormatError(f"{where}: label {value!r} is not binary (0/1 or true/false); map labels with "
-                             "?positive=VALUE[,VALUE] (and optionally &negative=...)")
-
-
-def _rows_to_examples(rows: Iterable[Mapping[str, Any]], columns: list[str], options: dict[str, str],
-                      where: str, label_names: list[str] | None = None) -> list[Example]:
-    text_cols = [c.strip() for c in options.get("text", "text").split(",")]
-    label_col = options.get("label", "label")
-    # "group" and "id" columns are used when present, unless an option names other ones.
-    group_col = options.get("group", "group" if "group" in columns else None)
-    id_col = options.get("id", "id" if "id" in columns else None)
-    for col in [*text_cols, label_col, group_col, id_col]:
-        if col is not None and col not in columns:
-            option = {label_col: "label", group_col: "group", id_col: "id"}.get(col, "text")
-            raise DatasetFormatError(f"{where}: no column {col!r} (columns: {', '.join(columns) or 'none'}); "
-                                     f"choose one with ?{option}=COLUMN")
-    out = []
-    for i, row in enumerate(rows):
-        label = _binary_label(row[label_col], options, f"{where} row {i + 1}", label_names)
-        parts = [row[c] for c in text_cols]
-        if label is None or any(p is None for p in parts):
-            continue
-        text = "\n".join(str(p).strip() for p in parts)
-        if not text.strip():
-            continue
-        ident = str(row[id_col]) if id_col else content_id(text, label)
-        # Without a group column each distinct text is its own group (_clean merges duplicates).
-        group = str(row[group_col]) if group_col else "text:" + content_id(normalize_text(text), 0)
-        out.append(Example(ident, text, label, group))
-    if not out:
-        raise DatasetFormatError(f"{where}: no usable rows")
-    return out
-
-
-def _load_file(spec: str) -> list[Example]:
-    body, options = _parse_spec(spec, "file:", _COMMON_OPTIONS)
-    path = Path(body).expanduser()
-    if not path.is_file():
-        raise DatasetFileNotFoundError(f"no such file: {str(path)!r} (from {spec!r})")
-    suffix = path.suffix.lower()
-    where = str(path)
-    if suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            rows = list(reader)
-            columns = list(reader.fieldnames or [])
-    elif suffix == ".jsonl":
-        rows = []
-        with path.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except json.JSONDecodeError as err:
-                        raise DatasetFormatError(f"{where} line {n}: invalid JSON ({err.msg})") from None
-        if any(not isinstance(r, dict) for r in rows):
-            raise DatasetFormatError(f"{where}: every line must be a JSON object")
-        columns = sorted({k for r in rows for k in r})
-        rows = [defaultdict(lambda: None, r) for r in rows]
-    elif suffix == ".json":
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise DatasetFormatError(f"{where}: invalid JSON ({err.msg}, line {err.lineno})") from None
-        if isinstance(data, dict) and all(isinstance(v, list) for v in data.values()):
-            lengths = {len(v) for v in data.values()}
-            if len(lengths) > 1:
-                raise DatasetFormatError(f"{where}: columns have different lengths {sorted(lengths)}")
-            data = [dict(zip(data, values, strict=True)) for values in zip(*data.values(), strict=True)]
-        if not isinstance(data, list) or any(not isinstance(r, dict) for r in data):
-            raise DatasetFormatError(f"{where}: expected a list of objects or an object of equal-length columns")
-        columns = sorted({k for r in data for k in r})
-        rows = [defaultdict(lambda: None, r) for r in data]
-    else:
-        raise DatasetFormatError(f"{where}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
-    return _rows_to_examples(rows, columns, options, where)
-
-
-def _load_hf(spec: str) -> list[Example]:
-    body, options = _parse_spec(spec, "hf:", _HF_OPTIONS)
-    name, config = body, None
-    if not os.path.exists(os.path.expanduser(body)) and ":" in body:
-        name, config = body.split(":", 1)
-    try:
-        import datasets as hf  # the Hugging Face package; imported late, it takes ~1 s
-    except ImportError:
-        raise MissingPackageError("the Hugging Face 'datasets' package", "pip install datasets") from None
-    local = Path(name).expanduser()
-    kwargs = {"cache_dir": options["cache_dir"]} if options.get("cache_dir") else {}
-    try:
-        if local.is_dir() and ((local / "dataset_info.json").exists() or (local / "dataset_dict.json").exists()
-                               or (local / "state.json").exists()):
-            data = hf.load_from_disk(str(local))
-        elif local.is_file():
-            builder = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(
-                local.suffix.lower())
-            if builder is None:
-                raise DatasetFormatError(f"{local}: unsupported file type for hf:; use a directory or "
-                                         ".csv/.json/.jsonl/.parquet")
-            extra = {"delimiter": "\t"} if local.suffix.lower() == ".tsv" else {}
-            data = hf.load_dataset(builder, data_files=str(local), **extra, **kwargs)
-        elif local.exists() or name.startswith((".", "/", "~")):
-            if not local.exists():
-                raise DatasetFileNotFoundError(f"no such file or directory: {str(local)!r} (from {spec!r})")
-            data = hf.load_dataset(str(local), config, **kwargs)
-        else:
-            data = hf.load_dataset(name, config, **kwargs)
-    except OversightError:
-        raise
-    except Exception as err:  # noqa: BLE001 - datasets raises many types; all mean "could not load"
-        hint = "" if local.exists() else (" (a hub id: offline, it must already be in the HF cache; "
-                                          "or pass a local path)")
-        raise DatasetFormatError(f"hf: could not load {body!r}{hint}: {type(err).__name__}: {err}") from err
-    data = _pick_hf_split(data, options.get("split"), body, hf)
-    label_col = options.get("label", "label")
-    feature = data.features.get(label_col) if hasattr(data, "features") else None
-    names = list(feature.names) if isinstance(feature, hf.ClassLabel) else None
-    return _rows_to_examples(_iter_rows(data.to_dict()), list(data.column_names), options, f"hf:{body}", names)
-
-
-def _pick_hf_split(data: Any, split: str | None, body: str, hf: Any) -> Any:
-    if not isinstance(data, (hf.DatasetDict, dict)):
-        if split:
-            raise ConfigError("dataset", f"hf:{body} has no named splits; drop ?split={split}")
-        return data
-    available = list(data)
-    if split is None:
-        if "train" in data:
-            return data["train"]
-        if len(available) == 1:
-            return data[available[0]]
-        raise ConfigError("dataset", f"hf:{body} has splits {', '.join(available)}; choose with ?split=NAME "
-                                     "(NAME+NAME to combine)")
-    wanted = [s.strip() for s in split.split("+")]
-    missing = [s for s in wanted if s not in data]
-    if missing:
-        raise ConfigError("dataset", f"hf:{body} has no split {', '.join(missing)}; available: "
-                                     f"{', '.join(available)}")
-    return hf.concatenate_datasets([data[s] for s in wanted]) if len(wanted) > 1 else data[wanted[0]]
-
-
-def _iter_rows(columns: dict[str, list[Any]]) -> Iterable[dict[str, Any]]:
-    names = list(columns)
-    for values in zip(*(columns[n] for n in names), strict=True):
-        yield dict(zip(names, values, strict=True))
 
 
 __all__ = ["DATASETS", "DatasetFileNotFoundError", "DatasetFormatError", "DatasetSpec", "Example", "Splits",

@@ -512,12 +512,14 @@ def extract_features(
     bf16: bool | None = None,
     progress_desc: str | None = None,
     backbone: Backbone | None = None,
+    bar: Any | None = None,
 ) -> np.ndarray:
     """Frozen pooled features, float32 ``[N, hidden]``, in the order of ``texts``.
 
     Texts are batched longest-first so each batch pads to similar lengths, then put back in order.
     ``bf16=None`` uses bf16 autocast where it is fast (CPUs with AVX512-BF16/AMX, recent GPUs).
-    Pass ``backbone`` to reuse a loaded model.
+    Pass ``backbone`` to reuse a loaded model, and ``bar`` (a progress bar counting texts) to show
+    several calls as one bar; without it each call shows a bar of its own over batches.
     """
     if spec.kind == "bow":
         raise OversightError("extract_features needs a neural rung; 'bow' is fit as TF-IDF + logistic regression")
@@ -534,10 +536,14 @@ def extract_features(
     bb.eval()
     try:
         with torch.inference_mode(), autocast(str(bb.device), use_bf16):
-            for start in progress(starts, desc=progress_desc or f"features {spec.name}", total=len(starts)):
+            batches = starts if bar is not None else progress(
+                starts, desc=progress_desc or f"features {spec.name}", total=len(starts))
+            for start in batches:
                 idx = order[start : start + batch_size]
                 batch = bb.tokenize([texts[i] for i in idx])
                 out[idx] = bb(**batch).float().cpu().numpy()
+                if bar is not None:
+                    bar.update(len(idx))
     finally:
         bb.train(was_training)
     return out

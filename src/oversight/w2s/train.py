@@ -118,7 +118,14 @@ class FeatureCache:
     """Frozen-backbone features on disk, addressed by (model, text) content hash.
 
     One file per model holds every text it has embedded; any run on any split of any dataset
-    reuses them, so the expensive forward passes happen once per text."""
+    reuses them, so the expensive forward passes happen once per text. Missing texts are extracted
+    in chunks of ``CHUNK`` (in hash order) and the file is saved after each, so an interrupted
+    extraction keeps every finished chunk and the next call does only the rest, in the same chunks
+    (a text's features depend on its batch-mates' padding in the last bits only, and the chunks, so
+    the batches, do not depend on where it was interrupted). A damaged file is one log line naming
+    it, and its features are recomputed."""
+
+    CHUNK = 512  # texts between two saves: at most this much work is lost to an interruption
 
     def __init__(self, artifacts: ArtifactStore, spec: ModelSpec) -> None:
         self.artifacts = artifacts
@@ -129,22 +136,42 @@ class FeatureCache:
     def text_hash(text: str) -> str:
         return hashlib.sha1(text.encode("utf-8")).hexdigest()
 
-    def get(self, texts: list[str], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
-        stored: dict[str, int] = {}
-        features = None
-        if self.artifacts.has(self.key):
+    def _load(self) -> tuple[dict[str, int], np.ndarray | None]:
+        """(hash -> row, features) of the cache file; empty when there is none or it is damaged."""
+        from oversight.errors import ArtifactError
+        from oversight.progress import log
+
+        if not self.artifacts.has(self.key):
+            return {}, None
+        try:
             arrays = self.artifacts.load_arrays(self.key)
-            features = arrays["features"]
-            stored = {h: i for i, h in enumerate(arrays["hashes"].tolist())}
+            features, hashes = arrays.get("features"), arrays.get("hashes")
+            if (features is None or hashes is None or features.ndim != 2 or len(hashes) != len(features)
+                    or len(set(hashes.tolist())) != len(hashes)):
+                raise ArtifactError(self.artifacts.path(self.key), "is damaged (its hashes and features disagree)")
+        except ArtifactError as err:  # DamagedArtifactError, or MissingArtifactError if it just went away
+            log(f"{err}; recomputing the features of {self.spec.name}")
+            return {}, None
+        return {h: i for i, h in enumerate(hashes.tolist())}, features
+
+    def get(self, texts: list[str], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+        stored, features = self._load()
         hashes = [self.text_hash(t) for t in texts]
         missing = sorted({h: t for h, t in zip(hashes, texts, strict=True) if h not in stored}.items())
         if missing:
-            new = extract_features(self.spec, [t for _, t in missing], batch_size=batch_size, device=device,
-                                   progress_desc=f"features {self.spec.name}")
-            all_hashes = list(stored) + [h for h, _ in missing]
-            features = new if features is None else np.concatenate([features, new.astype(features.dtype)])
-            self.artifacts.save_arrays(self.key, {"hashes": np.array(all_hashes), "features": features})
-            stored = {h: i for i, h in enumerate(all_hashes)}
+            backbone = load_backbone(self.spec, device=device)  # once, for every chunk
+            bar = progress(total=len(missing), desc=f"features {self.spec.name}", unit="text")
+            try:
+                for start in range(0, len(missing), self.CHUNK):
+                    chunk = missing[start:start + self.CHUNK]
+                    new = extract_features(self.spec, [t for _, t in chunk], batch_size=batch_size,
+                                           device=device, backbone=backbone, bar=bar)
+                    features = new if features is None else np.concatenate([features, new.astype(features.dtype)])
+                    first = len(stored)
+                    stored.update((h, first + i) for i, (h, _) in enumerate(chunk))
+                    self.artifacts.save_arrays(self.key, {"hashes": np.array(list(stored)), "features": features})
+            finally:
+                bar.close()
         assert features is not None
         return features[[stored[h] for h in hashes]]
 
@@ -154,15 +181,46 @@ class BowClassifier:
     only) and scikit-learn's logistic regression. Soft labels p are fitted exactly by giving each
     text two rows, label 1 with weight p and label 0 with weight 1 - p (the soft cross-entropy)."""
 
+    # Vocabularies tried in order; the first that finds any term in the training texts is used. The
+    # first is the rung itself (words of 2+ characters in 2+ texts); the others exist for tiny or
+    # numeric training sets (``--max-examples 8``, texts that are numbers), where it finds nothing.
+    VOCABULARIES = (
+        ("words in 2+ texts", {"ngram_range": (1, 2), "min_df": 2}),
+        ("words (single characters and digits too)",
+         {"ngram_range": (1, 2), "min_df": 1, "token_pattern": r"(?u)\b\w+\b"}),
+        ("character 1-3-grams", {"analyzer": "char_wb", "ngram_range": (1, 3), "min_df": 1}),
+    )
+
     def __init__(self, settings: TrainSettings) -> None:
-        from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
 
-        self.vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=50_000)
+        self.vectorizer = self._vectorizer(0)
         self.model = LogisticRegression(C=1.0, max_iter=2000, random_state=settings.seed)
 
+    def _vectorizer(self, i: int):  # a TfidfVectorizer; sklearn is imported late, it takes ~1 s
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        return TfidfVectorizer(sublinear_tf=True, max_features=50_000, **self.VOCABULARIES[i][1])
+
+    def _fit_vocabulary(self, texts: list[str]) -> sp.spmatrix:
+        from oversight.progress import log
+        from oversight.w2s.files import DatasetFormatError
+
+        for i, (what, _) in enumerate(self.VOCABULARIES):
+            vectorizer = self._vectorizer(i)
+            try:
+                features = vectorizer.fit_transform(texts)
+            except ValueError:  # sklearn: "empty vocabulary", "After pruning, no terms remain", ...
+                continue
+            if i:
+                log(f"bow: the {len(texts)} training texts have no {self.VOCABULARIES[i - 1][0]}; using {what}")
+            self.vectorizer = vectorizer
+            return features
+        raise DatasetFormatError(f"the bow rung found no words in the {len(texts)} training texts "
+                                 f"(e.g. {texts[:3]!r}); give texts with words or a larger --max-examples")
+
     def fit(self, texts: list[str], targets: np.ndarray) -> BowClassifier:
-        features = self.vectorizer.fit_transform(texts)
+        features = self._fit_vocabulary(texts)
         targets = np.asarray(targets, dtype=np.float64)
         both = sp.vstack([features, features])
         labels = np.r_[np.ones(len(texts)), np.zeros(len(texts))]
