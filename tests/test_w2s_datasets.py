@@ -305,7 +305,7 @@ def test_file_missing_file_and_bad_inputs(tmp_path: Path) -> None:
     missing = tmp_path / "nope.jsonl"
     with pytest.raises(DatasetFileNotFoundError, match=re.escape(str(missing))):
         load_dataset(f"file:{missing}")
-    with pytest.raises(ConfigError, match="unknown option.*colour"):
+    with pytest.raises(ConfigError, match="unknown option.*colour.*allowed: encoding, group"):
         load_dataset(f"file:{missing}?colour=red")
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "label": 1}\n{oops\n')
