@@ -372,11 +372,13 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     assert key(mode="amplify", target_workers=1) == key(mode="amplify")
     assert key(mode="amplify", encoder_loops=2) != key(mode="amplify")
     assert key(mode="amplify", checkpoint_every=7) == key(mode="amplify")  # how often it is saved changes nothing
+    # where and how fast it runs changes nothing either
+    assert key(mode="amplify", device="cpu", threads=2) == key(mode="amplify", device="auto", threads=1)
     from oversight.amplification.cli import KIND
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
                if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers", "encoder_loops",
-                            "checkpoint_every") and not k.startswith("hprime_")}
+                            "checkpoint_every", "device", "threads") and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     assert key(mode="amplify") == config_hash(without, kind=KIND)
 

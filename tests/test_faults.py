@@ -346,3 +346,26 @@ def test_threads_from_the_environment_are_checked(monkeypatch):
         set_threads()
     with pytest.raises(ConfigError, match="threads"):
         set_threads(-2)
+
+
+def test_amplify_rows_keyed_with_device_and_threads_are_rekeyed_once(tmp_path):
+    from oversight.amplification.runs import KIND, migrate_store, run_key
+    from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses
+    from oversight.config import config_to_dict, key_fields
+
+    store = ResultsStore(tmp_path / "o.db")
+    cfg = AmplifyConfig(task="union_find", mode="amplify", size=8, steps=10).with_task_defaults()
+    stored = config_to_dict(cfg)
+    stored.pop("checkpoint_every")  # a row of the previous release: no such field yet
+    old_key = config_hash({k: v for k, v in fields_the_mode_uses(key_fields(cfg)).items() if k != "checkpoint_every"},
+                          kind=KIND)
+    store.put(old_key, KIND, stored, {"test_acc": 0.5})
+    artifacts_for(store).save_arrays(old_key, {"x.w": np.ones(3)})
+    twin = dict(stored, threads=2)  # the same run on more threads: one identity, one row
+    store.put("twin", KIND, twin, {"test_acc": 0.5})
+    assert migrate_store(store) == 1
+    new_key = run_key(cfg)
+    assert new_key != old_key and store.get(new_key)["results"] == {"test_acc": 0.5}
+    assert [r["key"] for r in store.records(KIND)] == [new_key]
+    np.testing.assert_array_equal(artifacts_for(store).load_arrays(new_key)["x.w"], np.ones(3))
+    assert migrate_store(store) == 0

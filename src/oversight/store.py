@@ -189,7 +189,7 @@ class ResultsStore:
                      artifact_names: Callable[[str], list[str]] = lambda key: [key]) -> int:
         """Rekey the rows of ``kind`` to ``key_of(record)`` (None: leave the row), renaming their
         artifacts (``artifact_names(key)``), once per identity ``version``. Two rows that meet at one
-        key were the same run: the newer is kept. Returns the number of rows rekeyed."""
+        key were the same run: the first stored is kept. Returns the number of rows rekeyed."""
         name = f"identity_version:{kind}"
         if self.meta(name) == version:
             return 0

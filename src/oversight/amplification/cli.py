@@ -35,13 +35,13 @@ from oversight.amplification.env import (
 )
 from oversight.amplification.expert import LearnedExpert, run_learned_expert
 from oversight.amplification.learner import FactSetLearner
+from oversight.amplification.runs import KIND, migrate_store, run_key
 from oversight.amplification.train import (
     MODES,
     AmplifyConfig,
     TrainedRun,
     build_hprime,
     build_learner,
-    fields_the_mode_uses,
     format_acc_by_level,
     make_answer_fn,
     stack_facts,
@@ -50,11 +50,9 @@ from oversight.amplification.train import (
 from oversight.config import (
     add_arguments,
     add_output_flags,
-    config_hash,
     config_to_dict,
     count,
     from_args,
-    key_fields,
     make_config,
     split_list,
 )
@@ -63,7 +61,6 @@ from oversight.progress import log, set_quiet
 from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for
 from oversight.sweep import EXECUTORS, run_jobs
 
-KIND = "amplify"
 SUMMARY_FIELDS = ("task", "mode", "size", "steps", "seconds", "test_acc", "expert_calls", "gt_labels_used")
 
 
@@ -109,20 +106,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
 # ----------------------------------------------------------------------------------------------
 # run / sweep
 # ----------------------------------------------------------------------------------------------
-def run_key(cfg: AmplifyConfig) -> str:
-    """Results-store key of a run: every field that can change it.
-
-    H' fields matter only in amplify-learned and the teacher's EMA only in the amplify modes, so
-    tuning H' does not orphan the stored supervised and amplify runs of a sweep. How often a run is
-    checkpointed does not change it either.
-    """
-    fields = fields_the_mode_uses(key_fields(cfg.with_task_defaults()))
-    fields.pop("checkpoint_every", None)
-    return config_hash(fields, kind=KIND)
-
-
 def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) -> dict[str, Any]:
     """Train ``cfg`` unless the store already holds it; store the results and the trained models."""
+    migrate_store(store)
     key = run_key(cfg)
     existing = store.get(key)
     if existing is not None and not force:
@@ -243,6 +229,7 @@ def load_models(store: ResultsStore, record: dict[str, Any]) -> tuple[AmplifyCon
 
 
 def _pick_record(store: ResultsStore, task_name: str, mode: str | None) -> dict[str, Any]:
+    migrate_store(store)
     arts = artifacts_for(store)
     records = [r for r in store.records(kind=KIND) if r["config"]["task"] == task_name and arts.has(r["key"])
                and (mode is None or r["config"]["mode"] == mode)]

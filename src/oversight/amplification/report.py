@@ -12,6 +12,7 @@ and amplify-learned's expert calls as a fraction of the labels the supervised ru
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections import defaultdict
 from pathlib import Path
@@ -22,15 +23,16 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from oversight.amplification.train import AmplifyConfig, fields_the_mode_uses, format_acc_by_level  # noqa: E402
-from oversight.config import as_stored_by_now, varying_fields  # noqa: E402
+from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
+from oversight.amplification.train import format_acc_by_level  # noqa: E402
+from oversight.config import varying_fields  # noqa: E402
 
 MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),
               "amplify": ("tab:orange", "amplify (H)"),
               "amplify-learned": ("tab:green", "amplify-learned (H')")}
 LINE_STYLES = ("-", "--", ":", "-.")
 # fields that say which run this is or how long it ran, not what variant of the method it is
-NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "device", "threads", "eval_every", "checkpoint_every")
+NOT_A_VARIANT = ("task", "mode", "size", "steps", "minutes", "eval_every")
 
 
 def variants(records: list[dict[str, Any]]) -> dict[int, str]:
@@ -42,16 +44,17 @@ def variants(records: list[dict[str, Any]]) -> dict[int, str]:
         groups[(c["task"], c["size"], c["mode"])].append(r)
     labels = {}
     for runs in groups.values():
-        # a field missing from a stored config was added later
-        configs = [fields_the_mode_uses(as_stored_by_now(AmplifyConfig, r["config"])) for r in runs]
-        fields = varying_fields(configs, NOT_A_VARIANT)
-        for r, c in zip(runs, configs, strict=True):
+        # labelled by identity: the fields that decide a run's numbers, as the store keys it
+        fields = varying_fields([identity_of(r) for r in runs], NOT_A_VARIANT)
+        for r in runs:  # the values as the run had them (a field added later: its key_neutral value)
+            c = dataclasses.asdict(stored_config(r["config"]))
             labels[id(r)] = ", ".join(f"{k}={c.get(k)}" for k in fields)
     return labels
 
 
 def _records(source: Any) -> list[dict[str, Any]]:
     if hasattr(source, "records"):
+        migrate_store(source)
         return source.records(kind="amplify")
     return [r for r in source if r.get("kind", "amplify") == "amplify"]
 

@@ -50,14 +50,14 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
     skipped += [f"row {line}" for line in store.unreadable]
     differing = varying_fields(list(identities.values()), ignore=SHOWN)
     rows = []
-    for name, cfgs in cells.items():
+    for cfgs in cells.values():
         cfgs = sorted(cfgs, key=lambda c: c.seed)
         try:
             row = aggregate(cfgs, store)
         except (OversightError, RuntimeError) as err:
             skipped.append(f"{cfgs[0].dataset} {cfgs[0].weak}->{cfgs[0].strong} {cfgs[0].loss}: {err}")
             continue
-        row["variant"] = ", ".join(f"{k}={identities[name].get(k)}" for k in differing)
+        row["variant"] = ", ".join(f"{k}={getattr(cfgs[0], k, None)}" for k in differing)
         rows.append(row)
     return rows
 
