@@ -369,3 +369,14 @@ def test_amplify_rows_keyed_with_device_and_threads_are_rekeyed_once(tmp_path):
     assert [r["key"] for r in store.records(KIND)] == [new_key]
     np.testing.assert_array_equal(artifacts_for(store).load_arrays(new_key)["x.w"], np.ones(3))
     assert migrate_store(store) == 0
+
+
+def test_w2s_refuses_an_artifacts_folder_it_cannot_write_before_training(tiny, tmp_path, capsys, monkeypatch):
+    trained = []
+    monkeypatch.setattr("oversight.w2s.cli.run_jobs", lambda *a, **k: trained.append(a))
+    store = tmp_path / "o.db"
+    (tmp_path / "o.artifacts").write_text("a file where the folder goes")
+    argv = ["w2s", "run", "--dataset", f"file:{tiny['data']}", "--weak", "bow", "--strong", f"hf:{tiny['bert']}",
+            "--store", str(store), "--quiet"]
+    _one_line_error(capsys, argv, "o.artifacts")
+    assert trained == []

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from oversight.errors import DamagedArtifactError, MissingArtifactError, StoreError
+from oversight.errors import ConfigError, DamagedArtifactError, MissingArtifactError, StoreError
 from oversight.progress import log
 
 DEFAULT_STORE = "runs/oversight.db"
@@ -266,6 +266,19 @@ class ArtifactStore:
         if self.has(old):
             self.path(new).parent.mkdir(parents=True, exist_ok=True)
             os.replace(self.path(old), self.path(new))
+
+
+def ensure_writable(folder: str | Path, flag: str = "store") -> None:
+    """Refuse (one ConfigError naming ``folder``) a folder that cannot be made or written, before a run starts."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable.", suffix=".tmp")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(flag, f"the output folder {folder} is not writable ({err.strerror or err}); "
+                                f"give --{flag} a path in a writable folder") from None
 
 
 def checksum(arrays: dict[str, np.ndarray]) -> str:

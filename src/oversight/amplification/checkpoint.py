@@ -31,7 +31,6 @@ import numpy as np
 import torch
 
 from oversight.amplification.expert import DecisionCache
-from oversight.errors import ConfigError
 from oversight.progress import log
 
 if TYPE_CHECKING:
@@ -43,19 +42,6 @@ FORMAT = 1  # bumped whenever what a checkpoint holds changes; an older one is n
 def checkpoint_path(artifacts_root: str | Path, key: str) -> Path:
     """Where the run keyed ``key`` keeps its checkpoint: ``<artifacts>/checkpoints/<key>.pt``."""
     return Path(artifacts_root) / "checkpoints" / f"{key}.pt"
-
-
-def ensure_writable(folder: str | Path, flag: str = "store") -> None:
-    """Refuse (one ConfigError naming ``folder``) a folder that cannot be made or written, before a run starts."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".writable.", suffix=".tmp")
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        raise ConfigError(flag, f"the output folder {folder} is not writable ({err.strerror or err}); "
-                                f"give --{flag} a path in a writable folder") from None
 
 
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> int:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from oversight.amplification.checkpoint import checkpoint_path, ensure_writable
+from oversight.amplification.checkpoint import checkpoint_path
 from oversight.amplification.env import (
     TASKS,
     Instance,
@@ -58,7 +58,7 @@ from oversight.config import (
 )
 from oversight.errors import ConfigError, OversightError, UnknownNameError
 from oversight.progress import log, set_quiet
-from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for
+from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
 
 SUMMARY_FIELDS = ("task", "mode", "size", "steps", "seconds", "test_acc", "expert_calls", "gt_labels_used")

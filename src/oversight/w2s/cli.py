@@ -25,7 +25,7 @@ from oversight.config import (
 )
 from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
-from oversight.store import ResultsStore
+from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.pipeline import W2SConfig, aggregate, migrate_store, run_experiment, seed_configs
@@ -122,6 +122,7 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
             cfg.resolve_names()
             resolved.add((cfg.dataset, cfg.weak, cfg.strong))
     store = ResultsStore(args.store)
+    ensure_writable(artifacts_for(store).root)  # found now, not after the first model has trained
     migrate_store(store)
     log(f"{len(cells)} cells x seeds = {len(jobs)} runs; store {args.store}")
     run_jobs(run_experiment, jobs, store_path=args.store, executor=args.executor)
