@@ -85,7 +85,7 @@ def _watched_sleeper(parent: int) -> None:
     """A worker without PR_SET_PDEATHSIG (as off Linux): only the parent watch can end it."""
     import ctypes
 
-    from oversight.amplification.train import _die_with_parent
+    from oversight.amplification.workers import _die_with_parent
 
     def no_libc(*args: Any, **kwargs: Any) -> Any:
         raise OSError("no prctl here")

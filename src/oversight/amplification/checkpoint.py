@@ -34,7 +34,8 @@ from oversight.amplification.expert import DecisionCache
 from oversight.progress import log
 
 if TYPE_CHECKING:
-    from oversight.amplification.train import TargetWorker, TrainState
+    from oversight.amplification.train import TrainState
+    from oversight.amplification.workers import TargetWorker
 
 FORMAT = 1  # bumped whenever what a checkpoint holds changes; an older one is not resumed
 

@@ -23,7 +23,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from oversight.amplification.batches import make_answer_fn, stack_facts
 from oversight.amplification.checkpoint import checkpoint_path
+from oversight.amplification.config import MODES, AmplifyConfig
 from oversight.amplification.env import (
     TASKS,
     Instance,
@@ -33,20 +35,11 @@ from oversight.amplification.env import (
     run_expert,
     token_to_str,
 )
+from oversight.amplification.evaluation import format_acc_by_level
 from oversight.amplification.expert import LearnedExpert, run_learned_expert
 from oversight.amplification.learner import FactSetLearner
 from oversight.amplification.runs import KIND, migrate_store, run_key
-from oversight.amplification.train import (
-    MODES,
-    AmplifyConfig,
-    TrainedRun,
-    build_hprime,
-    build_learner,
-    format_acc_by_level,
-    make_answer_fn,
-    stack_facts,
-    train,
-)
+from oversight.amplification.train import TrainedRun, build_hprime, build_learner, train
 from oversight.config import (
     add_arguments,
     add_output_flags,

@@ -23,8 +23,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from oversight.amplification.evaluation import format_acc_by_level  # noqa: E402
 from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
-from oversight.amplification.train import format_acc_by_level  # noqa: E402
 from oversight.config import varying_fields  # noqa: E402
 
 MODE_STYLE = {"supervised": ("tab:blue", "supervised (ground truth)"),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from oversight.amplification.train import AmplifyConfig
+from oversight.amplification.config import AmplifyConfig
 from oversight.config import as_stored_by_now, run_identity
 from oversight.config import run_key as shared_run_key
 from oversight.store import ResultsStore

@@ -1,0 +1,177 @@
+"""The configuration of one Iterated-Amplification run, and which of its fields each mode uses.
+
+    from oversight.amplification.config import AmplifyConfig, fields_the_mode_uses
+    cfg = AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=1500)
+    cfg.validate()                    # a ConfigError naming the field, for a config that cannot run
+    cfg = cfg.with_task_defaults()    # lr, questions_per_context and target_workers as the run uses them
+    cfg.test_sizes                    # [8]: the sizes X is tested at
+    fields_the_mode_uses(dataclasses.asdict(cfg))   # less hprime_* outside amplify-learned, teacher_ema in supervised
+
+Every field is a flag of ``oversight amplify run``, its ``help`` the flag's help. ``identity: False``
+marks the fields that do not change a run's numbers, and ``key_neutral`` the value at which a field
+is left out of a run's key (``oversight.config.run_identity``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from oversight.amplification.env import Task, make_task
+from oversight.config import check_finite
+from oversight.errors import ConfigError
+
+MODES = ("supervised", "amplify", "amplify-learned")
+STANDARD_TEST_SIZES = (8, 16, 32, 64)
+
+
+@dataclass
+class AmplifyConfig:
+    """One Iterated-Amplification run. Every field is a CLI flag of ``oversight amplify run``."""
+
+    task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
+    mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
+    size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64)"})
+    steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no step limit)"})
+    minutes: float = field(default=15.0, metadata={"help": "stop after this much training wall time (0 = no limit); with --steps, whichever comes first"})
+    seed: int = field(default=0, metadata={"help": "training seed (the test sets do not depend on it)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
+    threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine", "identity": False})
+    checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints beside the results store (0 = none); an interrupted run (kill, crash, Ctrl-C) rerun with the same flags resumes from its last checkpoint to the numbers it would have reached unstopped, and the checkpoint is deleted once the run is stored", "identity": False})
+    stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and test accuracy at the largest size reaches this (0 = never)"})
+    # curriculum
+    start_size: int = field(default=8, metadata={"help": "curriculum: first instance size"})
+    curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
+    curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy"})
+    min_stage_steps: int = field(default=30, metadata={"help": "curriculum: least steps spent in a stage"})
+    mix_sizes_from: int = field(default=0, metadata={"help": "curriculum: draw each training instance's size uniformly from this size up to the stage's size (0 = all at the stage's size). A trade: on wildcard search at n=16, X trained at 16 only answered 0.45-0.47 at n=8; with 8, n=8 stayed at 0.98-0.99 but n=16 came slower (supervised 95% at 233 s vs 54 s; amplify 0.908 vs 0.994 at 15 minutes)", "key_neutral": 0})
+    relevel_each_size: bool = field(default=True, metadata={"help": "curriculum: restart question difficulty at level 1 at every new size (amplification needs it: level 1 rests on primitives only, so X re-grounds at the new size before its answers become targets)"})
+    # batch and optimiser
+    contexts_per_step: int = field(default=32, metadata={"help": "instances drawn per step (facts encoded once each)"})
+    questions_per_context: int = field(default=0, metadata={"help": "questions asked about each instance per step (0 = the task's own, task.questions_per_context: 16, and 32 for permutation powering, whose amplify run at n=16 reached 0.955 in 15 minutes with 32 against 0.906 with 16; shortest path's reached 0.897 with 32 against 0.910, in half the steps)"})
+    target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets before a fresh batch is drawn; above 1 the amplify modes spread the teacher's and H's cost over that many steps (the curriculum counts only the first pass, on unseen questions). At 2, 15-minute runs at n=16 were mixed: amplify reached 0.920 vs 0.881 on permutation powering but 0.822 vs 0.881 on shortest path; supervised permutation powering 0.955 vs 0.971. So it stays 1", "key_neutral": 1})
+    overlap_targets: bool = field(default=True, metadata={"help": "a second process draws the next step's batch and makes its targets (the ground truth, or the teacher's passes with H or H', and in amplify-learned H's transcripts) while X trains on this one, as the paper's loops ran concurrently; that batch is answered by the teacher (and H') of one step earlier and drawn at the curriculum stage of one step earlier. Uses a second core: at n=16 an amplify step then costs about a supervised one (permutation powering 26 instead of 46 ms; 32,037 steps in 15 minutes instead of 19,168, 0.906 instead of 0.881)", "key_neutral": False})
+    target_workers: int = field(default=0, metadata={"help": "with overlap_targets: processes that make batches and their targets, taking turns (k of them work k steps ahead, with the teacher of k steps earlier; above 1 each draws from a generator of its own, so the questions are not a one-process run's). 0 = the mode's own: 2 in amplify-learned, where H''s decisions make a batch's targets cost about twice X's step (permutation powering at n=16 in 15 minutes: 9,912 steps and 0.889 with 2, against 8,843 and 0.809 with 1; on union find and wildcard search, whose targets cost less, 2 made steps faster but needed more of them: 95% at 330 s vs 297 s and 858 s vs 800 s), 1 otherwise", "key_neutral": 1})
+    lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate: 1e-3, and 3e-4 for sequential assignments, where at 1e-3 X stayed at depth 1 for 11,000 steps while at 3e-4 it passed depth 1 at n=8 in 3,700; at 3e-4 permutation powering's amplify run at n=16 reached only 0.643 in 15 minutes, against 0.881 at 1e-3)"})
+    warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps"})
+    lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps the learning rate falls as 1/sqrt(step) (0 = constant); it needs no step budget, so time-limited runs stay reproducible. At 3000, 15-minute amplify runs at n=16 showed no clear effect: shortest path 0.867 vs 0.850, permutation powering 0.832 vs 0.856", "key_neutral": 0})
+    grad_clip: float = field(default=1.0, metadata={"help": "gradient-norm clip"})
+    teacher_ema: float = field(default=0.97, metadata={"help": "decay of the teacher's EMA of X (0 = the current X); the averaged teacher's targets are less noisy. In 15-minute amplify runs at n=16, 0.97 vs 0.9: wildcard 99% at 320 s vs 517 s, permutation powering 0.856 vs 0.809, union find 99% at 448 s vs 468 s, shortest path 0.850 vs 0.859 (best 0.865 vs 0.863); 0.5 was worse still (wildcard 0.836)"})
+    bf16: bool = field(default=False, metadata={"help": "bf16 autocast (not faster for this small model on CPU)"})
+    # X
+    d_model: int = field(default=64, metadata={"help": "X: width (64 learned faster per second of CPU than 96 or 128 in 3-minute A/B runs)"})
+    n_heads: int = field(default=4, metadata={"help": "X: attention heads"})
+    encoder_layers: int = field(default=3, metadata={"help": "X: self-attention layers over the facts (depth is what chained look-ups need: supervised permutation powering at n=16 in 15 minutes reached 0.971 with 3+3 layers, 0.926 with 2+4 and 0.891 with 2+2, in 13% fewer steps than 2+2; amplify 0.881 vs 0.856; shortest path supervised 0.928 vs 0.922, amplify 0.881 vs 0.850; sequential assignments stayed at depth 1 either way)"})
+    decoder_layers: int = field(default=3, metadata={"help": "X: layers in which questions attend to the facts"})
+    encoder_loops: int = field(default=1, metadata={"help": "X: times the encoder's layers are applied, with shared weights (depth without parameters, for look-ups chained once per level of a question). Sequential assignments at n=8, supervised, 5 minutes (two runs sharing 2 cores): 2 layers x 4 loops learned no faster per step than 3 layers x 1 (test accuracy 0.42 vs 0.41 at step 1,500) at half the steps per second; at n=16 in 15 minutes (supervised, alone) 2 x 4 reached 0.408 in 4,605 steps, still at n=8 depth 1, against 0.469 and n=8 depth 2 with 3 x 1. Off by default", "key_neutral": 1})
+    # H'
+    hprime_d_model: int = field(default=64, metadata={"help": "H': width (32 is cheaper per decision but imitated H worse: union find amplify-learned reached 0.762 instead of 0.971 in 15 minutes, with 6,907 instead of 3,842 H calls)"})
+    hprime_layers: int = field(default=1, metadata={"help": "H': Transformer layers (one layer decides faster, so X makes more steps in the same time; amplify-learned at n=16 in 15 minutes, 1 vs 2 layers: permutation powering 0.789 vs 0.715, shortest path 0.813 vs 0.787, wildcard search 0.928 vs 0.912, union find 95% at 295 s vs 434 s but 0.986 at best vs 99% at 648 s)"})
+    hprime_lr: float = field(default=1e-3, metadata={"help": "H': AdamW learning rate"})
+    hprime_batch: int = field(default=128, metadata={"help": "H': transcripts per update"})
+    hprime_updates_per_step: float = field(default=1.0, metadata={"help": "H': updates per X step while its loss > 0.1; like H's calls, x0.1 below 0.1 and x0.01 below 0.01 (it trains as fast as new transcripts arrive)"})
+    hprime_calls_per_step: float = field(default=8.0, metadata={"help": "H transcripts per X step while H''s loss > 0.1 (x0.1 below, x0.01 below 0.01)"})
+    hprime_loss_window: int = field(default=128, metadata={"help": "H''s loss is its mean loss on the newest this many H transcripts, each scored before H' trained on it"})
+    hprime_ready_loss: float = field(default=0.02, metadata={"help": "H': X trains (at the start and, with hprime_rewarm_each_stage, at each stage) once H''s loss is below this; at 0.1 X resumed on a half-trained H' and the curriculum passed permutation-powering levels on its errors"})
+    hprime_max_warmup_steps: int = field(default=1000, metadata={"help": "H': X starts after this many warm-up steps in any case"})
+    hprime_rewarm_each_stage: bool = field(default=True, metadata={"help": "H': at every curriculum stage, measure H''s loss afresh and pause X until H' imitates H on the new questions (without it H' extrapolated to unseen levels, X agreed with its wrong decompositions, and the curriculum raced ahead: permutation powering stuck at 0.40)"})
+    hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
+    # evaluation
+    eval_every: int = field(default=100, metadata={"help": "steps between test-set evaluations"})
+    test_contexts: int = field(default=64, metadata={"help": "instances per test set (one test set per size)"})
+    test_questions: int = field(default=8, metadata={"help": "questions per test instance"})
+
+    def validate(self) -> None:
+        """Refuse a config that cannot run as asked, naming the field (the CLI prints it as one line)."""
+        check_finite(self)  # nan / inf in any float field (a config built without make_config too)
+        if self.mode not in MODES:
+            raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        for name in ("size", "start_size"):
+            if not 2 <= getattr(self, name) <= 64:
+                raise ConfigError(name, f"must be in 2..64, got {getattr(self, name)}")
+        if self.steps < 0:
+            raise ConfigError("steps", f"must be >= 0 (0 = no step limit), got {self.steps}")
+        if self.minutes < 0:
+            raise ConfigError("minutes", f"must be >= 0 (0 = no time limit), got {self.minutes}")
+        if self.steps == 0 and self.minutes == 0:
+            raise ConfigError("steps", "give --steps or --minutes (or both)")
+        self._validate_counts()
+        self._validate_rates()
+
+    def _validate_counts(self) -> None:
+        if self.n_heads < 1:
+            raise ConfigError("n_heads", f"must be >= 1, got {self.n_heads}")
+        if self.d_model < 1 or self.d_model % self.n_heads:
+            raise ConfigError("n_heads", f"d_model ({self.d_model}) must be a positive multiple of n_heads ({self.n_heads})")
+        if self.hprime_d_model < 4 or self.hprime_d_model % 4:
+            raise ConfigError("hprime_d_model", f"must be a positive multiple of 4 (H' has 4 heads), got {self.hprime_d_model}")
+        for name, least, meaning in (("seed", 0, ""), ("threads", 0, ", or 0 for all cores"),
+                                     ("questions_per_context", 0, ", or 0 for the task's own"),
+                                     ("target_workers", 0, ", or 0 for the mode's own"),
+                                     ("checkpoint_every", 0, ", or 0 for no checkpoints"),
+                                     ("warmup_steps", 0, ""), ("min_stage_steps", 0, ""), ("encoder_layers", 0, ""),
+                                     ("hprime_layers", 0, ""), ("hprime_max_warmup_steps", 0, ""),
+                                     ("contexts_per_step", 1, ""), ("target_passes", 1, ""), ("encoder_loops", 1, ""),
+                                     ("decoder_layers", 1, ""), ("eval_every", 1, ""), ("test_contexts", 1, ""),
+                                     ("test_questions", 1, ""), ("curriculum_window", 1, ""), ("hprime_batch", 1, ""),
+                                     ("hprime_loss_window", 1, ""), ("hprime_buffer", 1, "")):
+            if getattr(self, name) < least:
+                raise ConfigError(name, f"must be >= {least}{meaning}, got {getattr(self, name)}")
+        if self.mix_sizes_from and not 2 <= self.mix_sizes_from <= 64:
+            raise ConfigError("mix_sizes_from", f"must be 0 (off) or in 2..64, got {self.mix_sizes_from}")
+        if self.lr_decay_steps < 0:
+            raise ConfigError("lr_decay_steps", "must be >= 0 (0 = constant learning rate)")
+
+    def _validate_rates(self) -> None:
+        if self.lr < 0:
+            raise ConfigError("lr", f"must be > 0, or 0 for the task's own learning rate; got {self.lr}")
+        for name in ("hprime_lr", "grad_clip", "hprime_calls_per_step"):
+            if getattr(self, name) <= 0:
+                why = " (H' learns only from H's transcripts)" if name == "hprime_calls_per_step" else ""
+                raise ConfigError(name, f"must be > 0{why}, got {getattr(self, name)}")
+        if self.hprime_updates_per_step < 0:
+            raise ConfigError("hprime_updates_per_step", "must be >= 0")
+        if self.hprime_ready_loss < 0:
+            raise ConfigError("hprime_ready_loss", f"must be >= 0, got {self.hprime_ready_loss}")
+        if not 0 <= self.teacher_ema < 1:
+            raise ConfigError("teacher_ema", "must be in [0, 1)")
+        for name in ("stop_at_acc", "curriculum_threshold"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(name, f"must be in [0, 1] (an accuracy), got {getattr(self, name)}")
+
+    def unused_fields(self, values: dict[str, Any]) -> set[str]:
+        """The fields this config's mode ignores (for ``oversight.config.run_identity``): H''s
+        (``hprime_*``) outside amplify-learned, and the teacher's EMA in supervised mode."""
+        return unused_by_mode(self.mode, values)
+
+    def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:
+        """This config with the fields left to the task (and mode) filled in (``lr`` 0 -> ``task.learning_rate``,
+        ``questions_per_context`` 0 -> ``task.questions_per_context``, ``target_workers`` 0 -> 2 in
+        amplify-learned, else 1): what the run actually uses, so it is what the results store keys and keeps."""
+        if self.lr and self.questions_per_context and self.target_workers:
+            return self
+        task = task or make_task(self.task)
+        return dataclasses.replace(self, lr=self.lr or task.learning_rate,
+                                   questions_per_context=self.questions_per_context or task.questions_per_context,
+                                   target_workers=self.target_workers or (2 if self.mode == "amplify-learned" else 1))
+
+    @property
+    def test_sizes(self) -> list[int]:
+        return sorted({s for s in STANDARD_TEST_SIZES if min(self.start_size, self.size) <= s <= self.size} | {self.size})
+
+
+def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
+    """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
+    amplify-learned, and the teacher's EMA in supervised mode."""
+    unused = unused_by_mode(fields.get("mode"), fields)
+    return {k: v for k, v in fields.items() if k not in unused}
+
+
+def unused_by_mode(mode: str | None, names: Iterable[str]) -> set[str]:
+    """Those of ``names`` (AmplifyConfig fields) that ``mode`` ignores."""
+    unused = {k for k in names if k.startswith("hprime_")} if mode != "amplify-learned" else set()
+    if mode == "supervised":
+        unused.add("teacher_ema")
+    return unused
