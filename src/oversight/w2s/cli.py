@@ -136,23 +136,34 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ["dataset", "weak", "strong", "loss", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]", "PGR seeds", "n"]
+    header = ["dataset", "weak", "strong", "loss", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]",
+              "[examples only]", "PGR seeds", "n"]
     lines = [header]
+
     def acc(r: dict[str, Any], name: str) -> str:
         return f"{r[name]:.3f}±{r[name + '_std']:.3f}"
 
     for r in rows:
-
         seed_pgr = (f"{r['pgr_seed_mean']:.2f}±{r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})"
                     if r["pgr_seed_mean"] is not None else "undefined")
+        examples = format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
+                              r.get("gap_ci_examples_low"))
         lines.append([r["dataset"], r["weak"], r["strong"], r["loss"], acc(r, "weak_acc"), acc(r, "w2s_acc"),
-                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}", format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
-                      seed_pgr, str(r["seeds"])])
+                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}",
+                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
+                      examples.split(" ", 1)[1] if " " in examples else "-", seed_pgr, str(r["seeds"])])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     out = ["  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     out.insert(1, "  ".join("-" * w for w in widths))
-    note = ("PGR = (w2s - weak) / (ceiling - weak), paired bootstrap 95% CI over test examples; mean±std over seeds.\n"
-            "'undefined': the ceiling is not above weak (not averaged). '*': the gap's 95% CI reaches 0, so the\n"
+    return "\n".join(out + ["", table_note(rows)])
+
+
+def table_note(rows: list[dict[str, Any]]) -> str:
+    """The caption of a PGR table: what its intervals cover, and the 'undefined' and '*' rules."""
+    one_seed = any(r["seeds"] == 1 for r in rows)
+    return ("PGR = (w2s - weak) / (ceiling - weak); mean±std over seeds. PGR [95% CI]: bootstrap over seeds,\n"
+            "then test examples within each (paired across weak / w2s / ceiling); [examples only]: test\n"
+            "examples resampled, seeds kept." + (" Rows with n=1: both cover test sampling only." if one_seed else "")
+            + "\n'undefined': the ceiling is not above weak (not averaged). '*': the gap's 95% CI reaches 0, so the\n"
             "PGR is a ratio of noise.")
-    return "\n".join(out + ["", note])
 

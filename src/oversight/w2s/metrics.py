@@ -51,6 +51,51 @@ def agreement(student_probs: np.ndarray, supervisor_probs: np.ndarray, labels: n
     }
 
 
+ROLES = ("weak", "w2s", "ceiling")
+
+
+def _correct(labels: list[np.ndarray], *probs: list[np.ndarray]) -> list[list[np.ndarray]]:
+    """Per seed, per role: whether each test prediction is right."""
+    return [[(np.asarray(p) > 0.5) == np.asarray(y).astype(bool) for p in ps]
+            for y, *ps in zip(labels, *probs, strict=True)]
+
+
+def bootstrap_accuracies(correct: list[list[np.ndarray]], n_boot: int, rng: np.random.Generator,
+                         over_seeds: bool) -> np.ndarray:
+    """``[n_boot, roles]`` seed-mean accuracies of bootstrap resamples.
+
+    ``over_seeds``: each resample first draws as many seeds as there are, with replacement, then
+    test examples within each drawn seed (a two-level bootstrap: split and training randomness, and
+    test sampling); otherwise every seed is kept and only its test examples are drawn. Within a seed
+    the same indices serve every role (paired), so the resamples carry the noise of differences."""
+    n_seeds, n_roles = len(correct), len(correct[0])
+    accs = np.zeros((n_boot, n_roles))
+    for b in range(n_boot):
+        seeds = rng.integers(0, n_seeds, n_seeds) if over_seeds else range(n_seeds)
+        for s in seeds:
+            idx = rng.integers(0, len(correct[s][0]), len(correct[s][0]))
+            accs[b] += [c[idx].mean() for c in correct[s]]
+    return accs / n_seeds
+
+
+def _pgr_intervals(accs: np.ndarray, level: float, suffix: str = "") -> dict[str, float]:
+    """PGR and gap intervals of bootstrap accuracies (columns weak, w2s, ceiling). Resamples with
+    undefined PGR are left out and counted; if more than half are undefined, no interval is given."""
+    values = np.array([pgr(w, s, c) for w, s, c in accs])
+    gaps = accs[:, 2] - accs[:, 0]
+    defined = values[~np.isnan(values)]
+    tail = (1 - level) / 2
+    if defined.size < 0.5 * len(values):  # gap is not reliably positive: an interval would mislead
+        low = high = float("nan")
+    else:
+        low, high = (float(v) for v in np.quantile(defined, [tail, 1 - tail]))
+    gap_low, gap_high = (float(v) for v in np.quantile(gaps, [tail, 1 - tail]))
+    return {f"pgr_ci{suffix}_low": low, f"pgr_ci{suffix}_high": high,
+            f"pgr_undefined_frac{suffix}": float(1 - defined.size / len(values)),
+            # a gap whose CI reaches 0 makes any PGR a ratio of noise: the table flags it
+            f"gap_ci{suffix}_low": gap_low, f"gap_ci{suffix}_high": gap_high}
+
+
 def paired_bootstrap_pgr(
     labels: list[np.ndarray],
     weak_probs: list[np.ndarray],
@@ -60,37 +105,43 @@ def paired_bootstrap_pgr(
     seed: int = 0,
     level: float = 0.95,
 ) -> dict[str, float]:
-    """Paired bootstrap CI of the PGR of seed-mean accuracies.
+    """Example-only bootstrap CI of the PGR of seed-mean accuracies: every seed kept, its test
+    examples resampled (paired across weak / w2s / ceiling). It leaves out how much seeds differ."""
+    accs = bootstrap_accuracies(_correct(labels, weak_probs, w2s_probs, ceiling_probs), n_boot,
+                                np.random.default_rng(seed), over_seeds=False)
+    return _pgr_intervals(accs, level)
 
-    Each list holds one array per seed (its own test split). In every resample the same test
-    indices are drawn for the weak, w2s and ceiling predictions of a seed (paired), so the CI
-    reflects test-set sampling noise of the *difference*, not of each accuracy separately.
-    Resamples in which PGR is undefined are counted and left out of the interval.
-    """
-    rng = np.random.default_rng(seed)
-    correct = [
-        [(np.asarray(p) > 0.5) == np.asarray(y).astype(bool) for p in (wp, sp, cp)]
-        for y, wp, sp, cp in zip(labels, weak_probs, w2s_probs, ceiling_probs, strict=True)
-    ]
-    values, gaps = np.empty(n_boot), np.empty(n_boot)
-    for b in range(n_boot):
-        accs = np.zeros(3)
-        for weak_c, w2s_c, ceil_c in correct:
-            idx = rng.integers(0, len(weak_c), len(weak_c))
-            accs += [weak_c[idx].mean(), w2s_c[idx].mean(), ceil_c[idx].mean()]
-        accs /= len(correct)
-        values[b] = pgr(accs[0], accs[1], accs[2])
-        gaps[b] = accs[2] - accs[0]
-    defined = values[~np.isnan(values)]
+
+def hierarchical_bootstrap_pgr(
+    labels: list[np.ndarray],
+    weak_probs: list[np.ndarray],
+    w2s_probs: list[np.ndarray],
+    ceiling_probs: list[np.ndarray],
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict[str, float]:
+    """CIs that cover what varies: seeds resampled, then test examples within each resampled seed
+    (paired across roles). PGR and gap as ``pgr_ci_*`` / ``gap_ci_*``, each accuracy as
+    ``<role>_acc_ci_low/high``, and the example-only intervals beside them as ``pgr_ci_examples_*``
+    / ``gap_ci_examples_*``. With one seed both are the example-only interval."""
+    correct = _correct(labels, weak_probs, w2s_probs, ceiling_probs)
     tail = (1 - level) / 2
-    if defined.size < 0.5 * n_boot:  # gap is not reliably positive: an interval would mislead
-        low = high = float("nan")
-    else:
-        low, high = (float(v) for v in np.quantile(defined, [tail, 1 - tail]))
-    gap_low, gap_high = (float(v) for v in np.quantile(gaps, [tail, 1 - tail]))
-    return {"pgr_ci_low": low, "pgr_ci_high": high, "pgr_undefined_frac": float(1 - defined.size / n_boot),
-            # a gap whose CI reaches 0 makes any PGR a ratio of noise: the table flags it
-            "gap_ci_low": gap_low, "gap_ci_high": gap_high}
+    accs = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=len(correct) > 1)
+    out = _pgr_intervals(accs, level)
+    for j, role in enumerate(ROLES):
+        out[f"{role}_acc_ci_low"], out[f"{role}_acc_ci_high"] = (float(v) for v in np.quantile(accs[:, j], [tail, 1 - tail]))
+    examples = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=False)
+    out.update(_pgr_intervals(examples, level, suffix="_examples"))
+    out["ci_covers"] = interval_covers(len(correct))
+    return out
+
+
+def interval_covers(n_seeds: int) -> str:
+    """What a reported interval accounts for: words for every table and figure caption."""
+    if n_seeds > 1:
+        return f"95% CI, bootstrap over {n_seeds} seeds and test examples within each"
+    return "95% CI over test examples only (1 seed: seed-to-seed variation is not in it)"
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:

@@ -8,7 +8,7 @@ For one (dataset, weak, strong, loss, seed):
    ``student_train`` (the weak model never sees ``student_train``'s labels, nor anything of test);
 2. weak-to-strong: the strong model trained on those soft labels with the chosen loss;
 3. strong ceiling: the strong model trained on the ground truth of ``student_train``;
-4. test metrics of all three, PGR, agreement; over seeds, mean ± std and a paired bootstrap CI.
+4. test metrics of all three, PGR, agreement; over seeds, mean ± std and bootstrap CIs over seeds and test examples.
 
 Each of the three trainings is its own run in the results store, keyed by the hash of what
 determines it (the student's key includes its weak run's key), so the weak model and the ceiling
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from oversight.runtime import resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
 from oversight.w2s.datasets import DatasetFileNotFoundError, Splits, load_dataset
-from oversight.w2s.losses import LOSSES
+from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import ModelSpec, get_model_spec
 from oversight.w2s.train import (
     BowClassifier,
@@ -56,7 +56,7 @@ class W2SConfig:
         "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
     weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
     strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
-    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent (soft cross-entropy) or logconf (auxiliary confidence)"})
+    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent (soft cross-entropy), logconf (auxiliary confidence), product (student x weak target), entropy (soft self-target), window (only where the student is uncertain)"})
     mode: str = field(default="head", metadata={
         "help": "head = train a head on cached frozen features; finetune = train the backbone (all or --top-k-layers)",
         "choices": MODES})
@@ -65,7 +65,11 @@ class W2SConfig:
     epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
     lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
     batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
-    alpha_max: float = field(default=0.75, metadata={"help": "logconf: final weight of the confidence term (ramped over the first 20% of steps)"})
+    alpha_max: float = field(default=0.75, metadata={"help": "logconf, entropy: final weight of the self-target term (higher = the student trusts itself more than the weak labels)"})
+    warmup_frac: float = field(default=0.2, metadata={"key_neutral": 0.2, "help": "logconf, entropy: fraction of training over which that weight ramps from 0 to --alpha-max (higher = later self-training)"})
+    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the current batch, as the reference code; default: max(4 x batch size, 128); larger = steadier, slower to follow the student)"})
+    product_beta: float = field(default=1.0, metadata={"help": "product: exponent of the student's own prediction in its target p_student^beta * p_weak (higher = trusts itself more)"})
+    window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
     top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
@@ -74,7 +78,7 @@ class W2SConfig:
     def unused_fields(self, values: dict[str, Any]) -> set[str]:
         """Fields this config's mode and loss ignore: they do not tell runs apart."""
         unused = set() if self.mode == "finetune" else {"top_k_layers"}
-        return unused | (set() if self.loss == "logconf" else {"alpha_max"})
+        return unused | (loss_specific_options() - set(loss_options(self.loss)))
 
     def resolve_names(self) -> None:
         """Look up the dataset and both models (an unknown name lists what exists), before any work."""
@@ -108,6 +112,14 @@ class W2SConfig:
             raise ConfigError("lr", f"must be positive, got {self.lr}")
         if not 0 <= self.alpha_max <= 1:
             raise ConfigError("alpha_max", f"must be in [0, 1], got {self.alpha_max}")
+        if not 0 <= self.warmup_frac <= 1:
+            raise ConfigError("warmup_frac", f"must be in [0, 1], got {self.warmup_frac}")
+        if self.threshold_window is not None and self.threshold_window < 0:
+            raise ConfigError("threshold_window", f"must be >= 0 (0 = the current batch), got {self.threshold_window}")
+        if not self.product_beta >= 0:
+            raise ConfigError("product_beta", f"must be >= 0, got {self.product_beta}")
+        if not 0 <= self.window_radius <= 0.5:
+            raise ConfigError("window_radius", f"must be in [0, 0.5] (0 = the weak labels' median), got {self.window_radius}")
         if self.strong == "bow" and self.loss != "xent":
             raise ConfigError("loss", "the bow rung (logistic regression) trains with xent only")
         if self.weak == self.strong:
@@ -128,6 +140,10 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainS
         lr=cfg.lr or (spec.lr if finetuning else 1e-3),
         batch_size=cfg.batch_size or (spec.batch_size if finetuning else 64),
         alpha_max=cfg.alpha_max,
+        warmup_frac=cfg.warmup_frac,
+        threshold_window=cfg.threshold_window,
+        product_beta=cfg.product_beta,
+        window_radius=cfg.window_radius,
         top_k_layers=cfg.top_k_layers,
         bf16=cfg.bf16,
         device=device,
@@ -317,15 +333,20 @@ def _hashable(settings: TrainSettings) -> dict[str, Any]:
         values.pop(name)
     if values["mode"] != "finetune":
         values.pop("top_k_layers")
-    if values["loss"] != "logconf":
-        values.pop("alpha_max")
+    for name in loss_specific_options() - set(loss_options(values["loss"])):
+        values.pop(name)
+    # options added after runs were stored leave the key at the value that reproduces those runs
+    for f in fields(W2SConfig):
+        if "key_neutral" in f.metadata and f.name in values and values[f.name] == f.metadata["key_neutral"]:
+            values.pop(f.name)
     return values
 
 
 # --------------------------------------------------------------------------- over seeds
 
 def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) -> dict[str, Any]:
-    """Mean ± std over seeds and a paired bootstrap CI of PGR for one (dataset, weak, strong, loss)."""
+    """Mean ± std over seeds and bootstrap CIs (over seeds and test examples; and over test examples
+    only, as ``*_examples_*``) of PGR and the accuracies, for one (dataset, weak, strong, loss)."""
     artifacts = artifacts_for(store)
     per_seed = [store.get(experiment_key(c)) for c in cfgs]
     rows = [r["results"] for r in per_seed if r is not None]
@@ -348,7 +369,8 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
         w2s_p.append(artifacts.load_arrays(keys["w2s"])["test"])
         ceil_p.append(artifacts.load_arrays(keys["ceiling"])["test"])
     out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
-    out.update(metrics.paired_bootstrap_pgr(labels, weak_p, w2s_p, ceil_p, n_boot=n_boot, seed=0))
+    # the CI covers seeds and test examples (hierarchical); the example-only one is kept beside it
+    out.update(metrics.hierarchical_bootstrap_pgr(labels, weak_p, w2s_p, ceil_p, n_boot=n_boot, seed=0))
     seed_pgrs = [r["pgr"] for r in rows]
     out["pgr_seed_mean"], out["pgr_seed_std"], out["pgr_defined_seeds"] = metrics.mean_std(seed_pgrs)
     out["gap"] = out["ceiling_acc"] - out["weak_acc"]

@@ -79,6 +79,15 @@ def _loss_order(loss: str) -> tuple[int, str]:
     return (names.index(loss) if loss in names else len(names), loss)
 
 
+def _ci_bars(rows: list[dict[str, Any]], role: str) -> list[list[float]]:
+    """Asymmetric error bars from each row's bootstrap CI of ``role``'s accuracy (0 where there is none)."""
+    acc = [r[f"{role}_acc"] for r in rows]
+    low = [r.get(f"{role}_acc_ci_low", a) for r, a in zip(rows, acc, strict=True)]
+    high = [r.get(f"{role}_acc_ci_high", a) for r, a in zip(rows, acc, strict=True)]
+    return [[max(0.0, a - lo) for a, lo in zip(acc, low, strict=True)],
+            [max(0.0, hi - a) for a, hi in zip(acc, high, strict=True)]]
+
+
 def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     import matplotlib
 
@@ -97,16 +106,17 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             strongs = sorted({r["strong"] for r in sub}, key=_model_size)
             weaks = sorted({r["weak"] for r in sub}, key=_model_size)
             x_of = {s: i for i, s in enumerate(sorted(set(strongs) | set(weaks), key=_model_size))}
-            ceiling = {r["strong"]: (r["ceiling_acc"], r["ceiling_acc_std"]) for r in sub}
+            ceiling = {r["strong"]: r for r in sub}
             xs = sorted(ceiling, key=_model_size)
-            ax.errorbar([x_of[s] for s in xs], [ceiling[s][0] for s in xs], yerr=[ceiling[s][1] for s in xs],
+            ax.errorbar([x_of[s] for s in xs], [ceiling[s]["ceiling_acc"] for s in xs],
+                        yerr=_ci_bars([ceiling[s] for s in xs], "ceiling"),
                         color="black", linestyle="--", marker="s", label="strong ceiling (ground truth)")
             cmap = plt.get_cmap("viridis")
             for i, weak in enumerate(weaks):
                 color = cmap(i / max(1, len(weaks) - 1) * 0.85)
                 line = sorted((r for r in sub if r["weak"] == weak), key=lambda r: _model_size(r["strong"]))
                 ax.errorbar([x_of[r["strong"]] for r in line], [r["w2s_acc"] for r in line],
-                            yerr=[r["w2s_acc_std"] for r in line], color=color, marker="o",
+                            yerr=_ci_bars(line, "w2s"), color=color, marker="o",
                             label=f"supervised by {weak}")
                 ax.axhline(line[0]["weak_acc"], color=color, linestyle=":", linewidth=1)
                 ax.plot([x_of[weak]], [line[0]["weak_acc"]], marker="*", color=color, markersize=11)
@@ -116,7 +126,8 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("test accuracy")
         axes[0][0].legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
+        fig.text(0.5, 0.005, "bars: " + panel_rows[0].get("ci_covers", "95% CI"), ha="center", fontsize=8)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
         name = f"w2s_{dataset}_{mode}_{head}" + (f"_v{figure_number}" if variant else "")
         path = out_dir / (name.replace(":", "_").replace("/", "_") + ".png")
         fig.savefig(path, dpi=130)
@@ -130,7 +141,7 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     for loss in sorted({r["loss"] for r in rows}, key=_loss_order):
         out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
                    "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
-                   "<th>PGR [95% CI]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
+                   "<th>PGR [95% CI]</th><th>[examples only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
                    "<th>seeds</th></tr>")
         for r in sorted((r for r in rows if r["loss"] == loss),
                         key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
@@ -141,7 +152,9 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
             cells = [r["dataset"], f"{r['mode']}/{r['head']}", r.get("variant") or "-", r["weak"], r["strong"],
                      f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
                      f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
-                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]), seeds, agree, str(r["seeds"])]
+                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
+                     format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
+                                r.get("gap_ci_examples_low")), seeds, agree, str(r["seeds"])]
             out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -162,8 +175,11 @@ def section(store: ResultsStore, out_dir: Path) -> str:
     figures = plot(rows, out_dir)
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
     return ("<h2>Weak-to-strong generalization</h2>"
-            "<p>PGR = (w2s − weak) / (ceiling − weak), with a paired bootstrap 95% CI over test examples "
-            "(stratified by seed) and mean ± std over seeds. <em>undefined</em>: the ceiling is not above "
+            "<p>PGR = (w2s − weak) / (ceiling − weak), and mean ± std over seeds. <em>PGR [95% CI]</em> and the "
+            "figures' bars: a bootstrap that resamples seeds, then test examples within each resampled seed "
+            "(paired across weak / w2s / ceiling), so the interval covers split and training randomness as well "
+            "as test sampling; with one seed it covers test sampling only. <em>[examples only]</em>: seeds kept, "
+            "test examples resampled. <em>undefined</em>: the ceiling is not above "
             "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
             "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
             f"{imgs}\n{pgr_table_html(rows)}{skipped_html(skipped)}")
