@@ -67,3 +67,17 @@ def test_no_gap_gives_no_interval():
     columns = _columns([_seed(rng, 500, (0.7, 0.72, 0.64)) for _ in range(3)])
     out = hierarchical_bootstrap_pgr(*columns, n_boot=300)
     assert np.isnan(out["pgr_ci_low"]) and np.isnan(out["pgr_ci_high"]) and out["gap_ci_low"] <= 0
+
+
+def test_brier_and_ece_against_hand_values():
+    from oversight.w2s.metrics import brier, ece
+
+    probs = np.array([0.9, 0.8, 0.3, 0.6])
+    labels = np.array([1, 0, 0, 1])
+    # brier: (0.01 + 0.64 + 0.09 + 0.16) / 4
+    assert abs(brier(probs, labels) - 0.225) < 1e-12
+    # two bins on [0.5, 1]: [0.5, 0.75) holds 0.7 (right) and 0.6 (right): |1 - 0.65| = 0.35;
+    # [0.75, 1] holds 0.9 (right) and 0.8 (wrong): |0.5 - 0.85| = 0.35; each weighs 2/4
+    assert abs(ece(probs, labels, bins=2) - 0.35) < 1e-12
+    assert ece(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0  # confident and right: calibrated
+    assert brier(np.full(4, 0.5), np.array([0, 1, 0, 1])) == 0.25

@@ -25,6 +25,28 @@ def auroc(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(roc_auc_score(labels, probs))
 
 
+def brier(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean squared error of P(class 1) against the 0/1 label (0 is perfect, 0.25 is a coin)."""
+    return float(np.mean((np.asarray(probs, dtype=np.float64) - np.asarray(labels, dtype=np.float64)) ** 2))
+
+
+def ece(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """Expected calibration error of the predicted class: the confidence max(p, 1-p) binned into
+    ``bins`` equal-width bins on [0.5, 1]; the count-weighted mean |accuracy - confidence| per bin."""
+    probs, labels = np.asarray(probs, dtype=np.float64), np.asarray(labels)
+    if probs.size == 0:
+        return float("nan")
+    confidence = np.maximum(probs, 1 - probs)
+    right = (probs > 0.5).astype(int) == labels
+    which = np.minimum(((confidence - 0.5) * 2 * bins).astype(int), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.sum() * abs(right[in_bin].mean() - confidence[in_bin].mean())
+    return float(total / probs.size)
+
+
 def pgr(weak: float, w2s: float, ceiling: float, min_gap: float = 0.0) -> float:
     """Performance gap recovered; ``nan`` when ``ceiling - weak <= min_gap``."""
     gap = ceiling - weak

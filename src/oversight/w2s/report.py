@@ -136,12 +136,18 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
     return paths
 
 
+def _triple(r: dict[str, Any], metric: str) -> str:
+    values = [r.get(f"{role}_{metric}") for role in ("weak", "w2s", "ceiling")]
+    return "-" if any(v is None for v in values) else " / ".join(f"{v:.3f}" for v in values)
+
+
 def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     out = []
     for loss in sorted({r["loss"] for r in rows}, key=_loss_order):
         out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
                    "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
                    "<th>PGR [95% CI]</th><th>[examples only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
+                   "<th>ECE weak / w2s / ceiling</th><th>Brier weak / w2s / ceiling</th>"
                    "<th>seeds</th></tr>")
         for r in sorted((r for r in rows if r["loss"] == loss),
                         key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
@@ -154,7 +160,8 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
                      f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                      format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
-                                r.get("gap_ci_examples_low")), seeds, agree, str(r["seeds"])]
+                                r.get("gap_ci_examples_low")), seeds, agree,
+                     _triple(r, "ece"), _triple(r, "brier"), str(r["seeds"])]
             out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -179,7 +186,8 @@ def section(store: ResultsStore, out_dir: Path) -> str:
             "figures' bars: a bootstrap that resamples seeds, then test examples within each resampled seed "
             "(paired across weak / w2s / ceiling), so the interval covers split and training randomness as well "
             "as test sampling; with one seed it covers test sampling only. <em>[examples only]</em>: seeds kept, "
-            "test examples resampled. <em>undefined</em>: the ceiling is not above "
+            "test examples resampled. ECE: expected calibration error of the predicted class (10 bins of "
+            "confidence); Brier: mean squared error of P(class 1); both means over seeds. <em>undefined</em>: the ceiling is not above "
             "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
             "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
             f"{imgs}\n{pgr_table_html(rows)}{skipped_html(skipped)}")
