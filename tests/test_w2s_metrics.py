@@ -81,3 +81,19 @@ def test_brier_and_ece_against_hand_values():
     assert abs(ece(probs, labels, bins=2) - 0.35) < 1e-12
     assert ece(np.array([1.0, 0.0]), np.array([1, 0])) == 0.0  # confident and right: calibrated
     assert brier(np.full(4, 0.5), np.array([0, 1, 0, 1])) == 0.25
+
+
+def test_the_method_comparison_takes_each_datasets_largest_gap_pair():
+    from oversight.w2s.report import comparison_cells, median_pgr
+
+    def row(dataset, weak, strong, loss, gap, value):
+        return {"dataset": dataset, "weak": weak, "strong": strong, "loss": loss, "gap": gap, "pgr": value}
+
+    rows = [row("a", "s", "m", "xent", 0.05, 0.9), row("a", "s", "l", "xent", 0.2, 0.1),
+            row("a", "s", "l", "logconf", 0.2, 0.5), row("b", "s", "l", "xent", 0.1, 0.3),
+            row("b", "s", "l", "logconf", 0.1, None), row("c", "m", "l", "xent", None, None)]
+    cells = comparison_cells(rows)
+    assert {loss: r["pgr"] for loss, r in cells["a"].items()} == {"xent": 0.1, "logconf": 0.5}
+    assert median_pgr(cells, "xent") == 0.2  # a: 0.1, b: 0.3; c undefined, not averaged in
+    assert median_pgr(cells, "logconf") == 0.5  # b's is undefined
+    assert median_pgr(cells, "product") is None

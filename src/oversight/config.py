@@ -210,11 +210,25 @@ def as_stored_by_now(cls: type, stored: dict[str, Any]) -> dict[str, Any]:
     return {**filled, **stored}
 
 
-def varying_fields(configs: list[dict[str, Any]], ignore: tuple[str, ...] = ()) -> list[str]:
-    """The fields whose values differ among stored configs (a field missing from one counts as a value):
-    what tells runs apart when they are plotted or tabled together."""
+def varying_fields(configs: list[dict[str, Any]], ignore: tuple[str, ...] = (),
+                   missing_is_value: bool = True) -> list[str]:
+    """The fields whose values differ among stored configs: what tells runs apart when they are
+    plotted or tabled together. A field missing from one config counts as a value of its own, or,
+    with ``missing_is_value=False``, as no value (a field a config does not use)."""
     names = dict.fromkeys(k for c in configs for k in c if k not in ignore)
-    return [k for k in names if len({canonical_json(c.get(k)) for c in configs}) > 1]
+    if missing_is_value:
+        return [k for k in names if len({canonical_json(c.get(k)) for c in configs}) > 1]
+    return [k for k in names if len({canonical_json(c[k]) for c in configs if k in c}) > 1]
+
+
+def label_fields(cfg: Any) -> dict[str, Any]:
+    """A run's identity with its ``key_neutral`` fields filled in at the value it ran with: what its
+    label in a table or figure may name (a field it does not use stays out)."""
+    values = run_identity(cfg)
+    for f in dataclasses.fields(cfg):
+        if "key_neutral" in f.metadata and f.name not in values and f.metadata.get("identity") is not False:
+            values[f.name] = getattr(cfg, f.name)
+    return values
 
 
 def canonical_json(obj: Any) -> str:

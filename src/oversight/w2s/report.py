@@ -20,7 +20,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from oversight.config import as_stored_by_now, canonical_json, make_config, run_identity, varying_fields
+import numpy as np
+
+from oversight.config import (
+    as_stored_by_now,
+    canonical_json,
+    label_fields,
+    make_config,
+    run_identity,
+    varying_fields,
+)
 from oversight.errors import OversightError
 from oversight.store import ResultsStore
 from oversight.w2s.metrics import format_pgr
@@ -44,11 +53,12 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         except (OversightError, TypeError) as err:
             skipped.append(f"run {record['key']}: its config is no longer valid ({err})")
             continue
-        identity = {k: v for k, v in run_identity(cfg).items() if k != "seed"}
-        cells[canonical_json(identity)].append(cfg)
-        identities[canonical_json(identity)] = identity
+        identity = canonical_json({k: v for k, v in run_identity(cfg).items() if k != "seed"})
+        cells[identity].append(cfg)
+        identities[identity] = label_fields(cfg)
     skipped += [f"row {line}" for line in store.unreadable]
-    differing = varying_fields(list(identities.values()), ignore=SHOWN)
+    # a field one cell does not use (alpha_max outside logconf) does not make it a variant
+    differing = varying_fields(list(identities.values()), ignore=SHOWN, missing_is_value=False)
     rows = []
     for cfgs in cells.values():
         cfgs = sorted(cfgs, key=lambda c: c.seed)
@@ -77,6 +87,72 @@ def _loss_order(loss: str) -> tuple[int, str]:
 
     names = LOSSES.names()  # registration order: the naive baseline first
     return (names.index(loss) if loss in names else len(names), loss)
+
+
+def comparison_cells(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per dataset, the rows (by loss) of its (weak, strong) pair with the largest gap: the cell the
+    method comparison shows, as the paper's summary plots take the largest students."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for dataset in sorted({r["dataset"] for r in rows}):
+        mine = [r for r in rows if r["dataset"] == dataset]
+        best = max(mine, key=lambda r: (r["gap"] if r["gap"] is not None else -1.0))
+        out[dataset] = {r["loss"]: r for r in mine if (r["weak"], r["strong"]) == (best["weak"], best["strong"])}
+    return out
+
+
+def median_pgr(cells: dict[str, dict[str, dict[str, Any]]], loss: str) -> float | None:
+    """The median over datasets of a loss's PGR, over the datasets where it is defined (None if none)."""
+    values = [by_loss[loss]["pgr"] for by_loss in cells.values() if loss in by_loss and by_loss[loss]["pgr"] is not None]
+    return float(np.median(values)) if values else None
+
+
+def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
+    """PGR with its CI per dataset and loss (each dataset's largest-gap pair), and the median over
+    datasets: which method helps where. One panel per (mode, head, variant)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["mode"], r["head"], r.get("variant", ""))].append(r)
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 4.2), squeeze=False)
+    for ax, ((mode, head, variant), group) in zip(axes[0], sorted(groups.items()), strict=True):
+        cells = comparison_cells(group)
+        losses = sorted({loss for by_loss in cells.values() for loss in by_loss}, key=_loss_order)
+        names = [*cells, "median"]
+        width = 0.8 / max(1, len(losses))
+        for j, loss in enumerate(losses):
+            xs, ys, low, high = [], [], [], []
+            for i, dataset in enumerate(cells):
+                r = cells[dataset].get(loss)
+                if r is None or r["pgr"] is None:
+                    if r is not None:
+                        ax.text(i + (j - (len(losses) - 1) / 2) * width, 0, "undef.", rotation=90, fontsize=7,
+                                ha="center", va="bottom")
+                    continue
+                xs.append(i + (j - (len(losses) - 1) / 2) * width)
+                ys.append(r["pgr"])
+                low.append(r["pgr"] - r["pgr_ci_low"] if r["pgr_ci_low"] is not None else 0.0)
+                high.append(r["pgr_ci_high"] - r["pgr"] if r["pgr_ci_high"] is not None else 0.0)
+            ax.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, label=loss)
+            median = median_pgr(cells, loss)
+            if median is not None:
+                ax.plot([len(cells) + (j - (len(losses) - 1) / 2) * width], [median], marker="D", color="black")
+        ax.axhline(0, color="grey", linewidth=0.8)
+        ax.set_xticks(range(len(names)), names, rotation=20)
+        ax.set_ylabel("PGR (largest-gap pair per dataset)")
+        ax.set_title(f"method comparison ({mode}, {head})" + (f"\n{variant}" if variant else ""), fontsize=10)
+        ax.legend(fontsize=8, loc="best")
+        ax.grid(alpha=0.3)
+    fig.text(0.5, 0.005, "bars: " + rows[0].get("ci_covers", "95% CI") + "; diamonds: median over datasets",
+             ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    path = out_dir / "w2s_method_comparison.png"
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
 
 
 def _ci_bars(rows: list[dict[str, Any]], role: str) -> list[list[float]]:
@@ -179,7 +255,7 @@ def section(store: ResultsStore, out_dir: Path) -> str:
     rows = collect(store, skipped)
     if not rows:
         return skipped_html(skipped) and "<h2>Weak-to-strong generalization</h2>" + skipped_html(skipped)
-    figures = plot(rows, out_dir)
+    figures = [plot_comparison(rows, out_dir), *plot(rows, out_dir)]
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
     return ("<h2>Weak-to-strong generalization</h2>"
             "<p>PGR = (w2s − weak) / (ceiling − weak), and mean ± std over seeds. <em>PGR [95% CI]</em> and the "
