@@ -87,23 +87,19 @@ def test_hardening_threshold_matches_prior():
     assert losses.hardening_threshold([], 0.3) == 0.5
 
 
-def test_logconf_is_xent_at_step_zero_and_uses_buffer_threshold():
-    logits = torch.tensor([[0.0, 2.0], [0.0, -1.0], [0.0, 0.5]])
+def test_logconf_is_xent_at_step_zero_and_hardens_at_the_given_threshold():
+    logits = torch.tensor([[0.0, 2.0], [0.0, -1.0], [0.0, 0.5]])  # P(class 1) = 0.881, 0.269, 0.622
     weak = torch.tensor([0.6, 0.4, 0.5])
-    ctx = losses.LossContext(total_steps=10, alpha_max=0.5, prior=0.5)
+    ctx = losses.LossContext(total_steps=10, alpha_max=0.5, prior=0.5, threshold=0.7)
     assert losses.logconf(logits, weak, ctx).item() == pytest.approx(losses.xent(logits, weak).item())
-    # after warm-up alpha = 0.5; the buffer already holds these 3 predictions: threshold = median
+    # after warm-up alpha = 0.5; threshold 0.7 hardens the predictions to (1, 0, 0)
     ctx.step = 10
-    probs = torch.softmax(logits, -1)[:, 1]
-    got = losses.logconf(logits, weak, ctx).item()
-    threshold = np.quantile(np.concatenate([probs.numpy(), probs.numpy()]), 0.5)
-    hard = (probs > threshold).float()
-    want = 0.5 * losses.xent(logits, weak).item() + 0.5 * losses.xent(logits, hard).item()
-    assert got == pytest.approx(want, rel=1e-5)
+    want = 0.5 * losses.xent(logits, weak).item() + 0.5 * losses.xent(logits, torch.tensor([1.0, 0.0, 0.0])).item()
+    assert losses.logconf(logits, weak, ctx).item() == pytest.approx(want, rel=1e-6)
 
 
 def test_loss_registry_unknown_name_lists_losses():
-    with pytest.raises(KeyError, match="unknown loss 'nope'; available: xent, logconf"):
+    with pytest.raises(KeyError, match="unknown loss 'nope'; available: xent, logconf, product, entropy, window"):
         losses.LOSSES.get("nope")
 
 

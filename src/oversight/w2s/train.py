@@ -27,7 +27,14 @@ from torch import nn
 from oversight.progress import progress
 from oversight.runtime import autocast, num_threads
 from oversight.store import ArtifactStore
-from oversight.w2s.losses import LOSSES, LossContext
+from oversight.w2s.losses import (
+    LOSSES,
+    LossContext,
+    ThresholdBuffer,
+    loss_options,
+    median_radius,
+    threshold_window,
+)
 from oversight.w2s.models import ModelSpec, extract_features, load_backbone
 
 
@@ -42,7 +49,11 @@ class TrainSettings:
     lr: float = 1e-3
     batch_size: int = 64
     weight_decay: float = 0.01
-    alpha_max: float = 0.75
+    alpha_max: float = 0.75          # logconf, entropy: final weight of the self-target term
+    warmup_frac: float = 0.2         # logconf, entropy: fraction of steps over which that weight ramps up
+    threshold_window: int | None = None  # logconf: predictions the threshold spans (None = auto, 0 = batch)
+    product_beta: float = 1.0        # product: exponent of the student's prediction in its target
+    window_radius: float = 0.15      # window: train where top prob < 0.5 + radius (0 = weak median)
     top_k_layers: int | None = None  # finetune: train only the top k layers (None = all)
     bf16: bool = True
     device: str = "cpu"
@@ -69,10 +80,10 @@ def fit(
     steps_per_epoch = math.ceil(n / settings.batch_size)
     total_steps = steps_per_epoch * settings.epochs
     loss_fn = LOSSES.get(settings.loss)
-    # The threshold buffer spans a few recent batches: enough for a stable quantile, short enough
-    # to follow the student as it changes.
-    ctx = LossContext(total_steps=total_steps, alpha_max=settings.alpha_max, prior=float(np.mean(targets)),
-                      buffer_size=max(4 * settings.batch_size, 128))
+    ctx = _loss_context(settings, targets, total_steps)
+    # the trainer, not the loss, keeps the student's recent predictions: a loss only reads its context
+    buffer = (ThresholdBuffer(threshold_window(settings.threshold_window, settings.batch_size))
+              if "threshold_window" in loss_options(settings.loss) else None)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     warmup = max(1, int(0.05 * total_steps))
@@ -89,7 +100,10 @@ def fit(
             idx = order[start:start + settings.batch_size]
             with autocast(settings.device, settings.bf16):
                 logits = forward(idx)
-            loss = loss_fn(logits.float(), target_tensor[idx].to(logits.device), ctx)
+            logits = logits.float()
+            if buffer is not None:
+                ctx.threshold = buffer.update(torch.softmax(logits.detach(), dim=-1)[:, 1], ctx.prior)
+            loss = loss_fn(logits, target_tensor[idx].to(logits.device), ctx)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -98,6 +112,13 @@ def fit(
             bar.update(1)
     bar.close()
     model.eval()
+
+
+def _loss_context(settings: TrainSettings, targets: np.ndarray, total_steps: int) -> LossContext:
+    """The context every step's loss reads; the trainer updates its step and threshold."""
+    radius = settings.window_radius or median_radius(targets)  # 0 = the weak labels' median confidence
+    return LossContext(total_steps=total_steps, alpha_max=settings.alpha_max, warmup_frac=settings.warmup_frac,
+                       prior=float(np.mean(targets)), product_beta=settings.product_beta, window_radius=radius)
 
 
 @torch.no_grad()
