@@ -193,3 +193,23 @@ def test_editing_a_local_dataset_invalidates_its_cached_runs(tiny, tmp_path, mon
     write_sentiment_jsonl(data, n=480, seed=1)  # the user edits the file
     run_experiment(cfg, store)
     assert calls == ["weak", "ceiling", "w2s"] * 2
+
+
+def test_features_are_computed_once_for_every_seed(tiny, tmp_path, monkeypatch):
+    """Head mode embeds the dataset's texts in one pass: a second seed's split finds them all cached."""
+    from oversight.w2s import train as w2s_train
+
+    embedded = []
+    real = w2s_train.extract_features
+
+    def spy(spec, texts, *args, **kwargs):
+        embedded.append(len(texts))
+        return real(spec, texts, *args, **kwargs)
+
+    monkeypatch.setattr(w2s_train, "extract_features", spy)
+    store = ResultsStore(tmp_path / "o.db")
+    run_experiment(_cfg(tiny, mode="head", epochs=1), store)
+    first = sum(embedded)
+    assert first >= 790  # every text of the 800-row file, whichever split a seed puts it in
+    run_experiment(_cfg(tiny, mode="head", epochs=1, seed=1), store)
+    assert sum(embedded) == first

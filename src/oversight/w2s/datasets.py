@@ -362,6 +362,16 @@ def load_dataset(name: str, seed: int = 0, max_examples: int | None = None) -> S
     return splits
 
 
+def dataset_texts(name: str, seed: int = 0, max_examples: int | None = None) -> list[str]:
+    """Every text a split of ``name`` may hold at this seed: all its (cleaned) examples, or with
+    ``max_examples`` the texts of the subsampled splits. Frozen features of these are computed in
+    one pass, so the other seeds' splits find theirs cached instead of embedding a few more each."""
+    if max_examples is not None:
+        return [e.text for split in load_dataset(name, seed, max_examples).as_dict().values() for e in split]
+    examples, _ = _examples_and_splits(name, seed)
+    return [e.text for e in examples]
+
+
 def list_datasets() -> list[dict[str, Any]]:
     """One dict per registered dataset: name, description, size (seed 0, after balancing), source,
     installed. ``size`` is None when the data package is not installed."""

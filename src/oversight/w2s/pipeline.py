@@ -31,7 +31,7 @@ from oversight.progress import log
 from oversight.runtime import resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
-from oversight.w2s.datasets import DatasetFileNotFoundError, Splits, load_dataset
+from oversight.w2s.datasets import DatasetFileNotFoundError, Splits, dataset_texts, load_dataset
 from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import ModelSpec, get_model_spec
 from oversight.w2s.train import (
@@ -259,6 +259,11 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     train_texts = _texts(splits.student_train)
     artifacts = artifacts_for(store)
     start = time.time()
+    if cfg.mode == "head":  # one extraction pass over the dataset's texts serves every seed and split
+        all_texts = dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples)
+        for spec in {weak_spec.name: weak_spec, strong_spec.name: strong_spec}.values():
+            if spec.kind != "bow":
+                FeatureCache(artifacts, spec).get(all_texts, device=device)
 
     # Everything that determines a run and nothing else goes into its key.
     data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
