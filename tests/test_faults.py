@@ -381,3 +381,23 @@ def test_w2s_refuses_an_artifacts_folder_it_cannot_write_before_training(tiny, t
             "--store", str(store), "--quiet"]
     _one_line_error(capsys, argv, "o.artifacts")
     assert trained == []
+
+
+def test_features_do_not_depend_on_what_the_store_embedded_before(tiny, tmp_path, monkeypatch):
+    """A text's features depend on its batch-mates (bf16 kernels on CPU, by up to ~5e-3); simulated
+    here by a shift that depends on the chunk. A run's numbers must not depend on which corpus the
+    store embedded first: each corpus is embedded in one canonical pass of its own."""
+    real = w2s_train.extract_features
+
+    def batch_dependent(spec, texts, *args, **kwargs):
+        return real(spec, texts, *args, **kwargs) + 1e-3 * len(texts)
+
+    monkeypatch.setattr(w2s_train, "extract_features", batch_dependent)
+    cfg = _cfg(tiny)
+    other = ResultsStore(tmp_path / "other_first.db")
+    run_experiment(_cfg(tiny, max_examples=120), other)  # embeds a small corpus first
+    got = _predictions(other, run_experiment(cfg, other))
+    clean = ResultsStore(tmp_path / "clean.db")
+    expected = _predictions(clean, run_experiment(cfg, clean))
+    for role in expected:
+        np.testing.assert_array_equal(got[role], expected[role], err_msg=role)

@@ -93,10 +93,10 @@ def test_weak_never_sees_student_labels_and_test_never_trains(tiny, tmp_path, mo
     seen: dict[str, tuple[list[str], np.ndarray]] = {}
     real = pipeline._train_and_predict
 
-    def spy(spec, settings, train_texts, targets, predict_on, artifacts, desc):
+    def spy(spec, settings, train_texts, targets, predict_on, artifacts, desc, **kwargs):
         seen[desc.split()[0]] = (list(train_texts), np.asarray(targets))
         seen.setdefault("predict_" + desc.split()[0], (sum(predict_on.values(), []), np.zeros(0)))
-        return real(spec, settings, train_texts, targets, predict_on, artifacts, desc=desc)
+        return real(spec, settings, train_texts, targets, predict_on, artifacts, desc=desc, **kwargs)
 
     monkeypatch.setattr(pipeline, "_train_and_predict", spy)
     cfg = _cfg(tiny, epochs=1, mode="head")

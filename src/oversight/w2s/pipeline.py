@@ -152,13 +152,14 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainS
 
 
 def _train_and_predict(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
-                       predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str) -> dict[str, np.ndarray]:
+                       predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str,
+                       corpus: str = "") -> dict[str, np.ndarray]:
     if spec.kind == "bow":
         model: Classifier = BowClassifier(settings).fit(train_texts, targets)
     elif settings.mode == "finetune":
         model = finetune(spec, train_texts, targets, settings, desc=desc)
     else:
-        featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec), settings.device)
+        featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus), settings.device)
         model = train_head(featurizer, train_texts, targets, settings, desc=desc)
     return {name: model.predict_proba(texts).astype(np.float32) for name, texts in predict_on.items()}
 
@@ -259,11 +260,13 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     train_texts = _texts(splits.student_train)
     artifacts = artifacts_for(store)
     start = time.time()
+    corpus = ""
     if cfg.mode == "head":  # one extraction pass over the dataset's texts serves every seed and split
         all_texts = dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples)
+        corpus = FeatureCache.corpus_key(all_texts)
         for spec in {weak_spec.name: weak_spec, strong_spec.name: strong_spec}.values():
             if spec.kind != "bow":
-                FeatureCache(artifacts, spec).get(all_texts, device=device)
+                FeatureCache(artifacts, spec, corpus).get(all_texts, device=device)
 
     # Everything that determines a run and nothing else goes into its key.
     data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
@@ -276,7 +279,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
         seed_everything(cfg.seed)
         probs = _train_and_predict(weak_spec, weak_settings, _texts(splits.weak_train), _labels(splits.weak_train),
                                    {"student_train": train_texts, "test": test_texts}, artifacts,
-                                   desc=f"weak {cfg.weak}")
+                                   desc=f"weak {cfg.weak}", corpus=corpus)
         return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
 
     weak = _run_unit(store, "w2s_weak", weak_key, weak_cfg, train_weak)
@@ -289,7 +292,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     def train_ceiling() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seed_everything(cfg.seed)
         probs = _train_and_predict(strong_spec, strong_settings, train_texts, _labels(splits.student_train),
-                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}")
+                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}", corpus=corpus)
         return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
 
     ceiling = _run_unit(store, "w2s_ceiling", ceiling_key, ceiling_cfg, train_ceiling)
@@ -301,7 +304,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     def train_student() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seed_everything(cfg.seed)
         probs = _train_and_predict(strong_spec, student_settings, train_texts, weak_labels, {"test": test_texts},
-                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}")
+                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}", corpus=corpus)
         return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
 
     student = _run_unit(store, "w2s_student", student_key, student_cfg, train_student)

@@ -136,10 +136,13 @@ def predict(model: nn.Module, forward: Callable[[np.ndarray], torch.Tensor], n: 
 # --------------------------------------------------------------------------- head mode
 
 class FeatureCache:
-    """Frozen-backbone features on disk, addressed by (model, text) content hash.
+    """Frozen-backbone features on disk, addressed by (model, corpus, text) content hash.
 
-    One file per model holds every text it has embedded; any run on any split of any dataset
-    reuses them, so the expensive forward passes happen once per text. Missing texts are extracted
+    One file per model and corpus (the texts of a dataset, as ``corpus_key`` names them) holds
+    every text it has embedded, so every seed, split and role of a run reuses them. The corpus is
+    part of the address because a text's features depend on its batch-mates (bf16 kernels on CPU
+    move them by up to ~5e-3): embedding each corpus in one canonical pass makes them, and every
+    number trained on them, the same whatever else the store has embedded before. Missing texts are extracted
     in chunks of ``CHUNK`` (in hash order) and the file is saved after each, so an interrupted
     extraction keeps every finished chunk and the next call does only the rest, in the same chunks
     (a text's features depend on its batch-mates' padding in the last bits only, and the chunks, so
@@ -148,10 +151,18 @@ class FeatureCache:
 
     CHUNK = 512  # texts between two saves: at most this much work is lost to an interruption
 
-    def __init__(self, artifacts: ArtifactStore, spec: ModelSpec) -> None:
+    def __init__(self, artifacts: ArtifactStore, spec: ModelSpec, corpus: str = "") -> None:
         self.artifacts = artifacts
         self.spec = spec
-        self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}".encode()).hexdigest()[:24]
+        self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}|{corpus}".encode()).hexdigest()[:24]
+
+    @classmethod
+    def corpus_key(cls, texts: list[str]) -> str:
+        """The name of a corpus: a digest of its set of texts (order and repeats do not matter)."""
+        digest = hashlib.sha256()
+        for h in sorted({cls.text_hash(t) for t in texts}):
+            digest.update(h.encode())
+        return digest.hexdigest()[:24]
 
     @staticmethod
     def text_hash(text: str) -> str:
