@@ -148,7 +148,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                     if r["pgr_seed_mean"] is not None else "undefined")
         examples = format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                               r.get("gap_ci_examples_low"))
-        lines.append([r["dataset"], r["weak"], r["strong"], r["loss"], acc(r, "weak_acc"), acc(r, "w2s_acc"),
+        loss = r["loss"] + (" [ORACLE]" if r.get("oracle") else "")
+        lines.append([r["dataset"], r["weak"], r["strong"], loss, acc(r, "weak_acc"), acc(r, "w2s_acc"),
                       acc(r, "ceiling_acc"), f"{r['gap']:+.3f}",
                       format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                       examples.split(" ", 1)[1] if " " in examples else "-", seed_pgr, str(r["seeds"])])
@@ -161,9 +162,12 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 def table_note(rows: list[dict[str, Any]]) -> str:
     """The caption of a PGR table: what its intervals cover, and the 'undefined' and '*' rules."""
     one_seed = any(r["seeds"] == 1 for r in rows)
+    selects = sorted({r.get("select", "last") for r in rows})
+    oracle = ("\n[ORACLE]: ground-truth validation labels selected the student's weights, an upper bound, not a"
+              " method." if any(r.get("oracle") for r in rows) else "")
     return ("PGR = (w2s - weak) / (ceiling - weak); mean±std over seeds. PGR [95% CI]: bootstrap over seeds,\n"
             "then test examples within each (paired across weak / w2s / ceiling); [examples only]: test\n"
             "examples resampled, seeds kept." + (" Rows with n=1: both cover test sampling only." if one_seed else "")
             + "\n'undefined': the ceiling is not above weak (not averaged). '*': the gap's 95% CI reaches 0, so the\n"
-            "PGR is a ratio of noise.")
+            f"PGR is a ratio of noise. Weights kept: --select {', '.join(selects)}." + oracle)
 

@@ -40,11 +40,13 @@ from oversight.w2s.train import (
     FeatureCache,
     FrozenFeaturizer,
     TrainSettings,
+    Watch,
     finetune,
     train_head,
 )
 
 MODES = ("head", "finetune")
+SELECTS = ("weak-val", "last", "oracle")
 HEADS = ("logistic", "mlp")
 
 
@@ -72,6 +74,7 @@ class W2SConfig:
     window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
     top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
+    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "which weights a run keeps, from 10 evaluations: weak-val = the student's best agreement with its supervisor's labels on validation (weak and ceiling: best ground-truth validation accuracy); last = the final weights (the paper's); oracle = the student's best ground-truth validation accuracy, an upper bound flagged in every table"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
 
@@ -122,13 +125,24 @@ class W2SConfig:
             raise ConfigError("window_radius", f"must be in [0, 0.5] (0 = the weak labels' median), got {self.window_radius}")
         if self.strong == "bow" and self.loss != "xent":
             raise ConfigError("loss", "the bow rung (logistic regression) trains with xent only")
+        if self.select not in SELECTS:
+            raise ConfigError("select", f"{self.select!r} is not one of {', '.join(SELECTS)}")
         if self.weak == self.strong:
             raise ConfigError("strong", "the strong model must differ from the weak model")
 
 
 # --------------------------------------------------------------------------- one training run
 
-def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainSettings:
+def _selection(cfg: W2SConfig, student: bool) -> str:
+    """What selects a run's weights: nothing (``last``), ground-truth validation labels (weak
+    supervisors and ceilings, trained on ground truth; students only under ``oracle``), or the weak
+    supervisor's validation labels (students)."""
+    if cfg.select == "last":
+        return "last"
+    return "val-weak" if student and cfg.select == "weak-val" else "val-truth"
+
+
+def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str, student: bool = False) -> TrainSettings:
     if spec.kind == "bow":  # TF-IDF + logistic regression: nothing else applies
         return TrainSettings(mode="bow", head="logistic", loss="xent", epochs=0, lr=0.0, batch_size=0, seed=cfg.seed)
     finetuning = cfg.mode == "finetune"
@@ -145,6 +159,7 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainS
         product_beta=cfg.product_beta,
         window_radius=cfg.window_radius,
         top_k_layers=cfg.top_k_layers,
+        select=_selection(cfg, student),
         bf16=cfg.bf16,
         device=device,
         seed=cfg.seed,
@@ -153,24 +168,34 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str) -> TrainS
 
 def _train_and_predict(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
                        predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str,
-                       corpus: str = "") -> dict[str, np.ndarray]:
-    if spec.kind == "bow":
+                       corpus: str = "", watch: Watch | None = None) -> dict[str, np.ndarray]:
+    if spec.kind == "bow":  # fitted in one solve: no steps to watch or select among
         model: Classifier = BowClassifier(settings).fit(train_texts, targets)
     elif settings.mode == "finetune":
-        model = finetune(spec, train_texts, targets, settings, desc=desc)
+        model = finetune(spec, train_texts, targets, settings, desc=desc, watch=watch)
     else:
         featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus), settings.device)
-        model = train_head(featurizer, train_texts, targets, settings, desc=desc)
+        model = train_head(featurizer, train_texts, targets, settings, desc=desc, watch=watch)
     return {name: model.predict_proba(texts).astype(np.float32) for name, texts in predict_on.items()}
 
 
-def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any], train: Any) -> dict[str, np.ndarray]:
+def _curve(watch: Watch | None) -> dict[str, Any]:
+    """What a unit's row keeps of its watch: the curve and the step whose weights were kept."""
+    return {} if watch is None or not watch.curve else {"curve": watch.curve, "selected_step": watch.selected_step}
+
+
+def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any], train: Any,
+              needs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Get-or-compute one training run. Artifacts first, the row last: a crash in between leaves
-    no row, so the run is simply redone; a finished run is never redone."""
+    no row, so the run is simply redone; a finished run is never redone, unless its artifact lacks
+    an array of ``needs`` (stored before it was kept; the redo gives the same numbers)."""
     artifacts = artifacts_for(store)
     if store.has(key):
         try:
-            return artifacts.load_arrays(key)
+            arrays = artifacts.load_arrays(key)
+            if all(name in arrays for name in needs):
+                return arrays
+            log(f"run {key} was stored without {', '.join(needs)}; redoing it")
         except ArtifactError as err:
             log(f"{err}; redoing its run")
     start = time.time()
@@ -275,14 +300,21 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     weak_cfg = {**data, "model": cfg.weak, "role": "weak", **_hashable(weak_settings)}
     weak_key = config_hash(weak_cfg, kind="w2s_weak")
 
+    val_texts, val_truth = _texts(splits.validation), _labels(splits.validation)
+
+    def watch(val_labels: np.ndarray) -> Watch:
+        return Watch(val_texts, val_labels, test_texts, test_labels)
+
     def train_weak() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seed_everything(cfg.seed)
+        watched = watch(val_truth)  # trained on ground truth: selected on it too
         probs = _train_and_predict(weak_spec, weak_settings, _texts(splits.weak_train), _labels(splits.weak_train),
-                                   {"student_train": train_texts, "test": test_texts}, artifacts,
-                                   desc=f"weak {cfg.weak}", corpus=corpus)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+                                   {"student_train": train_texts, "validation": val_texts, "test": test_texts},
+                                   artifacts, desc=f"weak {cfg.weak}", corpus=corpus, watch=watched)
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
 
-    weak = _run_unit(store, "w2s_weak", weak_key, weak_cfg, train_weak)
+    # the weak labels of validation are what a student may select on
+    weak = _run_unit(store, "w2s_weak", weak_key, weak_cfg, train_weak, needs=("validation",))
     weak_labels = weak["student_train"]
 
     strong_settings = _settings(cfg, strong_spec, "xent", device)
@@ -291,21 +323,26 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
 
     def train_ceiling() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seed_everything(cfg.seed)
+        watched = watch(val_truth)
         probs = _train_and_predict(strong_spec, strong_settings, train_texts, _labels(splits.student_train),
-                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}", corpus=corpus)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}", corpus=corpus,
+                                   watch=watched)
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
 
     ceiling = _run_unit(store, "w2s_ceiling", ceiling_key, ceiling_cfg, train_ceiling)
 
-    student_settings = _settings(cfg, strong_spec, cfg.loss, device)
+    student_settings = _settings(cfg, strong_spec, cfg.loss, device, student=True)
     student_cfg = {**data, "model": cfg.strong, "role": "w2s", "weak_run": weak_key, **_hashable(student_settings)}
     student_key = config_hash(student_cfg, kind="w2s_student")
 
     def train_student() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         seed_everything(cfg.seed)
+        # a student sees its supervisor's validation labels; the ground truth only as the oracle ablation
+        watched = watch(val_truth if student_settings.select == "val-truth" else weak["validation"])
         probs = _train_and_predict(strong_spec, student_settings, train_texts, weak_labels, {"test": test_texts},
-                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}", corpus=corpus)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels)}
+                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}", corpus=corpus,
+                                   watch=watched)
+        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
 
     student = _run_unit(store, "w2s_student", student_key, student_cfg, train_student)
 
@@ -313,6 +350,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     results: dict[str, Any] = {
         "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
         "mode": cfg.mode, "head": cfg.head,
+        "select": cfg.select, "oracle": cfg.select == "oracle",  # ground truth selected the student: an ablation
         "weak_acc": metrics.accuracy(weak_test, test_labels),
         "w2s_acc": metrics.accuracy(w2s_test, test_labels),
         "ceiling_acc": metrics.accuracy(ceiling_test, test_labels),
@@ -362,6 +400,8 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
         raise RuntimeError("no finished runs to aggregate")
     first = rows[0]
     out: dict[str, Any] = {k: first[k] for k in ("dataset", "weak", "strong", "loss", "mode", "head")}
+    out["select"] = first.get("select", "last")  # rows stored before selection kept their last weights
+    out["oracle"] = out["select"] == "oracle"
     out["seeds"] = len(rows)
     for name in ("weak_acc", "w2s_acc", "ceiling_acc", "weak_auroc", "w2s_auroc", "ceiling_auroc",
                  "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong"):

@@ -198,7 +198,9 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 ax.plot([x_of[weak]], [line[0]["weak_acc"]], marker="*", color=color, markersize=11)
             ax.set_xticks(list(x_of.values()), list(x_of), rotation=20)
             ax.set_xlabel("strong student (ordered by parameters)")
-            ax.set_title(f"{dataset}: loss={loss} ({mode}, {head})" + (f"\n{variant}" if variant else ""), fontsize=10)
+            oracle = " [ORACLE ablation]" if any(r.get("oracle") for r in sub) else ""
+            ax.set_title(f"{dataset}: loss={loss} ({mode}, {head}){oracle}" + (f"\n{variant}" if variant else ""),
+                         fontsize=10)
             ax.grid(alpha=0.3)
         axes[0][0].set_ylabel("test accuracy")
         axes[0][0].legend(fontsize=8, loc="upper left")
@@ -231,7 +233,8 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
                      else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
             agree = "-" if r["agreement_supervisor_wrong"] is None else (
                 f"{r['agreement_supervisor_right']:.2f} / {r['agreement_supervisor_wrong']:.2f}")
-            cells = [r["dataset"], f"{r['mode']}/{r['head']}", r.get("variant") or "-", r["weak"], r["strong"],
+            variant = (r.get("variant") or "-") + (" [ORACLE ablation]" if r.get("oracle") else "")
+            cells = [r["dataset"], f"{r['mode']}/{r['head']}", variant, r["weak"], r["strong"],
                      f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
                      f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -55,6 +55,7 @@ class TrainSettings:
     product_beta: float = 1.0        # product: exponent of the student's prediction in its target
     window_radius: float = 0.15      # window: train where top prob < 0.5 + radius (0 = weak median)
     top_k_layers: int | None = None  # finetune: train only the top k layers (None = all)
+    select: str = "last"             # last | val-truth | val-weak: which weights are kept (see Watch)
     bf16: bool = True
     device: str = "cpu"
     seed: int = 0
@@ -66,15 +67,48 @@ class Classifier(Protocol):
 
 # --------------------------------------------------------------------------- the loop
 
+@dataclass
+class Watch:
+    """What a run is evaluated on every few steps (its curve), and the labels that select the weights
+    it keeps. ``val_labels`` are the validation labels this run may see: the ground truth for a weak
+    supervisor or a ceiling (trained on ground truth anyway), the supervisor's predictions for a
+    student (ground truth only under the ``oracle`` ablation). Test accuracy goes into the curve for
+    analysis only: it never selects, stops or tunes anything."""
+
+    val_texts: list[str]
+    val_labels: np.ndarray
+    test_texts: list[str]
+    test_labels: np.ndarray
+    evals: int = 10  # evaluations per run (and one at the end)
+    curve: list[dict[str, float]] = field(default_factory=list)
+    selected_step: int | None = None
+
+    def record(self, step: int, val_probs: np.ndarray, test_probs: np.ndarray) -> float:
+        """The predictions at ``step`` on the validation and test texts, into the curve; returns the
+        validation score (agreement with ``val_labels``), what selection reads."""
+        val = np.asarray(val_probs) > 0.5
+        test = np.asarray(test_probs) > 0.5
+        score = float(np.mean(val == (np.asarray(self.val_labels) > 0.5)))
+        self.curve.append({"step": step, "val_score": round(score, 5),
+                           "test_acc": round(float(np.mean(test == (np.asarray(self.test_labels) > 0.5))), 5)})
+        return score
+
+
 def fit(
     model: nn.Module,
     forward: Callable[[np.ndarray], torch.Tensor],
     targets: np.ndarray,
     settings: TrainSettings,
     desc: str = "train",
-) -> None:
+    evaluate: Callable[[int], float] | None = None,
+    evals: int = 10,
+) -> int | None:
     """Train ``model`` so that ``forward(batch_indices)`` (logits ``[B, 2]``) fits ``targets``
-    (P(class 1) per example) under ``settings.loss``. AdamW, linear warm-up then cosine decay."""
+    (P(class 1) per example) under ``settings.loss``. AdamW, linear warm-up then cosine decay.
+
+    ``evaluate(step) -> validation score`` is called ``evals`` times and after the last step; unless
+    ``settings.select`` is ``last`` the weights of the best score (the first, on ties) are kept, and
+    their step is returned (None without ``evaluate``)."""
     n = len(targets)
     generator = np.random.default_rng(settings.seed)
     steps_per_epoch = math.ceil(n / settings.batch_size)
@@ -92,6 +126,8 @@ def fit(
         lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total_steps - warmup))),
     )
     target_tensor = torch.as_tensor(targets, dtype=torch.float32)
+    eval_every = max(1, total_steps // max(1, evals))
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, 0, None)
     model.train()
     bar = progress(total=total_steps, desc=desc, unit="step")
     for _epoch in range(settings.epochs):
@@ -110,8 +146,28 @@ def fit(
             schedule.step()
             ctx.step += 1
             bar.update(1)
+            if evaluate is not None and (ctx.step % eval_every == 0 or ctx.step == total_steps):
+                best = _evaluate(model, evaluate, ctx.step, best, keep=settings.select != "last")
     bar.close()
     model.eval()
+    if evaluate is None:
+        return None
+    if settings.select == "last":
+        return ctx.step
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    return best[1]
+
+
+def _evaluate(model: nn.Module, evaluate: Callable[[int], float], step: int,
+              best: tuple[float, int, dict[str, torch.Tensor] | None], keep: bool
+              ) -> tuple[float, int, dict[str, torch.Tensor] | None]:
+    """One evaluation (the model in eval mode, back to training after); the new best if it is one."""
+    score = evaluate(step)
+    model.train()
+    if not keep or score <= best[0]:
+        return best
+    return score, step, {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
 def _loss_context(settings: TrainSettings, targets: np.ndarray, total_steps: int) -> LossContext:
@@ -309,7 +365,7 @@ class HeadClassifier:
 
 
 def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarray,
-               settings: TrainSettings, desc: str = "head") -> HeadClassifier:
+               settings: TrainSettings, desc: str = "head", watch: Watch | None = None) -> HeadClassifier:
     featurizer.fit(texts)
     features = featurizer.transform(texts)
     mean, scale = features.mean(0), features.std(0) + 1e-6
@@ -317,9 +373,19 @@ def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarr
     # backbone loads, and a run's numbers must not depend on what the cache held
     torch.manual_seed(settings.seed)
     head = Head(features.shape[1], settings.head, mean, scale)
+    fp32 = TrainSettings(**{**settings.__dict__, "bf16": False})
+    evaluate = None
+    if watch is not None:  # the features of what is watched, once: each evaluation is one head pass
+        val_f, test_f = featurizer.transform(watch.val_texts), featurizer.transform(watch.test_texts)
+
+        def evaluate(step: int) -> float:
+            return watch.record(step, *(predict(head, lambda idx, f=f: head(_rows(f, idx)), len(f), fp32)
+                                        for f in (val_f, test_f)))
+
     with num_threads(1):
-        fit(head, lambda idx: head(_rows(features, idx)), targets,
-            TrainSettings(**{**settings.__dict__, "bf16": False}), desc=desc)
+        selected = fit(head, lambda idx: head(_rows(features, idx)), targets, fp32, desc=desc, evaluate=evaluate)
+    if watch is not None:
+        watch.selected_step = selected
     return HeadClassifier(featurizer, head, settings)
 
 
@@ -354,7 +420,14 @@ class TextClassifier(nn.Module):
 
 
 def finetune(spec: ModelSpec, texts: list[str], targets: np.ndarray, settings: TrainSettings,
-             desc: str = "finetune") -> TextClassifier:
+             desc: str = "finetune", watch: Watch | None = None) -> TextClassifier:
     model = TextClassifier(spec, settings.device, settings.top_k_layers, seed=settings.seed)
-    fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc)
+    evaluate = None
+    if watch is not None:
+        def evaluate(step: int) -> float:
+            return watch.record(step, model.predict_proba(watch.val_texts), model.predict_proba(watch.test_texts))
+
+    selected = fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc, evaluate=evaluate)
+    if watch is not None:
+        watch.selected_step = selected
     return model
