@@ -160,7 +160,7 @@ def test_report_never_merges_runs_of_different_identities(tiny, tmp_path, capsys
     page = (out / "index.html").read_text()
     assert "max_examples=None" in page and "max_examples=200" in page
     assert len(list(out.glob("w2s_file*.png"))) == 2  # one figure per variant: each takes its own ceiling
-    assert (out / "w2s_method_comparison.png").exists()
+    assert (out / "w2s_method_comparison.png").exists() and (out / "w2s_overfitting.png").exists()
     from oversight.w2s.report import collect
     rows = collect(ResultsStore(store))
     assert sorted(r["variant"] for r in rows) == ["max_examples=200", "max_examples=None"]

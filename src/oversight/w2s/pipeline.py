@@ -408,6 +408,7 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
         mean, std, _ = metrics.mean_std([r[name] for r in rows])
         out[name], out[name + "_std"] = mean, std
     labels, weak_p, w2s_p, ceil_p = [], [], [], []
+    out["run_keys"] = [r["run_keys"] for r in rows]  # per seed: where the curves of its runs are
     for cfg, row in zip(cfgs, per_seed, strict=True):
         if row is None:
             continue

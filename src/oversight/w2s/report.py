@@ -155,6 +155,51 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
     return path
 
 
+def plot_overfitting(rows: list[dict[str, Any]], store: ResultsStore, out_dir: Path) -> Path | None:
+    """Test accuracy over training of each loss's student (first seed) at each dataset's largest-gap
+    pair, the kept checkpoint marked: do students learn their supervisor's errors as training goes
+    on? Test accuracy here is for analysis only; the marked step was selected on validation."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for dataset, by_loss in comparison_cells(rows).items():
+        curves = {}
+        for loss, r in by_loss.items():
+            record = store.get(r["run_keys"][0]["w2s"]) if r.get("run_keys") else None
+            if record is not None and record["results"].get("curve"):
+                curves[loss] = (record["results"]["curve"], record["results"].get("selected_step"))
+        if curves:
+            panels.append((dataset, next(iter(by_loss.values())), curves))
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, (dataset, r, curves) in zip(axes[0], panels, strict=True):
+        for loss in sorted(curves, key=_loss_order):
+            curve, selected = curves[loss]
+            line = ax.plot([p["step"] for p in curve], [p["test_acc"] for p in curve], marker=".", label=loss)[0]
+            kept = [p for p in curve if p["step"] == selected]
+            if kept:
+                ax.plot([kept[0]["step"]], [kept[0]["test_acc"]], marker="*", markersize=14, color=line.get_color())
+        ax.axhline(r["weak_acc"], color="grey", linestyle=":", label=f"weak ({r['weak']})")
+        ax.axhline(r["ceiling_acc"], color="black", linestyle="--", label="ceiling")
+        ax.set_title(f"{dataset}: {r['weak']} -> {r['strong']} ({r['mode']}, select={r.get('select', 'last')})",
+                     fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylabel("test accuracy (analysis only)")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.text(0.5, 0.005, "first seed; star: the weights kept (selected on validation, never on test)",
+             ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    path = out_dir / "w2s_overfitting.png"
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def _ci_bars(rows: list[dict[str, Any]], role: str) -> list[list[float]]:
     """Asymmetric error bars from each row's bootstrap CI of ``role``'s accuracy (0 where there is none)."""
     acc = [r[f"{role}_acc"] for r in rows]
@@ -258,7 +303,8 @@ def section(store: ResultsStore, out_dir: Path) -> str:
     rows = collect(store, skipped)
     if not rows:
         return skipped_html(skipped) and "<h2>Weak-to-strong generalization</h2>" + skipped_html(skipped)
-    figures = [plot_comparison(rows, out_dir), *plot(rows, out_dir)]
+    figures = [p for p in (plot_comparison(rows, out_dir), plot_overfitting(rows, store, out_dir)) if p]
+    figures += plot(rows, out_dir)
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
     return ("<h2>Weak-to-strong generalization</h2>"
             "<p>PGR = (w2s − weak) / (ceiling − weak), and mean ± std over seeds. <em>PGR [95% CI]</em> and the "
