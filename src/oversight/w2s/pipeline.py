@@ -285,13 +285,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     train_texts = _texts(splits.student_train)
     artifacts = artifacts_for(store)
     start = time.time()
-    corpus = ""
-    if cfg.mode == "head":  # one extraction pass over the dataset's texts serves every seed and split
-        all_texts = dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples)
-        corpus = FeatureCache.corpus_key(all_texts)
-        for spec in {weak_spec.name: weak_spec, strong_spec.name: strong_spec}.values():
-            if spec.kind != "bow":
-                FeatureCache(artifacts, spec, corpus).get(all_texts, device=device)
+    corpus = _embed_corpus(cfg, (weak_spec, strong_spec), artifacts, device) if cfg.mode == "head" else ""
 
     # Everything that determines a run and nothing else goes into its key.
     data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
@@ -346,29 +340,45 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
 
     student = _run_unit(store, "w2s_student", student_key, student_cfg, train_student)
 
-    weak_test, w2s_test, ceiling_test = weak["test"], student["test"], ceiling["test"]
-    results: dict[str, Any] = {
-        "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
-        "mode": cfg.mode, "head": cfg.head,
-        "select": cfg.select, "oracle": cfg.select == "oracle",  # ground truth selected the student: an ablation
-        "weak_acc": metrics.accuracy(weak_test, test_labels),
-        "w2s_acc": metrics.accuracy(w2s_test, test_labels),
-        "ceiling_acc": metrics.accuracy(ceiling_test, test_labels),
-        "weak_auroc": metrics.auroc(weak_test, test_labels),
-        "w2s_auroc": metrics.auroc(w2s_test, test_labels),
-        "ceiling_auroc": metrics.auroc(ceiling_test, test_labels),
+    results = seed_metrics(cfg, weak["test"], student["test"], ceiling["test"], test_labels)
+    results.update({
         "weak_label_acc": metrics.accuracy(weak_labels, _labels(splits.student_train)),
-        **metrics.agreement(w2s_test, weak_test, test_labels),
         "split_sizes": splits.sizes(),
         "run_keys": {"weak": weak_key, "ceiling": ceiling_key, "w2s": student_key},
         "data_version": data["data_version"],
         "seconds": time.time() - start,
-    }
-    results["pgr"] = metrics.pgr(results["weak_acc"], results["w2s_acc"], results["ceiling_acc"])
+    })
     # test labels are needed again for the bootstrap over seeds
     artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
     return store.get(pair_key)["results"]  # as stored: undefined PGR is None, the same on every call
+
+
+def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: ArtifactStore, device: str) -> str:
+    """Frozen features of every text of the dataset, in one pass per model (so every seed and split
+    finds its own cached, computed alike whatever the store held before); returns the corpus key."""
+    texts = dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples)
+    corpus = FeatureCache.corpus_key(texts)
+    for spec in {s.name: s for s in specs}.values():
+        if spec.kind != "bow":
+            FeatureCache(artifacts, spec, corpus).get(texts, device=device)
+    return corpus
+
+
+def seed_metrics(cfg: W2SConfig, weak_test: np.ndarray, w2s_test: np.ndarray, ceiling_test: np.ndarray,
+                 test_labels: np.ndarray) -> dict[str, Any]:
+    """One seed's test metrics of its weak, weak-to-strong and ceiling predictions, and its PGR."""
+    out: dict[str, Any] = {
+        "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
+        "mode": cfg.mode, "head": cfg.head,
+        "select": cfg.select, "oracle": cfg.select == "oracle",  # ground truth selected the student: an ablation
+    }
+    for role, probs in (("weak", weak_test), ("w2s", w2s_test), ("ceiling", ceiling_test)):
+        out[f"{role}_acc"] = metrics.accuracy(probs, test_labels)
+        out[f"{role}_auroc"] = metrics.auroc(probs, test_labels)
+    out.update(metrics.agreement(w2s_test, weak_test, test_labels))
+    out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
+    return out
 
 
 def _hashable(settings: TrainSettings) -> dict[str, Any]:
