@@ -118,19 +118,12 @@ def _pgr_intervals(accs: np.ndarray, level: float, suffix: str = "") -> dict[str
             f"gap_ci{suffix}_low": gap_low, f"gap_ci{suffix}_high": gap_high}
 
 
-def paired_bootstrap_pgr(
-    labels: list[np.ndarray],
-    weak_probs: list[np.ndarray],
-    w2s_probs: list[np.ndarray],
-    ceiling_probs: list[np.ndarray],
-    n_boot: int = 1000,
-    seed: int = 0,
-    level: float = 0.95,
-) -> dict[str, float]:
-    """Example-only bootstrap CI of the PGR of seed-mean accuracies: every seed kept, its test
-    examples resampled (paired across weak / w2s / ceiling). It leaves out how much seeds differ."""
-    accs = bootstrap_accuracies(_correct(labels, weak_probs, w2s_probs, ceiling_probs), n_boot,
-                                np.random.default_rng(seed), over_seeds=False)
+def paired_bootstrap_pgr(*columns: list[np.ndarray], n_boot: int = 1000, seed: int = 0,
+                         level: float = 0.95) -> dict[str, float]:
+    """Example-only bootstrap CI of the PGR of seed-mean accuracies; ``columns`` are labels, weak,
+    w2s and ceiling probabilities, one array per seed each. Every seed is kept and its test examples
+    resampled (paired across weak / w2s / ceiling): it leaves out how much seeds differ."""
+    accs = bootstrap_accuracies(_correct(*columns), n_boot, np.random.default_rng(seed), over_seeds=False)
     return _pgr_intervals(accs, level)
 
 

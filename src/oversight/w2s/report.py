@@ -89,6 +89,17 @@ def _loss_order(loss: str) -> tuple[int, str]:
     return (names.index(loss) if loss in names else len(names), loss)
 
 
+def _save(fig: Any, caption: str, path: Path) -> Path:
+    """A figure with its caption (what its bars or marks mean) under it, written to ``path``."""
+    import matplotlib.pyplot as plt
+
+    fig.text(0.5, 0.005, caption, ha="center", fontsize=8)
+    fig.tight_layout(rect=(0, 0.04, 1, 1))
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
 def comparison_cells(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     """Per dataset, the rows (by loss) of its (weak, strong) pair with the largest gap: the cell the
     method comparison shows, as the paper's summary plots take the largest students."""
@@ -146,13 +157,8 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
         ax.set_title(f"method comparison ({mode}, {head})" + (f"\n{variant}" if variant else ""), fontsize=10)
         ax.legend(fontsize=8, loc="best")
         ax.grid(alpha=0.3)
-    fig.text(0.5, 0.005, "bars: " + rows[0].get("ci_covers", "95% CI") + "; diamonds: median over datasets",
-             ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path = out_dir / "w2s_method_comparison.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, "bars: " + rows[0].get("ci_covers", "95% CI") + "; diamonds: median over datasets",
+                 out_dir / "w2s_method_comparison.png")
 
 
 def plot_overfitting(rows: list[dict[str, Any]], store: ResultsStore, out_dir: Path) -> Path | None:
@@ -191,13 +197,8 @@ def plot_overfitting(rows: list[dict[str, Any]], store: ResultsStore, out_dir: P
         ax.set_ylabel("test accuracy (analysis only)")
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
-    fig.text(0.5, 0.005, "first seed; star: the weights kept (selected on validation, never on test)",
-             ha="center", fontsize=8)
-    fig.tight_layout(rect=(0, 0.04, 1, 1))
-    path = out_dir / "w2s_overfitting.png"
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    return _save(fig, "first seed; star: the weights kept (selected on validation, never on test)",
+                 out_dir / "w2s_overfitting.png")
 
 
 def _ci_bars(rows: list[dict[str, Any]], role: str) -> list[list[float]]:
