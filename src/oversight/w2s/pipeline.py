@@ -58,7 +58,7 @@ class W2SConfig:
         "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
     weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
     strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
-    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent (soft cross-entropy), logconf (auxiliary confidence), product (student x weak target), entropy (soft self-target), window (only where the student is uncertain)"})
+    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent, logconf, product, entropy or window (see oversight.w2s.losses)"})
     mode: str = field(default="head", metadata={
         "help": "head = train a head on cached frozen features; finetune = train the backbone (all or --top-k-layers)",
         "choices": MODES})
@@ -69,12 +69,12 @@ class W2SConfig:
     batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
     alpha_max: float = field(default=0.75, metadata={"help": "logconf, entropy: final weight of the self-target term (higher = the student trusts itself more than the weak labels)"})
     warmup_frac: float = field(default=0.2, metadata={"key_neutral": 0.2, "help": "logconf, entropy: fraction of training over which that weight ramps from 0 to --alpha-max (higher = later self-training)"})
-    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the current batch, as the reference code; default: max(4 x batch size, 128); larger = steadier, slower to follow the student)"})
+    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the batch; default max(4 x batch, 128))"})
     product_beta: float = field(default=1.0, metadata={"help": "product: exponent of the student's own prediction in its target p_student^beta * p_weak (higher = trusts itself more)"})
     window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
     top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
-    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "which weights a run keeps, from 10 evaluations: weak-val = the student's best agreement with its supervisor's labels on validation (weak and ceiling: best ground-truth validation accuracy); last = the final weights (the paper's); oracle = the student's best ground-truth validation accuracy, an upper bound flagged in every table"})
+    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights a run keeps: weak-val (best agreement with the weak labels on validation), last, or oracle (ground truth; flagged)"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
 
