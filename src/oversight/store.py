@@ -110,6 +110,7 @@ class ResultsStore:
             # a new store gets an artifacts folder of its own; one made before keeps the shared folder
             folder = f"{self.path.stem}.artifacts" if fresh else LEGACY_ARTIFACTS
             db.execute("INSERT OR IGNORE INTO meta (name, value) VALUES ('artifacts_dir', ?)", (folder,))
+            self.artifacts_dir = db.execute("SELECT value FROM meta WHERE name = 'artifacts_dir'").fetchone()[0]
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -294,4 +295,4 @@ def checksum(arrays: dict[str, np.ndarray]) -> str:
 def artifacts_for(store: ResultsStore) -> ArtifactStore:
     """The store's own artifacts folder beside it (``runs/x.db`` -> ``runs/x.artifacts/``; stores made
     before that keep the shared ``runs/artifacts/``)."""
-    return ArtifactStore(store.path.parent / (store.meta("artifacts_dir") or LEGACY_ARTIFACTS))
+    return ArtifactStore(store.path.parent / store.artifacts_dir)

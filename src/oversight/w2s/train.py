@@ -211,6 +211,7 @@ class FeatureCache:
         self.artifacts = artifacts
         self.spec = spec
         self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}|{corpus}".encode()).hexdigest()[:24]
+        self._memo: tuple[dict[str, int], np.ndarray, tuple[int, int] | None] | None = None
 
     @classmethod
     def corpus_key(cls, texts: list[str]) -> str:
@@ -229,6 +230,9 @@ class FeatureCache:
         from oversight.errors import ArtifactError
         from oversight.progress import log
 
+        if self._memo is not None and self._memo[2] == self._signature():
+            # read again only when the file changed: a run asks for its texts several times
+            return dict(self._memo[0]), self._memo[1]
         if not self.artifacts.has(self.key):
             return {}, None
         try:
@@ -261,7 +265,16 @@ class FeatureCache:
             finally:
                 bar.close()
         assert features is not None
+        self._memo = (stored, features, self._signature())
         return features[[stored[h] for h in hashes]]
+
+    def _signature(self) -> tuple[int, int] | None:
+        """(size, mtime) of the cache file: what tells a memo that the file changed under it."""
+        try:
+            stat = self.artifacts.path(self.key).stat()
+        except OSError:
+            return None
+        return stat.st_size, stat.st_mtime_ns
 
 
 class BowClassifier:
