@@ -24,7 +24,8 @@ from oversight.errors import DamagedArtifactError, MissingArtifactError, StoreEr
 from oversight.store import ResultsStore, artifacts_for
 from oversight.w2s import models, pipeline
 from oversight.w2s import train as w2s_train
-from oversight.w2s.pipeline import W2SConfig, experiment_key, migrate_store, run_experiment
+from oversight.w2s.config import W2SConfig, experiment_key, migrate_store
+from oversight.w2s.pipeline import run_experiment
 
 
 @pytest.fixture(scope="module")

@@ -19,8 +19,9 @@ from oversight.store import ArtifactStore, ResultsStore
 from oversight.w2s import pipeline
 from oversight.w2s import train as w2s_train
 from oversight.w2s.datasets import DatasetFormatError, load_dataset
+from oversight.w2s.linear import BowClassifier
 from oversight.w2s.models import extract_features, get_model_spec
-from oversight.w2s.train import BowClassifier, FeatureCache, TrainSettings
+from oversight.w2s.train import FeatureCache
 
 
 @pytest.fixture(scope="module")
@@ -173,21 +174,20 @@ def test_bow_on_numeric_texts_with_max_examples_8_runs(tmp_path, bert, capsys):
 
 
 def test_bow_falls_back_only_where_the_default_vocabulary_is_empty(logs):
-    settings = TrainSettings(seed=0)
     words = [f"{POSITIVE[i % 6]} film {i}" if i % 2 else f"{NEGATIVE[i % 6]} film {i}" for i in range(40)]
-    default = BowClassifier(settings).fit(words, np.arange(40) % 2)
+    default = BowClassifier(seed=0).fit(words, np.arange(40) % 2)
     assert default.vectorizer.min_df == 2 and logs.readouterr().err == ""  # the rung as it was
-    digits = BowClassifier(settings).fit(["1", "2", "a"], np.array([1.0, 0.0, 1.0]))
+    digits = BowClassifier(seed=0).fit(["1", "2", "a"], np.array([1.0, 0.0, 1.0]))
     assert "3 training texts have no words in 2+ texts; using words" in logs.readouterr().err
     assert digits.predict_proba(["1", "2"]).shape == (2,)
-    symbols = BowClassifier(settings).fit(["!!", "??"], np.array([1.0, 0.0]))
+    symbols = BowClassifier(seed=0).fit(["!!", "??"], np.array([1.0, 0.0]))
     assert "character 1-3-grams" in logs.readouterr().err
     assert symbols.predict_proba(["!!"])[0] > symbols.predict_proba(["??"])[0]
 
 
 def test_bow_with_no_words_at_all_is_one_oversight_error():
     with pytest.raises(OversightError, match="the bow rung found no words in the 2 training texts") as err:
-        BowClassifier(TrainSettings()).fit([" ", ""], np.array([1.0, 0.0]))
+        BowClassifier().fit([" ", ""], np.array([1.0, 0.0]))
     assert "\n" not in str(err.value)
 
 

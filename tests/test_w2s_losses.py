@@ -24,13 +24,14 @@ from torch import nn
 from oversight.config import config_hash, make_config
 from oversight.errors import ConfigError
 from oversight.w2s import losses, train
+from oversight.w2s.config import W2SConfig, data_version, experiment_key
 from oversight.w2s.losses import LossContext
 from oversight.w2s.models import get_model_spec
-from oversight.w2s.pipeline import W2SConfig, _hashable, _settings, data_version, experiment_key
+from oversight.w2s.pipeline import _hashable, _settings
 from oversight.w2s.train import TrainSettings, fit
 
 NEW_LOSSES = ("product", "entropy", "window")
-NEW_FIELDS = ("select", "warmup_frac", "threshold_window", "product_beta", "window_radius")
+NEW_FIELDS = ("select", "warmup_frac", "threshold_window", "product_beta", "window_radius", "method", "chain")
 
 
 def _batch(requires_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -65,7 +65,7 @@ def test_resume_after_crash_redoes_only_the_missing_run(tiny, tmp_path, monkeypa
     store = ResultsStore(tmp_path / "o.db")
     cfg = _cfg(tiny, epochs=1)
     calls: list[str] = []
-    real = pipeline._train_and_predict
+    real = pipeline._fit
 
     def crash_on_student(spec, settings, *args, desc, **kw):
         calls.append(desc.split()[0])
@@ -73,14 +73,14 @@ def test_resume_after_crash_redoes_only_the_missing_run(tiny, tmp_path, monkeypa
             raise KeyboardInterrupt  # Ctrl-C in the middle of the student's training
         return real(spec, settings, *args, desc=desc, **kw)
 
-    monkeypatch.setattr(pipeline, "_train_and_predict", crash_on_student)
+    monkeypatch.setattr(pipeline, "_fit", crash_on_student)
     with pytest.raises(KeyboardInterrupt):
         run_experiment(cfg, store)
     assert calls == ["weak", "ceiling", "w2s"]
     assert sorted(r["kind"] for r in store.records()) == ["w2s_ceiling", "w2s_weak"]  # no half-written row
 
     calls.clear()
-    monkeypatch.setattr(pipeline, "_train_and_predict", lambda *a, desc, **k: (calls.append(desc.split()[0]),
+    monkeypatch.setattr(pipeline, "_fit", lambda *a, desc, **k: (calls.append(desc.split()[0]),
                                                                                   real(*a, desc=desc, **k))[1])
     first = run_experiment(cfg, store)
     assert calls == ["w2s"]  # the finished weak and ceiling runs are reused
@@ -91,14 +91,13 @@ def test_resume_after_crash_redoes_only_the_missing_run(tiny, tmp_path, monkeypa
 
 def test_weak_never_sees_student_labels_and_test_never_trains(tiny, tmp_path, monkeypatch):
     seen: dict[str, tuple[list[str], np.ndarray]] = {}
-    real = pipeline._train_and_predict
+    real = pipeline._fit
 
-    def spy(spec, settings, train_texts, targets, predict_on, artifacts, desc, **kwargs):
+    def spy(spec, settings, train_texts, targets, artifacts, desc, **kwargs):
         seen[desc.split()[0]] = (list(train_texts), np.asarray(targets))
-        seen.setdefault("predict_" + desc.split()[0], (sum(predict_on.values(), []), np.zeros(0)))
-        return real(spec, settings, train_texts, targets, predict_on, artifacts, desc=desc, **kwargs)
+        return real(spec, settings, train_texts, targets, artifacts, desc=desc, **kwargs)
 
-    monkeypatch.setattr(pipeline, "_train_and_predict", spy)
+    monkeypatch.setattr(pipeline, "_fit", spy)
     cfg = _cfg(tiny, epochs=1, mode="head")
     run_experiment(cfg, ResultsStore(tmp_path / "o.db"))
     from oversight.w2s.datasets import load_dataset
@@ -153,7 +152,7 @@ def test_sweep_then_report_writes_figure_and_tables(tiny, tmp_path, capsys):
     assert table.count("file:") == 3  # every weak<strong pair of the three-rung ladder
     assert main(["report", "--store", str(store), "--out", str(out)]) == 0
     page = (out / "index.html").read_text()
-    assert "Weak-to-strong" in page and "PGR, loss = xent" in page and page.count("<tr>") >= 4
+    assert "Weak-to-strong" in page and "PGR, method = xent" in page and page.count("<tr>") >= 4
     pngs = list(out.glob("*.png"))
     assert pngs and all(p.stat().st_size > 5000 for p in pngs)
     for p in pngs:
@@ -184,8 +183,8 @@ def test_editing_a_local_dataset_invalidates_its_cached_runs(tiny, tmp_path, mon
     store = ResultsStore(tmp_path / "o.db")
     cfg = _cfg(tiny, dataset=f"file:{data}", mode="head", epochs=1)
     calls: list[str] = []
-    real = pipeline._train_and_predict
-    monkeypatch.setattr(pipeline, "_train_and_predict", lambda *a, desc, **k: (calls.append(desc.split()[0]),
+    real = pipeline._fit
+    monkeypatch.setattr(pipeline, "_fit", lambda *a, desc, **k: (calls.append(desc.split()[0]),
                                                                                   real(*a, desc=desc, **k))[1])
     run_experiment(cfg, store)
     run_experiment(cfg, store)

@@ -3,7 +3,9 @@
     oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf --seeds 3
     oversight w2s run ... --json            # one JSON object per (dataset, weak, strong, loss) on stdout
     oversight w2s sweep --dataset rotten_tomatoes --models bow,minilm-l3,minilm-l6,mpnet-base --losses xent,logconf
+    oversight w2s run ... --method direct,bootstrap --chain minilm-l3   # bootstrap: bow -> minilm-l3 -> strong
     oversight w2s sweep --preset demo       # what `make demo` runs
+    oversight w2s sweep --dataset rotten_tomatoes,tweet_sentiment --losses xent,logconf,product --method direct,bootstrap
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
+from oversight.w2s.aggregate import aggregate, arm, seed_configs
+from oversight.w2s.config import W2SConfig, migrate_store
 from oversight.w2s.metrics import format_pgr
-from oversight.w2s.pipeline import W2SConfig, aggregate, migrate_store, run_experiment, seed_configs
+from oversight.w2s.pipeline import run_experiment
 
 # Named sweeps; `make demo` runs "demo". Fields are W2SConfig fields plus models/losses/seeds.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -37,7 +41,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "geo-finetune": {"dataset": "geo_facts", "models": "minilm-l6,mpnet-base", "losses": "xent,logconf",
                      "seeds": 1, "mode": "finetune"},
 }
-LIST_FIELDS = ("dataset", "weak", "strong", "loss")
+LIST_FIELDS = ("dataset", "weak", "strong", "loss", "method")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_run)
 
     sweep = w2s_sub.add_parser("sweep", help="every weak<strong pair of a model ladder, for every loss")
-    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss"))
+    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss", "chain"))
     sweep.add_argument("--models", default=None, action=StoreGiven,
                        help="comma-separated ladder, weakest first (default: the preset's)")
     sweep.add_argument("--losses", default=None, action=StoreGiven, help="comma-separated losses (default: xent,logconf)")
@@ -77,11 +81,16 @@ def flag_list(args: argparse.Namespace, name: str) -> list[str]:
 
 def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
     """Expand comma lists into the grid of cells; each cell is its list of per-seed configs."""
-    base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
+    base = {k: v for k, v in vars(args).items()
+            if k in W2SConfig.__dataclass_fields__ and k not in (*LIST_FIELDS, "chain")}
     lists = [flag_list(args, name) for name in LIST_FIELDS]
+    if args.chain.strip() and "bootstrap" not in lists[-1]:
+        raise ConfigError("chain", "is used by --method bootstrap only; drop it or add --method bootstrap")
     cells = []
-    for dataset, weak, strong, loss in itertools.product(*lists):
-        cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
+    for dataset, weak, strong, loss, method in itertools.product(*lists):
+        chain = args.chain if method == "bootstrap" else ""
+        cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, method=method,
+                          chain=chain, **base)
         cells.append(seed_configs(cfg, args.seeds or 3))
     return cells
 
@@ -101,14 +110,20 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ConfigError("models", "a sweep needs at least two models, weakest first")
     args.losses = "xent,logconf" if args.losses is None else args.losses
     losses = flag_list(args, "losses")
-    cells = []
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
-    for dataset in flag_list(args, "dataset"):
-        for i, weak in enumerate(models):
-            for strong in models[i + 1:]:
-                for loss in losses:
-                    cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, **base)
-                    cells.append(seed_configs(cfg, args.seeds or 3))
+    cells = []
+    pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
+    for dataset, (i, j), loss, method in itertools.product(
+            flag_list(args, "dataset"), pairs, losses, flag_list(args, "method")):
+        # bootstrap climbs the ladder's rungs between weak and strong; adjacent pairs have none
+        chain = ",".join(models[i + 1:j]) if method == "bootstrap" else ""
+        if method == "bootstrap" and not chain:
+            continue
+        cfg = make_config(W2SConfig, dataset=dataset, weak=models[i], strong=models[j], loss=loss, method=method,
+                          chain=chain, **base)
+        cells.append(seed_configs(cfg, args.seeds or 3))
+    if not cells:
+        raise ConfigError("method", "bootstrap needs a rung between weak and strong: give --models with 3 or more")
     return _execute(cells, args)
 
 
@@ -116,11 +131,11 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
     if args.quiet or (args.json and not sys.stderr.isatty()):
         set_quiet(True)
     jobs = [cfg for cell in cells for cfg in cell]
-    resolved: set[tuple[str, str, str]] = set()
+    resolved: set[tuple[str, str, str, str]] = set()
     for cfg in jobs:  # every name of the sweep is looked up before the first run starts
-        if (cfg.dataset, cfg.weak, cfg.strong) not in resolved:
+        if (cfg.dataset, cfg.weak, cfg.strong, cfg.chain) not in resolved:
             cfg.resolve_names()
-            resolved.add((cfg.dataset, cfg.weak, cfg.strong))
+            resolved.add((cfg.dataset, cfg.weak, cfg.strong, cfg.chain))
     store = ResultsStore(args.store)
     ensure_writable(artifacts_for(store).root)  # found now, not after the first model has trained
     migrate_store(store)
@@ -136,7 +151,7 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = ["dataset", "weak", "strong", "loss", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]",
+    header = ["dataset", "weak", "strong", "method", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]",
               "[examples only]", "PGR seeds", "n"]
     lines = [header]
 
@@ -148,8 +163,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                     if r["pgr_seed_mean"] is not None else "undefined")
         examples = format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                               r.get("gap_ci_examples_low"))
-        loss = r["loss"] + (" [ORACLE]" if r.get("oracle") else "")
-        lines.append([r["dataset"], r["weak"], r["strong"], loss, acc(r, "weak_acc"), acc(r, "w2s_acc"),
+        method = arm(r) + (f" via {r['chain']}" if r.get("chain") else "") + (" [ORACLE]" if r.get("oracle") else "")
+        lines.append([r["dataset"], r["weak"], r["strong"], method, acc(r, "weak_acc"), acc(r, "w2s_acc"),
                       acc(r, "ceiling_acc"), f"{r['gap']:+.3f}",
                       format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                       examples.split(" ", 1)[1] if " " in examples else "-", seed_pgr, str(r["seeds"])])

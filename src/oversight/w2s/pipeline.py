@@ -1,150 +1,75 @@
 """The weak-to-strong experiment, top to bottom.
 
     oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf --seeds 3
+    oversight w2s run ... --method bootstrap --chain minilm-l3      # weak -> minilm-l3 -> strong
     oversight w2s sweep --preset demo
 
-For one (dataset, weak, strong, loss, seed):
+For one (dataset, weak, strong, loss, method, seed):
 1. weak supervisor: trained on the GROUND TRUTH of ``weak_train``; predicts soft labels on
-   ``student_train`` (the weak model never sees ``student_train``'s labels, nor anything of test);
-2. weak-to-strong: the strong model trained on those soft labels with the chosen loss;
-3. strong ceiling: the strong model trained on the ground truth of ``student_train``;
-4. test metrics of all three, PGR, agreement; over seeds, mean ± std and bootstrap CIs over seeds and test examples.
+   ``student_train`` and ``validation`` (it never sees their labels, nor anything of test);
+2. ``bootstrap`` only: each rung of the chain learns from the previous rung's soft labels and
+   labels ``student_train`` for the next, cross-fitted (see :meth:`Cell.link`);
+3. weak-to-strong: the strong model trained on its supervisor's soft labels with the chosen loss,
+   its weights selected on the supervisor's validation labels (``--select weak-val``);
+4. strong ceiling: the strong model trained on the ground truth of ``student_train``;
+5. test metrics of all three, PGR, agreement, and in finetune mode the saliency probes.
 
-Each of the three trainings is its own run in the results store, keyed by the hash of what
-determines it (the student's key includes its weak run's key), so the weak model and the ceiling
-are trained once and shared by every loss, and a rerun only does what is missing.
+Each training is its own run in the results store, keyed by the hash of what determines it (a
+student's or a rung's key includes its supervisor's key), so the weak model and the ceiling are
+trained once and shared by every loss and method, and a rerun only does what is missing.
+Aggregation over seeds is in ``aggregate.py``.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import asdict, fields
 from typing import Any
 
 import numpy as np
 
-from oversight.config import as_stored_by_now, config_hash, make_config, run_key
-from oversight.errors import ArtifactError, ConfigError, UnknownNameError
+from oversight.config import config_hash
+from oversight.errors import ArtifactError
 from oversight.progress import log
 from oversight.runtime import resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
-from oversight.w2s.datasets import DatasetFileNotFoundError, Splits, dataset_texts, load_dataset
-from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
+from oversight.w2s.aggregate import seed_metrics
+from oversight.w2s.config import W2SConfig, data_version, experiment_key
+from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
+from oversight.w2s.linear import BowClassifier, ProbeClassifier, probe_predictions
+from oversight.w2s.losses import loss_options, loss_specific_options
 from oversight.w2s.models import ModelSpec, get_model_spec
 from oversight.w2s.train import (
-    BowClassifier,
     Classifier,
     FeatureCache,
     FrozenFeaturizer,
+    TextClassifier,
     TrainSettings,
     Watch,
     finetune,
     train_head,
 )
 
-MODES = ("head", "finetune")
-SELECTS = ("weak-val", "last", "oracle")
-HEADS = ("logistic", "mlp")
-
-
-@dataclass
-class W2SConfig:
-    """One weak-to-strong experiment: a (dataset, weak, strong, loss) cell at one seed."""
-
-    dataset: str = field(default="rotten_tomatoes", metadata={
-        "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
-    weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
-    strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
-    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent, logconf, product, entropy or window (see oversight.w2s.losses)"})
-    mode: str = field(default="head", metadata={
-        "help": "head = train a head on cached frozen features; finetune = train the backbone (all or --top-k-layers)",
-        "choices": MODES})
-    head: str = field(default="mlp", metadata={"help": "head on frozen features (head mode)", "choices": HEADS})
-    seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
-    epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
-    lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
-    batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
-    alpha_max: float = field(default=0.75, metadata={"help": "logconf, entropy: final weight of the self-target term (higher = the student trusts itself more than the weak labels)"})
-    warmup_frac: float = field(default=0.2, metadata={"key_neutral": 0.2, "help": "logconf, entropy: fraction of training over which that weight ramps from 0 to --alpha-max (higher = later self-training)"})
-    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the batch; default max(4 x batch, 128))"})
-    product_beta: float = field(default=1.0, metadata={"help": "product: exponent of the student's own prediction in its target p_student^beta * p_weak (higher = trusts itself more)"})
-    window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
-    top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
-    max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
-    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights a run keeps: weak-val (best agreement with the weak labels on validation), last, or oracle (ground truth; flagged)"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
-
-    def unused_fields(self, values: dict[str, Any]) -> set[str]:
-        """Fields this config's mode and loss ignore: they do not tell runs apart."""
-        unused = set() if self.mode == "finetune" else {"top_k_layers"}
-        return unused | (loss_specific_options() - set(loss_options(self.loss)))
-
-    def resolve_names(self) -> None:
-        """Look up the dataset and both models (an unknown name lists what exists), before any work."""
-        from oversight.w2s.datasets import DATASETS
-
-        for name, value in (("dataset", self.dataset), ("weak", self.weak), ("strong", self.strong)):
-            if not value.strip():
-                raise ConfigError(name, "is empty")
-        if self.dataset.startswith("file:"):
-            path = Path(self.dataset[5:].split("?", 1)[0])
-            if not path.is_file():
-                raise DatasetFileNotFoundError(f"dataset file {path} does not exist (from --dataset {self.dataset})")
-        elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
-            raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
-        get_model_spec(self.weak)
-        get_model_spec(self.strong)
-
-    def validate(self) -> None:
-        LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
-        if self.mode not in MODES:
-            raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
-        if self.head not in HEADS:
-            raise ConfigError("head", f"{self.head!r} is not one of {', '.join(HEADS)}")
-        for name in ("epochs", "batch_size", "max_examples", "top_k_layers"):
-            value = getattr(self, name)
-            if value is not None and value <= 0:
-                raise ConfigError(name, f"must be positive, got {value}")
-        if self.seed < 0:
-            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
-        if self.lr is not None and not self.lr > 0:
-            raise ConfigError("lr", f"must be positive, got {self.lr}")
-        if not 0 <= self.alpha_max <= 1:
-            raise ConfigError("alpha_max", f"must be in [0, 1], got {self.alpha_max}")
-        if not 0 <= self.warmup_frac <= 1:
-            raise ConfigError("warmup_frac", f"must be in [0, 1], got {self.warmup_frac}")
-        if self.threshold_window is not None and self.threshold_window < 0:
-            raise ConfigError("threshold_window", f"must be >= 0 (0 = the current batch), got {self.threshold_window}")
-        if not self.product_beta >= 0:
-            raise ConfigError("product_beta", f"must be >= 0, got {self.product_beta}")
-        if not 0 <= self.window_radius <= 0.5:
-            raise ConfigError("window_radius", f"must be in [0, 0.5] (0 = the weak labels' median), got {self.window_radius}")
-        if self.strong == "bow" and self.loss != "xent":
-            raise ConfigError("loss", "the bow rung (logistic regression) trains with xent only")
-        if self.select not in SELECTS:
-            raise ConfigError("select", f"{self.select!r} is not one of {', '.join(SELECTS)}")
-        if self.weak == self.strong:
-            raise ConfigError("strong", "the strong model must differ from the weak model")
-
+Arrays = dict[str, np.ndarray]
 
 # --------------------------------------------------------------------------- one training run
 
 def _selection(cfg: W2SConfig, student: bool) -> str:
     """What selects a run's weights: nothing (``last``), ground-truth validation labels (weak
-    supervisors and ceilings, trained on ground truth; students only under ``oracle``), or the weak
-    supervisor's validation labels (students)."""
+    supervisors and ceilings, trained on ground truth; students only under ``oracle``), or the
+    supervisor's validation labels (students and bootstrap rungs)."""
     if cfg.select == "last":
         return "last"
     return "val-weak" if student and cfg.select == "weak-val" else "val-truth"
 
 
 def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str, student: bool = False) -> TrainSettings:
-    if spec.kind == "bow":  # TF-IDF + logistic regression: nothing else applies
-        return TrainSettings(mode="bow", head="logistic", loss="xent", epochs=0, lr=0.0, batch_size=0, seed=cfg.seed)
+    if spec.kind == "bow" or cfg.mode == "probe":  # logistic regression in one solve: nothing else applies
+        mode = "bow" if spec.kind == "bow" else "probe"
+        return TrainSettings(mode=mode, head="logistic", loss="xent", epochs=0, lr=0.0, batch_size=0, seed=cfg.seed)
     finetuning = cfg.mode == "finetune"
     return TrainSettings(
         mode="finetune" if finetuning else "head",
@@ -166,17 +91,17 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str, student: 
     )
 
 
-def _train_and_predict(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
-                       predict_on: dict[str, list[str]], artifacts: ArtifactStore, desc: str,
-                       corpus: str = "", watch: Watch | None = None) -> dict[str, np.ndarray]:
+def _fit(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
+         artifacts: ArtifactStore, desc: str, corpus: str = "", watch: Watch | None = None) -> Classifier:
+    """One classifier trained on ``targets`` (P(class 1) per text) as ``settings`` say."""
     if spec.kind == "bow":  # fitted in one solve: no steps to watch or select among
-        model: Classifier = BowClassifier(settings).fit(train_texts, targets)
-    elif settings.mode == "finetune":
-        model = finetune(spec, train_texts, targets, settings, desc=desc, watch=watch)
-    else:
-        featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus), settings.device)
-        model = train_head(featurizer, train_texts, targets, settings, desc=desc, watch=watch)
-    return {name: model.predict_proba(texts).astype(np.float32) for name, texts in predict_on.items()}
+        return BowClassifier(settings.seed).fit(train_texts, targets)
+    if settings.mode == "finetune":
+        return finetune(spec, train_texts, targets, settings, desc=desc, watch=watch)
+    featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus), settings.device)
+    if settings.mode == "probe":
+        return ProbeClassifier(featurizer, seed=settings.seed).fit(train_texts, targets)
+    return train_head(featurizer, train_texts, targets, settings, desc=desc, watch=watch)
 
 
 def _curve(watch: Watch | None) -> dict[str, Any]:
@@ -184,8 +109,8 @@ def _curve(watch: Watch | None) -> dict[str, Any]:
     return {} if watch is None or not watch.curve else {"curve": watch.curve, "selected_step": watch.selected_step}
 
 
-def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any], train: Any,
-              needs: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any],
+              train: Callable[[], tuple[Arrays, dict[str, Any]]], needs: tuple[str, ...] = ()) -> Arrays:
     """Get-or-compute one training run. Artifacts first, the row last: a crash in between leaves
     no row, so the run is simply redone; a finished run is never redone, unless its artifact lacks
     an array of ``needs`` (stored before it was kept; the redo gives the same numbers)."""
@@ -213,45 +138,159 @@ def _labels(examples: list[Any]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.float32)
 
 
-def data_version(dataset: str) -> str:
-    """What identifies the data beyond its name: for a local file or directory (``file:``, local
-    ``hf:``) its size and modification time, so editing the file invalidates cached runs; for a
-    built-in, the data package's version."""
-    if dataset.startswith(("file:", "hf:")):
-        path = Path(dataset.split(":", 1)[1].split("?", 1)[0])
-        if not path.exists() and dataset.startswith("hf:"):
-            path = Path(str(path).split(":", 1)[0])  # hf:NAME:CONFIG
-        if path.exists():
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-            return ";".join(f"{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
-        return ""
-    from oversight.w2s.datasets import DATASETS
-
-    return str(getattr(DATASETS.get(dataset), "source", ""))
-
-
-IDENTITY_VERSION = "2"  # bump when run_identity(W2SConfig) changes; stored rows are rekeyed once
+def cross_fit_folds(groups: list[str], seed: int) -> np.ndarray:
+    """Fold 0 or 1 per example, whole groups to one fold, balanced in examples: groups in
+    SHA-1(seed, group) order, each to the fold with fewer examples so far. A single group is split
+    by position (there is nothing else to split by)."""
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    if len(sizes) < 2:
+        return np.arange(len(groups)) % 2
+    fold_of, counts = {}, [0, 0]
+    for g in sorted(sizes, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest()):
+        fold = int(counts[1] < counts[0])
+        fold_of[g], counts[fold] = fold, counts[fold] + sizes[g]
+    return np.array([fold_of[g] for g in groups])
 
 
-def experiment_key(cfg: W2SConfig) -> str:
-    return run_key(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+# --------------------------------------------------------------------------- one seed of one cell
 
+class Cell:
+    """One seed of one (dataset, weak, strong, loss, method) cell: its splits, and the get-or-train
+    of each of its runs. Every method returns ``(key, arrays)``: the run's store key and its
+    predictions by split."""
 
-def migrate_store(store: ResultsStore) -> int:
-    """Rekey rows stored under an earlier identity (every field, device included) to today's,
-    where the row's data is unchanged (its old key still matches the data's current version)."""
+    def __init__(self, cfg: W2SConfig, store: ResultsStore) -> None:
+        self.cfg, self.store, self.artifacts = cfg, store, artifacts_for(store)
+        self.device = resolve_device(cfg.device)
+        splits: Splits = load_dataset(cfg.dataset, seed=cfg.seed, max_examples=cfg.max_examples)
+        splits.check_disjoint()  # science hygiene: no id or group shared between splits
+        self.splits = splits
+        self.texts = {name: _texts(getattr(splits, name)) for name in ("weak_train", "student_train", "validation", "test")}
+        self.truth = {name: _labels(getattr(splits, name)) for name in self.texts}
+        self.specs = {m: get_model_spec(m) for m in (cfg.weak, *cfg.chain_models(), cfg.strong)}
+        # everything that determines a run and nothing else goes into its key
+        self.data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
+                     "data_version": data_version(cfg.dataset)}
+        self.corpus = (_embed_corpus(cfg, tuple(self.specs.values()), self.artifacts, self.device)
+                       if cfg.mode != "finetune" else "")
 
-    def key_of(record: dict[str, Any]) -> str | None:
-        try:
-            cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
-        except Exception:  # noqa: BLE001 - a config of a field set no longer valid stays as it is
-            return None
-        version = data_version(cfg.dataset)
-        if config_hash(asdict(cfg), kind="w2s", data_version=version) != record["key"]:
-            return None
-        return experiment_key(cfg)
+    def _train(self, model: str, settings: TrainSettings, texts: list[str], targets: np.ndarray,
+               val_labels: np.ndarray, predict_on: tuple[str, ...], desc: str,
+               on_model: Callable[[Classifier], Arrays] | None = None,
+               extra: dict[str, list[str]] | None = None) -> tuple[Arrays, dict[str, Any]]:
+        """Train one model, selecting on ``val_labels``; its predictions on the splits of
+        ``predict_on`` and on the texts of ``extra``, and what ``on_model`` makes of it."""
+        seed_everything(self.cfg.seed)
+        watch = Watch(self.texts["validation"], val_labels, self.texts["test"], self.truth["test"])
+        fitted = _fit(self.specs[model], settings, texts, targets, self.artifacts, desc=desc, corpus=self.corpus,
+                      watch=watch)
+        texts_of = {**{name: self.texts[name] for name in predict_on}, **(extra or {})}
+        arrays = {name: fitted.predict_proba(t).astype(np.float32) for name, t in texts_of.items()}
+        if on_model is not None:
+            arrays.update(on_model(fitted))
+        return arrays, {"test_acc": metrics.accuracy(arrays["test"], self.truth["test"]), **_curve(watch)}
 
-    return store.migrate_keys("w2s", IDENTITY_VERSION, key_of, lambda key: [f"labels{key}"])
+    def weak(self) -> tuple[str, Arrays]:
+        cfg = self.cfg
+        settings = _settings(cfg, self.specs[cfg.weak], "xent", self.device)
+        config = {**self.data, "model": cfg.weak, "role": "weak", **_hashable(settings)}
+        key = config_hash(config, kind="w2s_weak")
+
+        def train() -> tuple[Arrays, dict[str, Any]]:  # trained on ground truth: selected on it too
+            return self._train(cfg.weak, settings, self.texts["weak_train"], self.truth["weak_train"],
+                               self.truth["validation"], ("student_train", "validation", "test"), f"weak {cfg.weak}")
+
+        # the weak labels of validation are what a student may select on
+        return key, _run_unit(self.store, "w2s_weak", key, config, train, needs=("validation",))
+
+    def ceiling(self) -> tuple[str, Arrays]:
+        cfg = self.cfg
+        settings = _settings(cfg, self.specs[cfg.strong], "xent", self.device)
+        config = {**self.data, "model": cfg.strong, "role": "ceiling", **_hashable(settings)}
+        key = config_hash(config, kind="w2s_ceiling")
+
+        def train() -> tuple[Arrays, dict[str, Any]]:
+            return self._train(cfg.strong, settings, self.texts["student_train"], self.truth["student_train"],
+                               self.truth["validation"], ("test",), f"ceiling {cfg.strong}")
+
+        return key, _run_unit(self.store, "w2s_ceiling", key, config, train)
+
+    def _student_settings(self, model: str) -> TrainSettings:
+        return _settings(self.cfg, self.specs[model], self.cfg.loss, self.device, student=True)
+
+    def _val_labels(self, supervisor: Arrays) -> np.ndarray:
+        # a student sees its supervisor's validation labels; the ground truth only as the oracle ablation
+        return self.truth["validation"] if self.cfg.select == "oracle" else supervisor["validation"]
+
+    def link(self, model: str, supervisor_key: str, supervisor: Arrays) -> tuple[str, Arrays]:
+        """A bootstrap rung: ``model`` learns from its supervisor's soft labels and labels
+        ``student_train`` for the next rung. Cross-fitted, as every supervisor labels examples it
+        never trained on: the split is cut into two halves by group, a model trained on each half
+        labels the other, and validation and test get the mean of the two."""
+        settings = self._student_settings(model)
+        config = {**self.data, "model": model, "role": "link", "supervisor_run": supervisor_key, "folds": 2,
+                  **_hashable(settings)}
+        key = config_hash(config, kind="w2s_link")
+        texts, targets = self.texts["student_train"], supervisor["student_train"]
+        folds = cross_fit_folds([e.group for e in self.splits.student_train], self.cfg.seed)
+
+        def train() -> tuple[Arrays, dict[str, Any]]:
+            labels = np.zeros(len(texts), dtype=np.float32)
+            shared: dict[str, list[np.ndarray]] = {"validation": [], "test": []}
+            results: dict[str, Any] = {}
+            for fold in (0, 1):
+                mine, other = np.flatnonzero(folds == fold), np.flatnonzero(folds != fold)
+                arrays, fold_results = self._train(
+                    model, settings, [texts[i] for i in mine], targets[mine], self._val_labels(supervisor),
+                    ("validation", "test"), f"rung {model} (half {fold + 1}/2)",
+                    extra={"other_half": [texts[i] for i in other]})
+                labels[other] = arrays["other_half"]
+                for name in shared:
+                    shared[name].append(arrays[name])
+                results[f"half{fold}"] = fold_results
+            arrays = {"student_train": labels, **{name: np.mean(v, axis=0).astype(np.float32) for name, v in shared.items()}}
+            return arrays, {"test_acc": metrics.accuracy(arrays["test"], self.truth["test"]), **results}
+
+        return key, _run_unit(self.store, "w2s_link", key, config, train)
+
+    def student(self, supervisor_key: str, supervisor: Arrays) -> tuple[str, Arrays]:
+        """The weak-to-strong student, trained on its supervisor's labels of ``student_train``."""
+        cfg = self.cfg
+        settings = self._student_settings(cfg.strong)
+        config = {**self.data, "model": cfg.strong, "role": "w2s", "weak_run": supervisor_key, **_hashable(settings)}
+        key = config_hash(config, kind="w2s_student")
+        finetuning = settings.mode == "finetune"
+
+        def train() -> tuple[Arrays, dict[str, Any]]:
+            arrays, results = self._train(cfg.strong, settings, self.texts["student_train"],
+                                          supervisor["student_train"], self._val_labels(supervisor), ("test",),
+                                          f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}",
+                                          on_model=self._saliency if finetuning else None)
+            for name in ("probe_pretrained", "probe_finetuned"):
+                if name in arrays:
+                    results[f"{name}_acc"] = metrics.accuracy(arrays[name], self.truth["test"])
+            return arrays, results
+
+        needs = ("probe_finetuned",) if finetuning else ()
+        return key, _run_unit(self.store, "w2s_student", key, config, train, needs=needs)
+
+    def _saliency(self, model: Classifier) -> Arrays:
+        """The paper's saliency analysis (an analysis, not a method: it changes no prediction): a
+        ground-truth linear probe fitted on ``student_train`` and read on test, on the finetuned
+        student's features and on the same backbone's pretrained features."""
+        assert isinstance(model, TextClassifier)
+        spec = self.specs[self.cfg.strong]
+        train, test = self.texts["student_train"], self.texts["test"]
+        corpus = _embed_corpus(self.cfg, (spec,), self.artifacts, self.device)
+        pretrained = FeatureCache(self.artifacts, spec, corpus)
+        truth, seed = self.truth["student_train"], self.cfg.seed
+        return {
+            "probe_pretrained": probe_predictions(pretrained.get(train, device=self.device), truth,
+                                                  pretrained.get(test, device=self.device), seed),
+            "probe_finetuned": probe_predictions(model.features(train), truth, model.features(test), seed),
+        }
 
 
 def _finished(store: ResultsStore, pair_key: str) -> dict[str, Any] | None:
@@ -270,86 +309,42 @@ def _finished(store: ResultsStore, pair_key: str) -> dict[str, Any] | None:
 
 
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
-    """Run (or fetch) the weak, ceiling and weak-to-strong runs of one seed; return its metrics."""
+    """Run (or fetch) the weak, ceiling, rung and weak-to-strong runs of one seed; return its metrics."""
     cfg.validate()
     pair_key = experiment_key(cfg)
     done = _finished(store, pair_key)
     if done is not None:
         return done
     set_threads()
-    device = resolve_device(cfg.device)
-    weak_spec, strong_spec = get_model_spec(cfg.weak), get_model_spec(cfg.strong)
-    splits: Splits = load_dataset(cfg.dataset, seed=cfg.seed, max_examples=cfg.max_examples)
-    splits.check_disjoint()  # science hygiene: no id or group shared between splits
-    test_texts, test_labels = _texts(splits.test), _labels(splits.test)
-    train_texts = _texts(splits.student_train)
-    artifacts = artifacts_for(store)
     start = time.time()
-    corpus = _embed_corpus(cfg, (weak_spec, strong_spec), artifacts, device) if cfg.mode == "head" else ""
-
-    # Everything that determines a run and nothing else goes into its key.
-    data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
-            "data_version": data_version(cfg.dataset)}
-    weak_settings = _settings(cfg, weak_spec, "xent", device)
-    weak_cfg = {**data, "model": cfg.weak, "role": "weak", **_hashable(weak_settings)}
-    weak_key = config_hash(weak_cfg, kind="w2s_weak")
-
-    val_texts, val_truth = _texts(splits.validation), _labels(splits.validation)
-
-    def watch(val_labels: np.ndarray) -> Watch:
-        return Watch(val_texts, val_labels, test_texts, test_labels)
-
-    def train_weak() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        seed_everything(cfg.seed)
-        watched = watch(val_truth)  # trained on ground truth: selected on it too
-        probs = _train_and_predict(weak_spec, weak_settings, _texts(splits.weak_train), _labels(splits.weak_train),
-                                   {"student_train": train_texts, "validation": val_texts, "test": test_texts},
-                                   artifacts, desc=f"weak {cfg.weak}", corpus=corpus, watch=watched)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
-
-    # the weak labels of validation are what a student may select on
-    weak = _run_unit(store, "w2s_weak", weak_key, weak_cfg, train_weak, needs=("validation",))
-    weak_labels = weak["student_train"]
-
-    strong_settings = _settings(cfg, strong_spec, "xent", device)
-    ceiling_cfg = {**data, "model": cfg.strong, "role": "ceiling", **_hashable(strong_settings)}
-    ceiling_key = config_hash(ceiling_cfg, kind="w2s_ceiling")
-
-    def train_ceiling() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        seed_everything(cfg.seed)
-        watched = watch(val_truth)
-        probs = _train_and_predict(strong_spec, strong_settings, train_texts, _labels(splits.student_train),
-                                   {"test": test_texts}, artifacts, desc=f"ceiling {cfg.strong}", corpus=corpus,
-                                   watch=watched)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
-
-    ceiling = _run_unit(store, "w2s_ceiling", ceiling_key, ceiling_cfg, train_ceiling)
-
-    student_settings = _settings(cfg, strong_spec, cfg.loss, device, student=True)
-    student_cfg = {**data, "model": cfg.strong, "role": "w2s", "weak_run": weak_key, **_hashable(student_settings)}
-    student_key = config_hash(student_cfg, kind="w2s_student")
-
-    def train_student() -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        seed_everything(cfg.seed)
-        # a student sees its supervisor's validation labels; the ground truth only as the oracle ablation
-        watched = watch(val_truth if student_settings.select == "val-truth" else weak["validation"])
-        probs = _train_and_predict(strong_spec, student_settings, train_texts, weak_labels, {"test": test_texts},
-                                   artifacts, desc=f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}", corpus=corpus,
-                                   watch=watched)
-        return probs, {"test_acc": metrics.accuracy(probs["test"], test_labels), **_curve(watched)}
-
-    student = _run_unit(store, "w2s_student", student_key, student_cfg, train_student)
+    cell = Cell(cfg, store)
+    test_labels = cell.truth["test"]
+    weak_key, weak = cell.weak()
+    ceiling_key, ceiling = cell.ceiling()
+    run_keys = {"weak": weak_key, "ceiling": ceiling_key}
+    supervisor_key, supervisor, chain = weak_key, weak, []
+    for i, model in enumerate(cfg.chain_models(), 1):
+        supervisor_key, supervisor = cell.link(model, supervisor_key, supervisor)
+        run_keys[f"link{i}"] = supervisor_key
+        chain.append({"model": model, "test_acc": metrics.accuracy(supervisor["test"], test_labels),
+                      "label_acc": metrics.accuracy(supervisor["student_train"], cell.truth["student_train"])})
+    run_keys["w2s"], student = cell.student(supervisor_key, supervisor)
 
     results = seed_metrics(cfg, weak["test"], student["test"], ceiling["test"], test_labels)
     results.update({
-        "weak_label_acc": metrics.accuracy(weak_labels, _labels(splits.student_train)),
-        "split_sizes": splits.sizes(),
-        "run_keys": {"weak": weak_key, "ceiling": ceiling_key, "w2s": student_key},
-        "data_version": data["data_version"],
+        "weak_label_acc": metrics.accuracy(weak["student_train"], cell.truth["student_train"]),
+        "split_sizes": cell.splits.sizes(),
+        "run_keys": run_keys,
+        "data_version": cell.data["data_version"],
         "seconds": time.time() - start,
     })
+    if chain:
+        results["chain"] = chain
+    for name in ("probe_pretrained", "probe_finetuned"):
+        if name in student:
+            results[f"saliency_{name[6:]}_acc"] = metrics.accuracy(student[name], test_labels)
     # test labels are needed again for the bootstrap over seeds
-    artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
+    cell.artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
     return store.get(pair_key)["results"]  # as stored: undefined PGR is None, the same on every call
 
@@ -363,22 +358,6 @@ def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: Artif
         if spec.kind != "bow":
             FeatureCache(artifacts, spec, corpus).get(texts, device=device)
     return corpus
-
-
-def seed_metrics(cfg: W2SConfig, weak_test: np.ndarray, w2s_test: np.ndarray, ceiling_test: np.ndarray,
-                 test_labels: np.ndarray) -> dict[str, Any]:
-    """One seed's test metrics of its weak, weak-to-strong and ceiling predictions, and its PGR."""
-    out: dict[str, Any] = {
-        "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
-        "mode": cfg.mode, "head": cfg.head,
-        "select": cfg.select, "oracle": cfg.select == "oracle",  # ground truth selected the student: an ablation
-    }
-    for role, probs in (("weak", weak_test), ("w2s", w2s_test), ("ceiling", ceiling_test)):
-        out[f"{role}_acc"] = metrics.accuracy(probs, test_labels)
-        out[f"{role}_auroc"] = metrics.auroc(probs, test_labels)
-    out.update(metrics.agreement(w2s_test, weak_test, test_labels))
-    out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
-    return out
 
 
 def _hashable(settings: TrainSettings) -> dict[str, Any]:
@@ -398,48 +377,3 @@ def _hashable(settings: TrainSettings) -> dict[str, Any]:
     return values
 
 
-# --------------------------------------------------------------------------- over seeds
-
-def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) -> dict[str, Any]:
-    """Mean ± std over seeds and bootstrap CIs (over seeds and test examples; and over test examples
-    only, as ``*_examples_*``) of PGR and the accuracies, for one (dataset, weak, strong, loss)."""
-    artifacts = artifacts_for(store)
-    per_seed = [store.get(experiment_key(c)) for c in cfgs]
-    rows = [r["results"] for r in per_seed if r is not None]
-    if not rows:
-        raise RuntimeError("no finished runs to aggregate")
-    first = rows[0]
-    out: dict[str, Any] = {k: first[k] for k in ("dataset", "weak", "strong", "loss", "mode", "head")}
-    out["select"] = first.get("select", "last")  # rows stored before selection kept their last weights
-    out["oracle"] = out["select"] == "oracle"
-    out["seeds"] = len(rows)
-    for name in ("weak_acc", "w2s_acc", "ceiling_acc", "weak_auroc", "w2s_auroc", "ceiling_auroc",
-                 "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong"):
-        mean, std, _ = metrics.mean_std([r[name] for r in rows])
-        out[name], out[name + "_std"] = mean, std
-    labels, weak_p, w2s_p, ceil_p = [], [], [], []
-    out["run_keys"] = [r["run_keys"] for r in rows]  # per seed: where the curves of its runs are
-    for cfg, row in zip(cfgs, per_seed, strict=True):
-        if row is None:
-            continue
-        keys = row["results"]["run_keys"]
-        labels.append(artifacts.load_arrays(f"labels{experiment_key(cfg)}")["test"])
-        weak_p.append(artifacts.load_arrays(keys["weak"])["test"])
-        w2s_p.append(artifacts.load_arrays(keys["w2s"])["test"])
-        ceil_p.append(artifacts.load_arrays(keys["ceiling"])["test"])
-    # calibration, from the stored predictions (so rows stored before it have it too)
-    for role, probs in (("weak", weak_p), ("w2s", w2s_p), ("ceiling", ceil_p)):
-        for name, fn in (("ece", metrics.ece), ("brier", metrics.brier)):
-            values = [fn(p, y) for p, y in zip(probs, labels, strict=True)]
-            out[f"{role}_{name}"], out[f"{role}_{name}_std"], _ = metrics.mean_std(values)
-    out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
-    # the CI covers seeds and test examples (hierarchical); the example-only one is kept beside it
-    out.update(metrics.hierarchical_bootstrap_pgr(labels, weak_p, w2s_p, ceil_p, n_boot=n_boot, seed=0))
-    seed_pgrs = [r["pgr"] for r in rows]
-    out["pgr_seed_mean"], out["pgr_seed_std"], out["pgr_defined_seeds"] = metrics.mean_std(seed_pgrs)
-    out["gap"] = out["ceiling_acc"] - out["weak_acc"]
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in out.items()}
-
-
-def seed_configs(cfg: W2SConfig, seeds: int) -> list[W2SConfig]:
-    return [replace(cfg, seed=cfg.seed + s) for s in range(seeds)]

@@ -32,11 +32,12 @@ from oversight.config import (
 )
 from oversight.errors import OversightError
 from oversight.store import ResultsStore
+from oversight.w2s.aggregate import aggregate, arm
+from oversight.w2s.config import W2SConfig, migrate_store
 from oversight.w2s.metrics import format_pgr
-from oversight.w2s.pipeline import W2SConfig, aggregate, migrate_store
 
 # fields every row shows in columns of its own; the others tell variants apart
-SHOWN = ("dataset", "weak", "strong", "loss", "mode", "head", "seed")
+SHOWN = ("dataset", "weak", "strong", "loss", "method", "chain", "mode", "head", "seed")
 
 
 def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[str, Any]]:
@@ -82,11 +83,13 @@ def _model_size(name: str) -> float:
     return float(params) if params else 1e3  # bow: no pretrained parameters, leftmost
 
 
-def _loss_order(loss: str) -> tuple[int, str]:
+def _loss_order(name: str) -> tuple[int, int, str]:
+    """Direct losses first, in registration order (the naive baseline first), then other methods'."""
     from oversight.w2s.losses import LOSSES
 
-    names = LOSSES.names()  # registration order: the naive baseline first
-    return (names.index(loss) if loss in names else len(names), loss)
+    method, _, loss = name.rpartition("-") if name not in LOSSES.names() else ("", "", name)
+    names = LOSSES.names()
+    return (bool(method), names.index(loss) if loss in names else len(names), name)
 
 
 def _save(fig: Any, caption: str, path: Path) -> Path:
@@ -107,7 +110,7 @@ def comparison_cells(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str
     for dataset in sorted({r["dataset"] for r in rows}):
         mine = [r for r in rows if r["dataset"] == dataset]
         best = max(mine, key=lambda r: (r["gap"] if r["gap"] is not None else -1.0))
-        out[dataset] = {r["loss"]: r for r in mine if (r["weak"], r["strong"]) == (best["weak"], best["strong"])}
+        out[dataset] = {arm(r): r for r in mine if (r["weak"], r["strong"]) == (best["weak"], best["strong"])}
     return out
 
 
@@ -221,10 +224,10 @@ def plot(rows: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         panels[(r["dataset"], r["mode"], r["head"], r.get("variant", ""))].append(r)
     paths = []
     for figure_number, ((dataset, mode, head, variant), panel_rows) in enumerate(sorted(panels.items())):
-        losses = sorted({r["loss"] for r in panel_rows}, key=_loss_order)
+        losses = sorted({arm(r) for r in panel_rows}, key=_loss_order)
         fig, axes = plt.subplots(1, len(losses), figsize=(5.2 * len(losses), 4.2), squeeze=False, sharey=True)
         for ax, loss in zip(axes[0], losses, strict=True):
-            sub = [r for r in panel_rows if r["loss"] == loss]
+            sub = [r for r in panel_rows if arm(r) == loss]
             strongs = sorted({r["strong"] for r in sub}, key=_model_size)
             weaks = sorted({r["weak"] for r in sub}, key=_model_size)
             x_of = {s: i for i, s in enumerate(sorted(set(strongs) | set(weaks), key=_model_size))}
@@ -265,15 +268,26 @@ def _triple(r: dict[str, Any], metric: str) -> str:
     return "-" if any(v is None for v in values) else " / ".join(f"{v:.3f}" for v in values)
 
 
+def _rungs(r: dict[str, Any]) -> str:
+    accs = r.get("chain_test_acc") or []
+    return ", ".join(f"{m} ({a:.3f})" for m, a in zip(r["chain"].split(","), accs, strict=True)) if accs else "-"
+
+
+def _saliency(r: dict[str, Any]) -> str:
+    if r.get("saliency_finetuned_acc") is None:
+        return "-"
+    return f"{r['saliency_pretrained_acc']:.3f} → {r['saliency_finetuned_acc']:.3f}"
+
+
 def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     out = []
-    for loss in sorted({r["loss"] for r in rows}, key=_loss_order):
-        out.append(f"<h3>PGR, loss = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
+    for loss in sorted({arm(r) for r in rows}, key=_loss_order):
+        out.append(f"<h3>PGR, method = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
                    "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
                    "<th>PGR [95% CI]</th><th>[examples only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
                    "<th>ECE weak / w2s / ceiling</th><th>Brier weak / w2s / ceiling</th>"
-                   "<th>seeds</th></tr>")
-        for r in sorted((r for r in rows if r["loss"] == loss),
+                   "<th>bootstrap rungs (test acc)</th><th>GT probe: pretrained → finetuned</th><th>seeds</th></tr>")
+        for r in sorted((r for r in rows if arm(r) == loss),
                         key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
             seeds = ("undefined" if r["pgr_seed_mean"] is None
                      else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
@@ -286,7 +300,7 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                      format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                                 r.get("gap_ci_examples_low")), seeds, agree,
-                     _triple(r, "ece"), _triple(r, "brier"), str(r["seeds"])]
+                     _triple(r, "ece"), _triple(r, "brier"), _rungs(r), _saliency(r), str(r["seeds"])]
             out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         out.append("</table>")
     return "\n".join(out)
@@ -313,7 +327,11 @@ def section(store: ResultsStore, out_dir: Path) -> str:
             "(paired across weak / w2s / ceiling), so the interval covers split and training randomness as well "
             "as test sampling; with one seed it covers test sampling only. <em>[examples only]</em>: seeds kept, "
             "test examples resampled. ECE: expected calibration error of the predicted class (10 bins of "
-            "confidence); Brier: mean squared error of P(class 1); both means over seeds. <em>undefined</em>: the ceiling is not above "
+            "confidence); Brier: mean squared error of P(class 1); both means over seeds. <em>bootstrap</em> rows: "
+            "the student learns through a chain of rungs, each cross-fitted on the previous rung's labels; a rung's test "
+            "accuracy is shown beside it. <em>GT probe</em> (finetune mode; an analysis, it changes no prediction): "
+            "logistic regression fitted on the ground truth of the student's training split, read on test, on the "
+            "pretrained features and on the features after finetuning on weak labels. <em>undefined</em>: the ceiling is not above "
             "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
             "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
             f"{imgs}\n{pgr_table_html(rows)}{skipped_html(skipped)}")

@@ -2,8 +2,8 @@
 
 Two modes:
 - ``head``: features of the frozen backbone are computed once, cached on disk by content hash
-  (:class:`FeatureCache`), and a logistic or MLP head is trained on them. The ``bow`` rung is
-  TF-IDF + scikit-learn logistic regression (:class:`BowClassifier`) in either mode.
+  (:class:`FeatureCache`), and a logistic or MLP head is trained on them. (The ``bow`` rung and
+  ``--mode probe`` are fitted in one solve: ``linear.py``.)
 - ``finetune``: the backbone (all layers, or the top k) and a linear head are trained with AdamW,
   a cosine schedule and bf16 autocast.
 
@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -277,61 +276,6 @@ class FeatureCache:
         return stat.st_size, stat.st_mtime_ns
 
 
-class BowClassifier:
-    """The no-pretraining rung: TF-IDF over word uni- and bigrams (fitted on the training texts
-    only) and scikit-learn's logistic regression. Soft labels p are fitted exactly by giving each
-    text two rows, label 1 with weight p and label 0 with weight 1 - p (the soft cross-entropy)."""
-
-    # Vocabularies tried in order; the first that finds any term in the training texts is used. The
-    # first is the rung itself (words of 2+ characters in 2+ texts); the others exist for tiny or
-    # numeric training sets (``--max-examples 8``, texts that are numbers), where it finds nothing.
-    VOCABULARIES = (
-        ("words in 2+ texts", {"ngram_range": (1, 2), "min_df": 2}),
-        ("words (single characters and digits too)",
-         {"ngram_range": (1, 2), "min_df": 1, "token_pattern": r"(?u)\b\w+\b"}),
-        ("character 1-3-grams", {"analyzer": "char_wb", "ngram_range": (1, 3), "min_df": 1}),
-    )
-
-    def __init__(self, settings: TrainSettings) -> None:
-        from sklearn.linear_model import LogisticRegression
-
-        self.vectorizer = self._vectorizer(0)
-        self.model = LogisticRegression(C=1.0, max_iter=2000, random_state=settings.seed)
-
-    def _vectorizer(self, i: int):  # a TfidfVectorizer; sklearn is imported late, it takes ~1 s
-        from sklearn.feature_extraction.text import TfidfVectorizer
-
-        return TfidfVectorizer(sublinear_tf=True, max_features=50_000, **self.VOCABULARIES[i][1])
-
-    def _fit_vocabulary(self, texts: list[str]) -> sp.spmatrix:
-        from oversight.progress import log
-        from oversight.w2s.files import DatasetFormatError
-
-        for i, (what, _) in enumerate(self.VOCABULARIES):
-            vectorizer = self._vectorizer(i)
-            try:
-                features = vectorizer.fit_transform(texts)
-            except ValueError:  # sklearn: "empty vocabulary", "After pruning, no terms remain", ...
-                continue
-            if i:
-                log(f"bow: the {len(texts)} training texts have no {self.VOCABULARIES[i - 1][0]}; using {what}")
-            self.vectorizer = vectorizer
-            return features
-        raise DatasetFormatError(f"the bow rung found no words in the {len(texts)} training texts "
-                                 f"(e.g. {texts[:3]!r}); give texts with words or a larger --max-examples")
-
-    def fit(self, texts: list[str], targets: np.ndarray) -> BowClassifier:
-        features = self._fit_vocabulary(texts)
-        targets = np.asarray(targets, dtype=np.float64)
-        both = sp.vstack([features, features])
-        labels = np.r_[np.ones(len(texts)), np.zeros(len(texts))]
-        self.model.fit(both, labels, sample_weight=np.r_[targets, 1 - targets] + 1e-12)
-        return self
-
-    def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.model.predict_proba(self.vectorizer.transform(texts))[:, 1]
-
-
 class FrozenFeaturizer:
     def __init__(self, cache: FeatureCache, device: str) -> None:
         self.cache, self.device = cache, device
@@ -429,6 +373,20 @@ class TextClassifier(nn.Module):
         probs = predict(self, lambda idx: self([sorted_texts[i] for i in idx]), len(texts), settings, batch_size=64)
         out = np.empty_like(probs)
         out[order] = probs
+        return out
+
+    @torch.no_grad()
+    def features(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """The pooled backbone output of each text as trained (what a probe of it reads), float32."""
+        self.eval()
+        out = np.empty((len(texts), self.backbone.hidden_size), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts])
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            batch = {k: v.to(self.device) for k, v in self.backbone.tokenize([texts[i] for i in idx]).items()}
+            with autocast(self.device, True):
+                pooled = self.backbone(batch["input_ids"], batch["attention_mask"])
+            out[idx] = pooled.float().cpu().numpy()
         return out
 
 

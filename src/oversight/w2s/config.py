@@ -1,0 +1,171 @@
+"""The weak-to-strong experiment's config, and what identifies its runs in the results store.
+
+    cfg = make_config(W2SConfig, dataset="rotten_tomatoes", weak="bow", strong="minilm-l6", loss="logconf")
+    cfg.validate(); cfg.resolve_names()
+    experiment_key(cfg)   # the store key of one seed of this cell
+
+Every field is a ``w2s run`` / ``w2s sweep`` flag with its help as the CLI help.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from oversight.config import as_stored_by_now, config_hash, make_config, run_key
+from oversight.errors import ConfigError, UnknownNameError
+from oversight.store import ResultsStore
+from oversight.w2s.datasets import DatasetFileNotFoundError
+from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
+from oversight.w2s.models import get_model_spec
+
+MODES = ("head", "finetune", "probe")
+METHODS = ("direct", "bootstrap")
+SELECTS = ("weak-val", "last", "oracle")
+HEADS = ("logistic", "mlp")
+
+
+@dataclass
+class W2SConfig:
+    """One weak-to-strong experiment: a (dataset, weak, strong, loss) cell at one seed."""
+
+    dataset: str = field(default="rotten_tomatoes", metadata={
+        "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
+    weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
+    strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
+    loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent, logconf, product, entropy or window (see oversight.w2s.losses)"})
+    mode: str = field(default="head", metadata={
+        "help": "head = a head on cached frozen features; finetune = the backbone (all or --top-k-layers); probe = logistic regression on frozen features",
+        "choices": MODES})
+    method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "direct = the strong model learns from the weak labels; bootstrap = through the --chain, each rung labelling for the next"})
+    chain: str = field(default="", metadata={"key_neutral": "", "help": "bootstrap: intermediate models between --weak and --strong, weakest first (comma list; a sweep uses its ladder's)"})
+    head: str = field(default="mlp", metadata={"help": "head on frozen features (head mode)", "choices": HEADS})
+    seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
+    epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
+    lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
+    batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
+    alpha_max: float = field(default=0.75, metadata={"help": "logconf, entropy: final weight of the self-target term (higher = the student trusts itself more than the weak labels)"})
+    warmup_frac: float = field(default=0.2, metadata={"key_neutral": 0.2, "help": "logconf, entropy: fraction of training over which that weight ramps from 0 to --alpha-max (higher = later self-training)"})
+    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the batch; default max(4 x batch, 128))"})
+    product_beta: float = field(default=1.0, metadata={"help": "product: exponent of the student's own prediction in its target p_student^beta * p_weak (higher = trusts itself more)"})
+    window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
+    top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
+    max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
+    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights a run keeps: weak-val (best agreement with the weak labels on validation), last, or oracle (ground truth; flagged)"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
+
+    def unused_fields(self, values: dict[str, Any]) -> set[str]:
+        """Fields this config's mode and loss ignore: they do not tell runs apart."""
+        unused = set() if self.mode == "finetune" else {"top_k_layers"}
+        unused |= set() if self.method == "bootstrap" else {"chain"}
+        return unused | (loss_specific_options() - set(loss_options(self.loss)))
+
+    def chain_models(self) -> list[str]:
+        """The intermediate rungs of a bootstrap chain, weakest first ([] for ``direct``)."""
+        return [m.strip() for m in self.chain.split(",") if m.strip()] if self.method == "bootstrap" else []
+
+    def resolve_names(self) -> None:
+        """Look up the dataset and both models (an unknown name lists what exists), before any work."""
+        from oversight.w2s.datasets import DATASETS
+
+        for name, value in (("dataset", self.dataset), ("weak", self.weak), ("strong", self.strong)):
+            if not value.strip():
+                raise ConfigError(name, "is empty")
+        if self.dataset.startswith("file:"):
+            path = Path(self.dataset[5:].split("?", 1)[0])
+            if not path.is_file():
+                raise DatasetFileNotFoundError(f"dataset file {path} does not exist (from --dataset {self.dataset})")
+        elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
+            raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
+        for model in (self.weak, *self.chain_models(), self.strong):
+            get_model_spec(model)
+
+    def validate(self) -> None:
+        LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
+        if self.mode not in MODES:
+            raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        if self.head not in HEADS:
+            raise ConfigError("head", f"{self.head!r} is not one of {', '.join(HEADS)}")
+        for name in ("epochs", "batch_size", "max_examples", "top_k_layers"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ConfigError(name, f"must be positive, got {value}")
+        if self.seed < 0:
+            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
+        if self.lr is not None and not self.lr > 0:
+            raise ConfigError("lr", f"must be positive, got {self.lr}")
+        if not 0 <= self.alpha_max <= 1:
+            raise ConfigError("alpha_max", f"must be in [0, 1], got {self.alpha_max}")
+        if not 0 <= self.warmup_frac <= 1:
+            raise ConfigError("warmup_frac", f"must be in [0, 1], got {self.warmup_frac}")
+        if self.threshold_window is not None and self.threshold_window < 0:
+            raise ConfigError("threshold_window", f"must be >= 0 (0 = the current batch), got {self.threshold_window}")
+        if not self.product_beta >= 0:
+            raise ConfigError("product_beta", f"must be >= 0, got {self.product_beta}")
+        if not 0 <= self.window_radius <= 0.5:
+            raise ConfigError("window_radius", f"must be in [0, 0.5] (0 = the weak labels' median), got {self.window_radius}")
+        if self.loss != "xent" and (self.mode == "probe" or "bow" in (self.strong, *self.chain_models())):
+            raise ConfigError("loss", "the bow rung and --mode probe (logistic regression, one solve) train with xent only")
+        if self.method not in METHODS:
+            raise ConfigError("method", f"{self.method!r} is not one of {', '.join(METHODS)}")
+        self._validate_chain()
+        if self.select not in SELECTS:
+            raise ConfigError("select", f"{self.select!r} is not one of {', '.join(SELECTS)}")
+        if self.weak == self.strong:
+            raise ConfigError("strong", "the strong model must differ from the weak model")
+
+    def _validate_chain(self) -> None:
+        chain = self.chain_models()
+        if self.method == "direct" and self.chain.strip():
+            raise ConfigError("chain", "is used by --method bootstrap only; drop it or add --method bootstrap")
+        if self.method == "bootstrap" and not chain:
+            raise ConfigError("chain", "--method bootstrap needs --chain: the models between --weak and --strong")
+        rungs = [self.weak, *chain, self.strong]
+        if len(set(rungs)) != len(rungs):
+            raise ConfigError("chain", f"each rung appears once: {' -> '.join(rungs)}")
+
+
+
+def data_version(dataset: str) -> str:
+    """What identifies the data beyond its name: for a local file or directory (``file:``, local
+    ``hf:``) its size and modification time, so editing the file invalidates cached runs; for a
+    built-in, the data package's version."""
+    if dataset.startswith(("file:", "hf:")):
+        path = Path(dataset.split(":", 1)[1].split("?", 1)[0])
+        if not path.exists() and dataset.startswith("hf:"):
+            path = Path(str(path).split(":", 1)[0])  # hf:NAME:CONFIG
+        if path.exists():
+            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+            return ";".join(f"{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+        return ""
+    from oversight.w2s.datasets import DATASETS
+
+    return str(getattr(DATASETS.get(dataset), "source", ""))
+
+
+IDENTITY_VERSION = "2"  # bump when run_identity(W2SConfig) changes; stored rows are rekeyed once
+
+
+def experiment_key(cfg: W2SConfig) -> str:
+    return run_key(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+
+
+def migrate_store(store: ResultsStore) -> int:
+    """Rekey rows stored under an earlier identity (every field, device included) to today's,
+    where the row's data is unchanged (its old key still matches the data's current version)."""
+
+    def key_of(record: dict[str, Any]) -> str | None:
+        try:
+            cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
+        except Exception:  # noqa: BLE001 - a config of a field set no longer valid stays as it is
+            return None
+        version = data_version(cfg.dataset)
+        if config_hash(asdict(cfg), kind="w2s", data_version=version) != record["key"]:
+            return None
+        return experiment_key(cfg)
+
+    return store.migrate_keys("w2s", IDENTITY_VERSION, key_of, lambda key: [f"labels{key}"])
+
+
