@@ -4,7 +4,7 @@ Both are scikit-learn logistic regression on soft labels. A soft label p is fitt
 giving each example two rows, label 1 with weight p and label 0 with weight 1 - p: the weighted
 log-loss is then the soft cross-entropy the neural students minimise.
 
-    BowClassifier(settings).fit(texts, soft_labels).predict_proba(test_texts)
+    BowClassifier(seed=0).fit(texts, soft_labels).predict_proba(test_texts)
     ProbeClassifier(featurizer, seed=0).fit(texts, soft_labels).predict_proba(test_texts)
     probe_predictions(train_features, labels, test_features)   # the saliency analysis's probe
 """
