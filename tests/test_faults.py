@@ -22,7 +22,7 @@ from oversight.cli import main
 from oversight.config import config_hash, make_config, run_key
 from oversight.errors import DamagedArtifactError, MissingArtifactError, StoreError
 from oversight.store import ResultsStore, artifacts_for
-from oversight.w2s import models, pipeline
+from oversight.w2s import backbones, pipeline
 from oversight.w2s import train as w2s_train
 from oversight.w2s.config import W2SConfig, experiment_key, migrate_store
 from oversight.w2s.pipeline import run_experiment
@@ -39,7 +39,7 @@ def loading_draws_once(monkeypatch):
     """A backbone whose first load draws random numbers and later loads do not, as a rung converted
     once (from ONNX) and then read from its cache does."""
     converted: set[str] = set()
-    real = models.load_backbone
+    real = backbones.load_backbone
 
     def load(spec, *args, **kwargs):
         if spec.name not in converted:
@@ -47,7 +47,7 @@ def loading_draws_once(monkeypatch):
             torch.randn(1000)
         return real(spec, *args, **kwargs)
 
-    monkeypatch.setattr(models, "load_backbone", load)
+    monkeypatch.setattr(backbones, "load_backbone", load)  # what extract_features calls
     monkeypatch.setattr(w2s_train, "load_backbone", load)
     return converted
 

@@ -30,6 +30,7 @@ from oversight.w2s.datasets import (
     load_dataset,
 )
 from oversight.w2s.datasets import normalize_text as normalize
+from oversight.w2s.splits import clean_examples
 
 # The hf: tests must never reach the network; datasets reads this when it is first imported.
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -288,7 +289,7 @@ def test_file_json_columns(tmp_path: Path) -> None:
 def test_clean_merges_groups_sharing_a_text_and_drops_contradictions() -> None:
     raw = [Example("1", "Nice film.", 1, "movie_a"), Example("2", "nice   FILM.", 1, "movie_b"),
            Example("3", "Bad.", 0, "movie_c"), Example("4", "bad.", 1, "movie_d"), Example("5", "Other.", 0, "movie_b")]
-    cleaned = D._clean(raw)
+    cleaned = clean_examples(raw)
     assert [(e.id, e.group) for e in cleaned] == [("1", "movie_a+movie_b"), ("5", "movie_a+movie_b")]
 
 

