@@ -24,7 +24,7 @@ from oversight.errors import ConfigError
 from oversight.store import ResultsStore
 
 TINY = dict(size=8, minutes=0, d_model=32, n_heads=2, encoder_layers=1, decoder_layers=1, contexts_per_step=4,
-            questions_per_context=4, eval_every=5, test_contexts=4, test_questions=4, hprime_d_model=32,
+            questions_per_context=4, eval_every=5, test_contexts=4, val_contexts=4, test_questions=4, hprime_d_model=32,
             hprime_layers=1, hprime_batch=16, hprime_ready_loss=100.0, stop_at_acc=0.0,
             overlap_targets=False)  # in one process, where a test can watch what the loop reads
 
@@ -87,7 +87,7 @@ def test_amplify_modes_use_zero_ground_truth_labels(mode: str, overlap: bool, mo
     monkeypatch.setattr(task, "truth_batch", counting_truth_batch)
     monkeypatch.setattr(task, "truth", lambda inst, q: counting_truth_batch([inst], np.zeros(1, np.int64), q[None])[0])
     monkeypatch.setattr(train_module, "evaluate", allowing(train_module.evaluate))
-    monkeypatch.setattr(train_module, "make_test_sets", allowing(train_module.make_test_sets))
+    monkeypatch.setattr(train_module, "make_eval_sets", allowing(train_module.make_eval_sets))
     monkeypatch.setattr(train_module, "accuracy_by_level", allowing(train_module.accuracy_by_level))
 
     cfg = {**TINY, "overlap_targets": overlap}
@@ -181,7 +181,7 @@ def test_every_task_trains_in_every_mode(task_name: str) -> None:
                                        "shortest_path", "union_find"])
 def test_every_task_trains_and_is_tested_at_size_64(task_name: str) -> None:
     """The largest size: training batches of 64-variable instances, and test sets at 8, 16, 32 and 64."""
-    cfg = {**TINY, "test_contexts": 2, "test_questions": 2, "size": 64}
+    cfg = {**TINY, "test_contexts": 2, "val_contexts": 2, "test_questions": 2, "size": 64, "curriculum_min_size": 64}
     for mode in ("amplify", "amplify-learned"):
         results = train(AmplifyConfig(task=task_name, mode=mode, start_size=64, steps=2, **cfg)).results
         assert results["final_stage"]["size"] == 64 and results["gt_labels_used"] == 0
@@ -328,7 +328,7 @@ def test_cli_run_json_store_resume_show_and_report(tmp_path: Path, capsys: pytes
     assert "acc by level" in table and "L1:" in table
     records = ResultsStore(store).records(kind="amplify")
     assert len(records) == 3
-    assert all(r["results"]["curve"] and "acc" in r["results"]["curve"][0] for r in records)
+    assert all(r["results"]["curve"] and "val_acc" in r["results"]["curve"][0] for r in records)
     assert all(r["config"]["lr"] == 1e-3 for r in records)  # the task's learning rate, as the run used it
 
     assert cli_main(["amplify", "show", "--task", "permutation_powering", "--store", str(store)]) == 0
@@ -378,7 +378,8 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
                if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers", "encoder_loops",
-                            "checkpoint_every", "device", "threads") and not k.startswith("hprime_")}
+                            "checkpoint_every", "device", "threads", "curriculum_min_size")
+                   and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     assert key(mode="amplify") == config_hash(without, kind=KIND)
 
@@ -538,7 +539,7 @@ def test_amplify_learned_rewarms_hprime_at_every_curriculum_stage() -> None:
                 hprime_layers=1, hprime_ready_loss=100.0, hprime_calls_per_step=8.0)
     rewarm = train(AmplifyConfig(**tiny)).results  # type: ignore[arg-type]
     once = train(AmplifyConfig(**tiny, hprime_rewarm_each_stage=False)).results  # type: ignore[arg-type]
-    advances = len(rewarm["curriculum"])
+    advances = len(rewarm["curriculum_history"])
     assert advances >= 3
     # 64 fresh transcripts at <= 8 per step: >= 8 warm-up steps per stage, only at the start without re-warming
     assert rewarm["hprime_warmup_steps"] >= 8 * (1 + advances)
@@ -564,9 +565,10 @@ def test_mix_sizes_from_draws_instances_up_to_the_stage_size(task_name: str) -> 
         generate = task.generate
         task.generate = lambda size, rng: drawn.append(size) or generate(size, rng)  # type: ignore[method-assign]
         cfg = AmplifyConfig(task=task_name, mode="amplify", start_size=16, steps=3, mix_sizes_from=mix,
-                            **{**TINY, "size": 16, "contexts_per_step": 16})
+                            **{**TINY, "size": 16, "contexts_per_step": 16, "curriculum_min_size": 16})
         train(cfg, task=task)
-        return drawn[-3 * 16:]  # the training batches (the test sets are generated first)
+        # the training batches: after the validation sets, before the test sets
+        return drawn[cfg.val_contexts * len(cfg.test_sizes):][:3 * 16]
 
     assert set(sizes_drawn(0)) == {16}
     mixed = sizes_drawn(4)

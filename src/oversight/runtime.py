@@ -84,3 +84,28 @@ def num_threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def provenance() -> dict[str, object]:
+    """Where and how a run was made, for its stored row: the commit of this checkout (None outside
+    a git checkout; ``+dirty`` with uncommitted changes), the host, torch's threads, the load average,
+    and the Python and torch versions."""
+    import platform
+    import subprocess
+
+    root = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, timeout=10, check=True).stdout.strip() or None
+        dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = f"{commit}+dirty" if commit and dirty else commit
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        load = None
+    return {"commit": commit, "host": platform.node(), "torch_threads": torch.get_num_threads(),
+            "load_average": load, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "torch": torch.__version__}

@@ -18,8 +18,9 @@ target for every question. The modes differ ONLY in where the targets come from:
   H. H runs only on the few questions the loop's ``HPrimePlan`` asks for, to make H' training
   transcripts (under Amplify^H(X)); while X waits for H' the batch has no targets.
 
-Ground truth is read only through ``GroundTruthLedger``, which refuses non-primitive questions
-in both amplify modes. ``stack_facts`` and ``make_answer_fn`` give X (or its teacher) as one batched
+Ground truth is read only through ``GroundTruthLedger`` (``truth.py``), which refuses non-primitive
+questions in both amplify modes; there the whole run is under ``truth_denied``, so any other read of
+a true answer (a curriculum choosing questions by their depth, say) raises. ``stack_facts`` and ``make_answer_fn`` give X (or its teacher) as one batched
 pass over a batch of contexts; the test-set evaluation answers through them too.
 """
 
@@ -32,6 +33,7 @@ import numpy as np
 import torch
 
 from oversight.amplification.config import AmplifyConfig
+from oversight.amplification.curriculum import question_access
 from oversight.amplification.env import Instance, Task, run_expert
 from oversight.amplification.expert import (
     DecisionCache,
@@ -41,22 +43,10 @@ from oversight.amplification.expert import (
     run_learned_expert,
 )
 from oversight.amplification.learner import FactSetLearner
+from oversight.amplification.truth import GroundTruthLedger
 from oversight.runtime import autocast
 
-
-class GroundTruthLedger:
-    """The training loop's only way to ground truth; it counts labels and refuses them in amplify modes."""
-
-    def __init__(self, task: Task, allow_non_primitive: bool) -> None:
-        self.task, self.allow_non_primitive = task, allow_non_primitive
-        self.non_primitive_labels = 0
-
-    def labels(self, instances: Sequence[Instance], ctx_index: np.ndarray, questions: np.ndarray) -> np.ndarray:
-        n = int((~self.task.primitive_mask(questions)).sum())
-        if n and not self.allow_non_primitive:
-            raise AssertionError(f"{n} ground-truth labels of non-primitive questions requested in an amplify mode")
-        self.non_primitive_labels += n
-        return self.task.truth_batch(instances, ctx_index, questions)
+__all__ = ["Batch", "GroundTruthLedger", "HPrimePlan", "draw_questions", "make_answer_fn", "make_batch", "stack_facts"]
 
 
 def stack_facts(instances: Sequence[Instance], device: str) -> torch.Tensor:
@@ -126,7 +116,8 @@ def draw_questions(task: Task, cfg: AmplifyConfig, size: int, level: int,
         sizes = rng.integers(min(cfg.mix_sizes_from, size), size + 1, size=cfg.contexts_per_step).tolist()
     instances = [task.generate(n, rng) for n in sizes]
     m = cfg.questions_per_context
-    questions = np.concatenate([task.sample_questions(inst, m, rng, level=level) for inst in instances])
+    with question_access(cfg, task):
+        questions = np.concatenate([task.sample_questions(inst, m, rng, level=level) for inst in instances])
     return instances, np.repeat(np.arange(cfg.contexts_per_step), m), questions
 
 

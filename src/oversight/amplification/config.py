@@ -19,7 +19,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from oversight.amplification.env import Task, make_task
+from oversight.amplification.curriculum import CURRICULA
+from oversight.amplification.env import TASKS, Task, make_task
 from oversight.config import check_finite
 from oversight.errors import ConfigError
 
@@ -34,14 +35,16 @@ class AmplifyConfig:
     task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
     mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
     size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64)"})
-    steps: int = field(default=0, metadata={"help": "stop after this many steps (0 = no step limit)"})
-    minutes: float = field(default=15.0, metadata={"help": "stop after this much training wall time (0 = no limit); with --steps, whichever comes first"})
+    steps: int = field(default=5000, metadata={"help": "training steps: the budget results are keyed and compared by (more = longer training)"})
+    minutes: float = field(default=0.0, metadata={"help": "also stop after this much training wall time, for benchmarks (0 = none); such a run is marked not reproducible"})
     seed: int = field(default=0, metadata={"help": "training seed (the test sets do not depend on it)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
     threads: int = field(default=1, metadata={"help": "torch CPU threads (0 = all cores); 1 is as fast for this small model and immune to oversubscription on a shared machine", "identity": False})
     checkpoint_every: int = field(default=500, metadata={"help": "steps between checkpoints beside the store (0 = none); a rerun of an interrupted run resumes from the last one", "identity": False})
-    stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and test accuracy at the largest size reaches this (0 = never)"})
+    stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and validation accuracy at the largest size reaches this (0 = never)"})
     # curriculum
+    curriculum: str = field(default="label-free", metadata={"help": "how stages choose questions: label-free (question form, else instance size) or oracle (true depths/distances; flagged)", "choices": CURRICULA, "key_neutral": "oracle"})
+    curriculum_min_size: int = field(default=4, metadata={"help": "label-free curriculum of depth/distance tasks: the first instance size, growing by 1 up to start_size (smaller = gentler start)"})
     start_size: int = field(default=8, metadata={"help": "curriculum: first instance size"})
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this"})
     curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy"})
@@ -79,9 +82,10 @@ class AmplifyConfig:
     hprime_rewarm_each_stage: bool = field(default=True, metadata={"help": "H': at every curriculum stage, pause X until H' imitates H on the new questions"})
     hprime_buffer: int = field(default=100_000, metadata={"help": "H': transcript buffer size"})
     # evaluation
-    eval_every: int = field(default=100, metadata={"help": "steps between test-set evaluations"})
-    test_contexts: int = field(default=64, metadata={"help": "instances per test set (one test set per size)"})
-    test_questions: int = field(default=8, metadata={"help": "questions per test instance"})
+    eval_every: int = field(default=100, metadata={"help": "steps between validation evaluations (the curve, stopping, steps to 95%)"})
+    val_contexts: int = field(default=128, metadata={"help": "instances per validation set, one per size (more = a less noisy curve, slower evaluations)", "key_neutral": 0})
+    test_contexts: int = field(default=256, metadata={"help": "instances per test set, one per size, read once at the end (more = a smaller standard error)"})
+    test_questions: int = field(default=8, metadata={"help": "questions per validation and test instance"})
 
     def validate(self) -> None:
         """Refuse a config that cannot run as asked, naming the field (the CLI prints it as one line)."""
@@ -97,6 +101,10 @@ class AmplifyConfig:
             raise ConfigError("minutes", f"must be >= 0 (0 = no time limit), got {self.minutes}")
         if self.steps == 0 and self.minutes == 0:
             raise ConfigError("steps", "give --steps or --minutes (or both)")
+        if self.curriculum not in CURRICULA:
+            raise ConfigError("curriculum", f"{self.curriculum!r} is not one of {', '.join(CURRICULA)}")
+        if not 2 <= self.curriculum_min_size <= 64:
+            raise ConfigError("curriculum_min_size", f"must be in 2..64, got {self.curriculum_min_size}")
         self._validate_counts()
         self._validate_rates()
 
@@ -114,7 +122,7 @@ class AmplifyConfig:
                                      ("warmup_steps", 0, ""), ("min_stage_steps", 0, ""), ("encoder_layers", 0, ""),
                                      ("hprime_layers", 0, ""), ("hprime_max_warmup_steps", 0, ""),
                                      ("contexts_per_step", 1, ""), ("target_passes", 1, ""), ("encoder_loops", 1, ""),
-                                     ("decoder_layers", 1, ""), ("eval_every", 1, ""), ("test_contexts", 1, ""),
+                                     ("decoder_layers", 1, ""), ("eval_every", 1, ""), ("test_contexts", 1, ""), ("val_contexts", 1, ""),
                                      ("test_questions", 1, ""), ("curriculum_window", 1, ""), ("hprime_batch", 1, ""),
                                      ("hprime_loss_window", 1, ""), ("hprime_buffer", 1, "")):
             if getattr(self, name) < least:
@@ -142,20 +150,32 @@ class AmplifyConfig:
                 raise ConfigError(name, f"must be in [0, 1] (an accuracy), got {getattr(self, name)}")
 
     def unused_fields(self, values: dict[str, Any]) -> set[str]:
-        """The fields this config's mode ignores (for ``oversight.config.run_identity``): H''s
-        (``hprime_*``) outside amplify-learned, and the teacher's EMA in supervised mode."""
-        return unused_by_mode(self.mode, values)
+        """The fields this config ignores (for ``oversight.config.run_identity``): H''s (``hprime_*``)
+        outside amplify-learned, the teacher's EMA in supervised mode, and ``curriculum_min_size``
+        where the curriculum does not grow sizes (the oracle one, or a task with levels of form)."""
+        unused = unused_by_mode(self.mode, values)
+        task = TASKS.get(self.task) if self.task in TASKS else None
+        if self.curriculum == "oracle" or task is None or task.levels_from_form:
+            unused.add("curriculum_min_size")
+        return unused & set(values)
 
     def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:
         """This config with the fields left to the task (and mode) filled in (``lr`` 0 -> ``task.learning_rate``,
         ``questions_per_context`` 0 -> ``task.questions_per_context``, ``target_workers`` 0 -> 2 in
-        amplify-learned, else 1): what the run actually uses, so it is what the results store keys and keeps."""
-        if self.lr and self.questions_per_context and self.target_workers:
-            return self
+        amplify-learned, else 1), and ``--curriculum oracle`` as ``label-free`` on a task whose levels
+        are read off the question (the same questions, read without labels): what the run actually
+        uses, so it is what the results store keys and keeps."""
         task = task or make_task(self.task)
+        curriculum = "label-free" if task.levels_from_form else self.curriculum
         return dataclasses.replace(self, lr=self.lr or task.learning_rate,
                                    questions_per_context=self.questions_per_context or task.questions_per_context,
-                                   target_workers=self.target_workers or (2 if self.mode == "amplify-learned" else 1))
+                                   target_workers=self.target_workers or (2 if self.mode == "amplify-learned" else 1),
+                                   curriculum=curriculum)
+
+    @property
+    def oracle_curriculum(self) -> bool:
+        """Whether this run's questions were chosen with their true answers (flag every row of it)."""
+        return self.curriculum == "oracle" and not make_task(self.task).levels_from_form
 
     @property
     def test_sizes(self) -> list[int]:

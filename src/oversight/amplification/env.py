@@ -172,6 +172,9 @@ class Task(ABC):
     max_subquestions: int  # the most subquestions H asks for any question
     round_subquestions: int  # the most subquestions H asks in one round (H''s subquestion slots per decision)
     num_levels: int  # question-difficulty curriculum levels 1..num_levels; num_levels = full D
+    # True: a question's level is read off its form (k's bit length, the number of wildcards), so a
+    # curriculum over levels needs no label; False: it is a true depth or distance (the oracle curriculum)
+    levels_from_form: bool = True
     question_kinds: tuple[int, ...]  # kinds of the (non-primitive) questions in D
     primitive_kinds: tuple[int, ...]  # kinds answered from the facts by the environment
     # kinds for which H asks X the very question it answers (then checks and improves the guess)

@@ -1,15 +1,19 @@
-"""X's test accuracy: the fixed held-out test sets, which of their questions X answers, and summaries.
+"""X's accuracy: the validation sets that steer and plot a run, the test sets read once at its end.
 
-    from oversight.amplification.evaluation import accuracy_by_level, evaluate, make_test_sets, reached
-    test_sets = make_test_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions)
-    correct = evaluate(model, task, test_sets, "cpu")           # {size: bool per test question}
-    accuracy_by_level(task, test_sets[8], correct[8])           # {"1": {"acc": 1.0, "n": 40}, ...}
-    format_acc_by_level(results["test_acc_by_level"])           # "L1:1.00 L2:0.93 ..."
-    reached(results["curve"], 8)                                # the first evaluation at 0.90, 0.95, 0.99
+    from oversight.amplification.evaluation import accuracy_by_level, evaluate, make_eval_sets, reached
+    sets = make_eval_sets(task, sizes=[8, 16], n_contexts=128, n_questions=8, split="validation")
+    correct = evaluate(model, task, sets, "cpu")                # {size: bool per question}
+    accuracy_with_se(sets[8], correct[8])                       # (accuracy, its standard error)
+    accuracy_by_level(task, sets[8], correct[8])                # {"1": {"acc": 1.0, "n": 40}, ...}
+    reached(results["curve"], 8)                                # the first validation point at 0.90, 0.95, 0.99
 
-Test accuracy is always measured on FIXED held-out test sets of fresh instances at several sizes
-(8, 16, 32, 64 up to ``size``, and ``size``), full question distribution, whatever the curriculum
-stage. The test sets depend only on (task, size) (``TEST_SEED``): the same for every mode and seed.
+Both kinds are FIXED sets of fresh instances at several sizes (8, 16, 32, 64 up to ``size``, and
+``size``), full question distribution, whatever the curriculum stage, and depend only on (task,
+size, split): the same for every mode and seed. Validation (``VALIDATION_SEED``) drives everything
+decided or plotted during training: the curve, stopping, "steps to 95%". Test (``TEST_SEED``) is
+built and read once, after the last step. Reading true answers here is allowed ("evaluation").
+The standard error of an accuracy treats each instance as one draw (questions about one instance
+are not independent): the std of the per-instance accuracies over sqrt(instances).
 """
 
 from __future__ import annotations
@@ -24,32 +28,35 @@ import torch
 from oversight.amplification.batches import make_answer_fn, stack_facts
 from oversight.amplification.env import Instance, Task
 from oversight.amplification.learner import FactSetLearner
+from oversight.amplification.truth import truth_allowed
 from oversight.runtime import autocast
 
-TEST_SEED = 20_181_003  # test sets depend only on (task, size): the same for every mode and seed
+SPLIT_SEEDS = {"validation": 20_181_004, "test": 20_181_003}  # by (task, size, split) only
 
 
 @dataclass
-class TestSet:
+class EvalSet:
     size: int
     instances: list[Instance]
     ctx_index: np.ndarray
     questions: np.ndarray
 
 
-def make_test_sets(task: Task, sizes: Sequence[int], n_contexts: int, n_questions: int) -> dict[int, TestSet]:
-    """Fixed held-out test sets: fresh instances, full question distribution, seeded by size only."""
+def make_eval_sets(task: Task, sizes: Sequence[int], n_contexts: int, n_questions: int,
+                   split: str = "test") -> dict[int, EvalSet]:
+    """Fixed held-out sets of one split: fresh instances, full question distribution, seeded by
+    (size, split) only, so validation and test never share an instance's draw."""
     sets = {}
     for size in sizes:
-        rng = np.random.default_rng([TEST_SEED, size])
+        rng = np.random.default_rng([SPLIT_SEEDS[split], size])
         instances = [task.generate(size, rng) for _ in range(n_contexts)]
         questions = np.concatenate([task.sample_questions(inst, n_questions, rng) for inst in instances])
-        sets[size] = TestSet(size, instances, np.repeat(np.arange(n_contexts), n_questions), questions)
+        sets[size] = EvalSet(size, instances, np.repeat(np.arange(n_contexts), n_questions), questions)
     return sets
 
 
 @torch.no_grad()
-def answered_correctly(model: FactSetLearner, task: Task, ts: TestSet, device: str, bf16: bool = False) -> np.ndarray:
+def answered_correctly(model: FactSetLearner, task: Task, ts: EvalSet, device: str, bf16: bool = False) -> np.ndarray:
     """bool [questions of ``ts``]: X's greedy answer is correct (``task.correct_batch``: any correct answer counts)."""
     was_training = model.training
     model.eval()
@@ -58,21 +65,37 @@ def answered_correctly(model: FactSetLearner, task: Task, ts: TestSet, device: s
         memory = model.encode_facts(facts)
     answers = make_answer_fn(model, task, memory, facts, device, bf16)(ts.ctx_index, ts.questions)
     model.train(was_training)
-    return task.correct_batch(ts.instances, ts.ctx_index, ts.questions, answers)
+    with truth_allowed("evaluation"):
+        return task.correct_batch(ts.instances, ts.ctx_index, ts.questions, answers)
 
 
-def evaluate(model: FactSetLearner, task: Task, test_sets: dict[int, TestSet], device: str,
+def evaluate(model: FactSetLearner, task: Task, eval_sets: dict[int, EvalSet], device: str,
              bf16: bool = False) -> dict[int, np.ndarray]:
     """Which test questions X answers correctly, per size (their mean is the test accuracy)."""
-    return {size: answered_correctly(model, task, ts, device, bf16) for size, ts in test_sets.items()}
+    return {size: answered_correctly(model, task, ts, device, bf16) for size, ts in eval_sets.items()}
 
 
-def accuracy_by_level(task: Task, ts: TestSet, correct: np.ndarray) -> dict[str, dict[str, float]]:
+def accuracy_by_level(task: Task, ts: EvalSet, correct: np.ndarray) -> dict[str, dict[str, float]]:
     """Test accuracy per question difficulty (``task.question_level``) on one test set, given which of
     its questions were answered correctly: ``{level: {"acc": ..., "n": questions}}``, empty levels left out."""
-    levels = np.array([task.question_level(q, ts.instances[c]) for c, q in zip(ts.ctx_index, ts.questions, strict=True)])
+    with truth_allowed("evaluation"):  # a level may be a true depth or distance
+        levels = np.array([task.question_level(q, ts.instances[c])
+                           for c, q in zip(ts.ctx_index, ts.questions, strict=True)])
     return {str(level): {"acc": round(float(correct[levels == level].mean()), 4), "n": int((levels == level).sum())}
             for level in np.unique(levels).tolist()}
+
+
+def accuracy_with_se(ts: EvalSet, correct: np.ndarray) -> tuple[float, float]:
+    """(accuracy, standard error) on one set, instances as the independent draws (clustered SE)."""
+    per_instance = np.bincount(ts.ctx_index, weights=correct.astype(float)) / np.bincount(ts.ctx_index)
+    se = float(per_instance.std(ddof=1) / np.sqrt(len(per_instance))) if len(per_instance) > 1 else float("nan")
+    return float(correct.mean()), se
+
+
+def curve_accuracy(point: dict[str, Any], size: int) -> float | None:
+    """A curve point's validation accuracy at ``size`` (runs stored before validation sets: their
+    test-set curve, ``acc``)."""
+    return point.get("val_acc", point.get("acc", {})).get(str(size))
 
 
 def format_acc_by_level(by_level: dict[str, dict[str, float]] | None) -> str:
@@ -82,10 +105,10 @@ def format_acc_by_level(by_level: dict[str, dict[str, float]] | None) -> str:
 
 
 def reached(curve: list[dict[str, Any]], size: int, targets: Sequence[float] = (0.9, 0.95, 0.99)) -> dict[str, Any]:
-    """First evaluation at which test accuracy at ``size`` reached each target: step, seconds, expert calls."""
+    """First evaluation at which validation accuracy at ``size`` reached each target: step, seconds, expert calls."""
     out: dict[str, Any] = {}
     for target in targets:
-        hit = next((p for p in curve if p["acc"].get(str(size), 0.0) >= target), None)
+        hit = next((p for p in curve if (curve_accuracy(p, size) or 0.0) >= target), None)
         out[f"{target:.2f}"] = None if hit is None else {
             "step": hit["step"], "seconds": hit["seconds"], "expert_calls": hit["expert_calls"],
             "gt_labels": hit["gt_labels"]}

@@ -23,7 +23,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from oversight.amplification.evaluation import format_acc_by_level  # noqa: E402
+from oversight.amplification.evaluation import curve_accuracy, format_acc_by_level  # noqa: E402
 from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
 from oversight.config import varying_fields  # noqa: E402
 
@@ -85,7 +85,7 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
             color, label = MODE_STYLE.get(mode, ("gray", mode))
             curve = r["results"].get("curve") or []
             xs = [p[x_key] for p in curve]
-            ys = [p["acc"].get(str(size)) for p in curve]
+            ys = [curve_accuracy(p, size) for p in curve]
             ax.plot(xs, ys, color=color, lw=1.5, ls=LINE_STYLES[drawn[mode] % len(LINE_STYLES)],
                     label=label + (f" [{labels[id(r)]}]" if labels[id(r)] else ""))
             drawn[mode] += 1
@@ -111,7 +111,7 @@ def _fmt_reach(hit: dict[str, Any] | None, key: str) -> str:
 
 def seconds_to(curve: list[dict[str, Any]], size: int, accuracy: float) -> float | None:
     """Training seconds at the first evaluation where test accuracy at ``size`` reached ``accuracy``."""
-    hit = next((p for p in curve if p["acc"].get(str(size), 0.0) >= accuracy), None)
+    hit = next((p for p in curve if (curve_accuracy(p, size) or 0.0) >= accuracy), None)
     return None if hit is None else float(hit["seconds"])
 
 
@@ -122,7 +122,7 @@ def time_ratio_at_common_accuracy(run: dict[str, Any], baseline: dict[str, Any],
     there this still says how much slower it was to the accuracy both did reach.
     """
     def best(res: dict[str, Any]) -> float:
-        return max((p["acc"].get(str(size), 0.0) for p in res.get("curve") or []), default=0.0)
+        return max(((curve_accuracy(p, size) or 0.0) for p in res.get("curve") or []), default=0.0)
 
     common = min(best(run), best(baseline))
     t_run, t_base = seconds_to(run.get("curve") or [], size, common), seconds_to(baseline.get("curve") or [], size, common)

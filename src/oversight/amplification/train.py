@@ -43,7 +43,6 @@ import copy
 import dataclasses
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,20 +61,23 @@ from oversight.amplification.batches import (
     stack_facts,
 )
 from oversight.amplification.config import MODES, AmplifyConfig, fields_the_mode_uses
+from oversight.amplification.curriculum import Curriculum
 from oversight.amplification.env import DONT_KNOW, Task, make_task
 from oversight.amplification.evaluation import (
-    TestSet,
+    EvalSet,
     accuracy_by_level,
+    accuracy_with_se,
     evaluate,
     format_acc_by_level,
-    make_test_sets,
+    make_eval_sets,
     reached,
 )
 from oversight.amplification.expert import DecisionCache, LearnedExpert, RollingLoss, TranscriptBuffer
 from oversight.amplification.learner import FactSetLearner, count_parameters, ema_update
+from oversight.amplification.truth import policy_for
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
-from oversight.runtime import autocast, resolve_device, seed_everything, set_threads
+from oversight.runtime import autocast, provenance, resolve_device, seed_everything, set_threads
 
 # The loop's own names, and (second group) those tests and benchmarks import from here that live in
 # the modules the loop uses; ``evaluate``, ``make_test_sets`` and ``accuracy_by_level`` are looked up
@@ -87,7 +89,7 @@ __all__ = [
     # re-exported
     "MODES", "AmplifyConfig", "GroundTruthLedger", "HPrimePlan", "TargetWorker", "accuracy_by_level",
     "evaluate", "fields_the_mode_uses", "format_acc_by_level", "make_answer_fn", "make_batch",
-    "make_test_sets", "stack_facts",
+    "make_eval_sets", "stack_facts",
 ]
 
 IGNORE = -100  # targets X is not trained on
@@ -107,54 +109,6 @@ class Accounting:
     dont_know_targets: int = 0  # amplify modes: questions Amplify(X) answered DONT_KNOW (not trained on)
     decisions_cached: int = 0  # amplify-learned: H' decisions looked up in the cache / computed
     decisions_computed: int = 0
-
-
-class Curriculum:
-    """Stages (size, level); advance when the rolling training accuracy passes the threshold."""
-
-    def __init__(self, cfg: AmplifyConfig, num_levels: int) -> None:
-        sizes, s = [], min(cfg.start_size, cfg.size)
-        while s < cfg.size:
-            sizes.append(s)
-            s *= 2
-        sizes.append(cfg.size)
-        self.stages = [(sizes[0], level) for level in range(1, num_levels + 1)]
-        for size in sizes[1:]:
-            levels = range(1, num_levels + 1) if cfg.relevel_each_size else [num_levels]
-            self.stages += [(size, level) for level in levels]
-        self.threshold, self.min_steps = cfg.curriculum_threshold, cfg.min_stage_steps
-        self.recent: deque[float] = deque(maxlen=cfg.curriculum_window)
-        self.index, self.steps_in_stage = 0, 0
-        self.history: list[dict[str, int]] = []
-
-    @property
-    def size(self) -> int:
-        return self.stages[self.index][0]
-
-    @property
-    def level(self) -> int:
-        return self.stages[self.index][1]
-
-    @property
-    def final(self) -> bool:
-        return self.index == len(self.stages) - 1
-
-    @property
-    def rolling_accuracy(self) -> float:
-        return float(np.mean(self.recent)) if self.recent else 0.0
-
-    def update(self, accuracy: float, step: int) -> bool:
-        self.recent.append(accuracy)
-        self.steps_in_stage += 1
-        ready = (len(self.recent) == self.recent.maxlen and self.steps_in_stage >= self.min_steps
-                 and self.rolling_accuracy >= self.threshold)
-        if ready and not self.final:
-            self.index += 1
-            self.steps_in_stage = 0
-            self.recent.clear()
-            self.history.append({"step": step, "size": self.size, "level": self.level})
-            return True
-        return False
 
 
 @dataclass
@@ -240,7 +194,7 @@ def new_state(cfg: AmplifyConfig, task: Task, device: str) -> TrainState:
     state = TrainState(model=model, teacher=copy.deepcopy(model).requires_grad_(False), optimizer=optimizer,
                        schedule=schedule, rng=np.random.default_rng(cfg.seed),
                        ground_truth=GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised"),
-                       curriculum=Curriculum(cfg, task.num_levels),
+                       curriculum=Curriculum(cfg, task),
                        hprime_recent_loss=RollingLoss(cfg.hprime_loss_window))
     if cfg.mode == "amplify-learned":
         state.hprime = build_hprime(cfg, task).to(device)
@@ -255,21 +209,21 @@ def checkpoint_identity(cfg: AmplifyConfig) -> dict[str, Any]:
     return fields_the_mode_uses(values)
 
 
-def record_eval(state: TrainState, cfg: AmplifyConfig, task: Task, test_sets: dict[int, TestSet], device: str,
+def record_eval(state: TrainState, cfg: AmplifyConfig, task: Task, val_sets: dict[int, EvalSet], device: str,
                 on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
-    """Test X on every test set; append the point to the learning curve (and log it)."""
+    """Evaluate X on every validation set; append the point to the learning curve (and log it)."""
     acct, curriculum, hprime_loss = state.acct, state.curriculum, state.hprime_loss
-    state.last_correct.update(evaluate(state.model, task, test_sets, device, cfg.bf16))
+    state.last_correct.update(evaluate(state.model, task, val_sets, device, cfg.bf16))
     acc = {size: float(correct.mean()) for size, correct in state.last_correct.items()}
     point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
              "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
              "stage_size": curriculum.size, "stage_level": curriculum.level,
              "train_acc": round(curriculum.rolling_accuracy, 4),
              "hprime_loss": None if not math.isfinite(hprime_loss) else round(hprime_loss, 5),
-             "acc": {str(s): round(a, 4) for s, a in acc.items()}}
+             "val_acc": {str(s): round(a, 4) for s, a in acc.items()}}
     state.curve.append(point)
     log(f"  step {acct.steps:6d}  {acct.seconds:7.1f}s  stage n={curriculum.size} L{curriculum.level}  "
-        f"train {curriculum.rolling_accuracy:.3f}  test " + " ".join(f"n{s}:{a:.3f}" for s, a in acc.items())
+        f"train {curriculum.rolling_accuracy:.3f}  val " + " ".join(f"n{s}:{a:.3f}" for s, a in acc.items())
         + (f"  H' loss {hprime_loss:.4f} H calls {acct.expert_calls}" if state.hprime is not None else ""))
     if on_eval is not None:
         on_eval(point)
@@ -422,7 +376,9 @@ def _save(checkpoint: Path, state: TrainState, cfg: AmplifyConfig, worker: Targe
 
 def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[str, Any]], None] | None = None,
           checkpoint: str | Path | None = None) -> TrainedRun:
-    """Train X in ``cfg.mode``; returns the results (accounting, learning curve, test accuracy) and models.
+    """Train X in ``cfg.mode``; returns the results (accounting, validation curve, final test
+    accuracy) and models. In the amplify modes no true answer is read outside evaluation and the
+    oracle curriculum (``truth.py``: any other read raises).
 
     ``checkpoint``: a file to save the run to every ``cfg.checkpoint_every`` steps and, if it is there
     when the run starts, to resume from (to the same numbers as a run never stopped)."""
@@ -435,17 +391,35 @@ def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[
     seed_everything(cfg.seed)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
     state, saved = _resume(new_state(cfg, task, device), cfg, task, device, checkpoint)
-    test_sets = make_test_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions)
-    acct, largest = state.acct, cfg.size
-    log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} "
+    val_sets = make_eval_sets(task, cfg.test_sizes, cfg.val_contexts, cfg.test_questions, split="validation")
+    log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} curriculum={cfg.curriculum} "
         f"X params={count_parameters(state.model):,} stages={len(state.curriculum.stages)}")
     if saved is None:
-        record_eval(state, cfg, task, test_sets, device, on_eval)
+        record_eval(state, cfg, task, val_sets, device, on_eval)
+    with policy_for(cfg.mode):
+        stopped_by = _loop(state, cfg, task, device, val_sets, on_eval, checkpoint, saved, wall_start)
+    if not state.curve or state.curve[-1]["step"] != state.acct.steps:
+        record_eval(state, cfg, task, val_sets, device, on_eval)
+    results = run_results(state, cfg, task, device, stopped_by)
+    results["wall_seconds"] = round(state.wall_before + time.perf_counter() - wall_start, 2)  # with evaluation, setup
+    return TrainedRun(results, state.model, state.hprime)
+
+
+def _loop(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, val_sets: dict[int, EvalSet],
+          on_eval: Callable[[dict[str, Any]], None] | None, checkpoint: Path | None,
+          saved: dict[str, Any] | None, wall_start: float) -> str:
+    """The training loop, from step 0 or where a checkpoint left off; returns what stopped it
+    ("steps", "minutes" or "stop_at_acc")."""
+    acct, largest = state.acct, str(cfg.size)
     # the batches and their targets are made ahead on another core
     worker = (TargetWorker(cfg, task, state.teacher, device, state.hprime, resume=saved and saved["workers"],
                            hprime_version=acct.hprime_updates) if cfg.overlap_targets else None)
     try:
-        while not (cfg.steps and acct.steps >= cfg.steps) and not (cfg.minutes and acct.seconds >= cfg.minutes * 60):
+        while True:
+            if cfg.steps and acct.steps >= cfg.steps:
+                return "steps"
+            if cfg.minutes and acct.seconds >= cfg.minutes * 60:
+                return "minutes"
             step_start = time.perf_counter()
             fresh_batch = state.passes_left == 0  # (with target_passes > 1 a batch and its targets serve several steps)
             if fresh_batch:
@@ -462,37 +436,47 @@ def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[
             if fresh_batch:
                 advance_curriculum(state, cfg, train_accuracy)
             if acct.steps % cfg.eval_every == 0:
-                point = record_eval(state, cfg, task, test_sets, device, on_eval)
-                if cfg.stop_at_acc and state.curriculum.final and point["acc"][str(largest)] >= cfg.stop_at_acc:
-                    break
+                point = record_eval(state, cfg, task, val_sets, device, on_eval)
+                if cfg.stop_at_acc and state.curriculum.final and point["val_acc"][largest] >= cfg.stop_at_acc:
+                    return "stop_at_acc"
             if checkpoint is not None and cfg.checkpoint_every and acct.steps % cfg.checkpoint_every == 0:
                 _save(checkpoint, state, cfg, worker, wall_start)
     finally:
         if worker is not None:
             worker.close()
-    if not state.curve or state.curve[-1]["step"] != acct.steps:
-        record_eval(state, cfg, task, test_sets, device, on_eval)
-    results = run_results(state, cfg, task, test_sets, device)
-    results["wall_seconds"] = round(state.wall_before + time.perf_counter() - wall_start, 2)  # with evaluation, setup
-    return TrainedRun(results, state.model, state.hprime)
 
 
-def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, test_sets: dict[int, TestSet],
-                device: str) -> dict[str, Any]:
+def final_test(model: FactSetLearner, cfg: AmplifyConfig, task: Task, device: str) -> dict[str, Any]:
+    """The test sets, built and read once, after the last step: accuracy (with its standard error)
+    per size, and at the largest size per question difficulty."""
+    test_sets = make_eval_sets(task, cfg.test_sizes, cfg.test_contexts, cfg.test_questions, split="test")
+    correct = evaluate(model, task, test_sets, device, cfg.bf16)
+    by_size = {size: accuracy_with_se(test_sets[size], correct[size]) for size in test_sets}
+    acc, se = by_size[cfg.size]
+    return {"test_acc": round(acc, 4), "test_acc_se": round(se, 4),
+            "test_acc_by_size": {str(s): round(a, 4) for s, (a, _) in by_size.items()},
+            "test_acc_se_by_size": {str(s): round(e, 4) for s, (_, e) in by_size.items()},
+            "test_questions": int(len(correct[cfg.size])),
+            # where X fails: accuracy at the largest size per question difficulty (curriculum level)
+            "test_acc_by_level": accuracy_by_level(task, test_sets[cfg.size], correct[cfg.size])}
+
+
+def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, stopped_by: str) -> dict[str, Any]:
     """The results row of a finished run (``wall_seconds`` is added by ``train``)."""
     acct, curve, largest = state.acct, state.curve, cfg.size
     if cfg.mode != "supervised":
         assert acct.gt_labels_used == 0 and state.ground_truth.non_primitive_labels == 0, \
             "amplification used ground-truth labels of non-primitive questions"
-    final = curve[-1]
     return {
         "task": cfg.task, "mode": cfg.mode, "size": cfg.size, "seed": cfg.seed,
+        "curriculum": cfg.curriculum, "oracle_curriculum": cfg.oracle_curriculum,
         "steps": acct.steps, "seconds": round(acct.seconds, 2), "wall_seconds": None,
         "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
-        "test_acc": final["acc"][str(largest)],
-        "test_acc_by_size": final["acc"],
-        # where X fails: accuracy at the largest size per question difficulty (curriculum level)
-        "test_acc_by_level": accuracy_by_level(task, test_sets[largest], state.last_correct[largest]),
+        "stopped_by": stopped_by,
+        # a wall-clock budget depends on the machine's load: such a run is not reproducible
+        "reproducible": not cfg.minutes,
+        **final_test(state.model, cfg, task, device),
+        "val_acc": curve[-1]["val_acc"][str(largest)],
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
@@ -501,11 +485,12 @@ def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, test_sets: di
         "hprime_cached_decisions": round(acct.decisions_cached / max(1, acct.decisions_cached + acct.decisions_computed), 4),
         "final_stage": {"size": state.curriculum.size, "level": state.curriculum.level,
                         "final": state.curriculum.final},
-        "curriculum": state.curriculum.history,
-        "reached": reached(curve, largest),
+        "curriculum_history": state.curriculum.history,
+        "reached": reached(curve, largest),  # on validation
         "curve": curve,
         "x_parameters": count_parameters(state.model),
         "device": device,
+        "provenance": provenance(),
     }
 
 

@@ -35,6 +35,7 @@ from oversight.amplification.config import AmplifyConfig
 from oversight.amplification.env import Task
 from oversight.amplification.expert import DecisionCache, LearnedExpert
 from oversight.amplification.learner import FactSetLearner, ema_update
+from oversight.amplification.truth import policy_for
 from oversight.runtime import resolve_device, set_threads
 
 
@@ -200,7 +201,7 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
     "state" with its generator and decision cache (for a checkpoint), None stops it."""
     import traceback
 
-    from oversight.amplification.checkpoint import cache_state, load_cache_state
+    from oversight.amplification.checkpoint import load_cache_state
 
     _die_with_parent(parent)
     try:
@@ -217,22 +218,33 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
         local_hprime = hprime if device == "cpu" or hprime is None else copy.deepcopy(hprime).to(device)
         loaded_version = hprime_version  # H''s updates reflected in local_hprime
         conn.send("ready")
-        while (request := conn.recv()) is not None:
-            if request == "state":
-                conn.send({"rng": rng.bit_generator.state, "decisions": cache_state(decisions)})
-                continue
-            size, level, plan = request
-            if local is not teacher:
-                local.load_state_dict(teacher.state_dict())
-            if local_hprime is not hprime and plan.hprime_version != loaded_version:
-                local_hprime.load_state_dict(hprime.state_dict())
-                loaded_version = plan.hprime_version
-            batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions)
-            # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
-            conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))
+        with policy_for(cfg.mode):  # an amplify mode reads no true answer here either
+            _serve(conn, task, cfg, teacher, hprime, local, local_hprime, ground_truth, rng, device, decisions,
+                   loaded_version)
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 - whatever it was, the trainer must hear of it
         conn.send(traceback.format_exc())
     finally:
         conn.close()
+
+
+def _serve(conn: Any, task: Task, cfg: AmplifyConfig, teacher: FactSetLearner, hprime: LearnedExpert | None,
+           local: FactSetLearner, local_hprime: LearnedExpert | None, ground_truth: GroundTruthLedger,
+           rng: np.random.Generator, device: str, decisions: DecisionCache, loaded_version: int) -> None:
+    """Answer requests until the trainer sends None (see ``_target_worker``)."""
+    from oversight.amplification.checkpoint import cache_state
+
+    while (request := conn.recv()) is not None:
+        if request == "state":
+            conn.send({"rng": rng.bit_generator.state, "decisions": cache_state(decisions)})
+            continue
+        size, level, plan = request
+        if local is not teacher:
+            local.load_state_dict(teacher.state_dict())
+        if local_hprime is not hprime and plan.hprime_version != loaded_version:
+            local_hprime.load_state_dict(hprime.state_dict())
+            loaded_version = plan.hprime_version
+        batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions)
+        # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
+        conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))

@@ -35,11 +35,13 @@ from oversight.amplification.env import (
     name_token,
     stack_instance_data,
 )
+from oversight.amplification.truth import guard_truth
 
 POW = Q["POW"]
 MAX_K = 63
 
 
+@guard_truth("sigma", "power")
 @dataclass
 class PermutationData:
     names: np.ndarray  # name indices in use [n]

@@ -23,8 +23,9 @@ A malformed sub-answer (not a name / not a value) makes H answer DONT_KNOW.
 Recursion measure (needs the instance): 2 * depth(x) + 1 for ``VAL x``, where depth(constant) = 0
 and depth(x := y ∘ z) = 1 + max(depth y, depth z); operands are strictly shallower, so
 ``VAL y``/``VAL z`` strictly decrease it. Primitive questions have measure 0.
-Curriculum: level L in 1..8 asks about variables of depth ≤ L; level 8 = full D (all variables,
-whatever their depth).
+Curriculum: a variable's depth is read off the true program, so levels (level L in 1..8 asks
+about variables of depth ≤ L; level 8 = full D) serve only ``--curriculum oracle``; the label-free
+curriculum grows the instance size instead (smaller programs are shallower).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ from oversight.amplification.env import (
     name_token,
     stack_instance_data,
 )
+from oversight.amplification.truth import guard_truth
 
 VAL, ARG1, ARG2, OP = Q["VAL"], Q["ARG1"], Q["ARG2"], Q["OP"]
 N_VALUES = 8
@@ -63,9 +65,10 @@ def is_value(tok: int | np.ndarray) -> np.ndarray | bool:
     return is_int(tok) & (int_value(tok) >= 0) & (int_value(tok) < N_VALUES)
 
 
+@guard_truth("value", "depth", "arg1", "arg2", "table")
 @dataclass
 class SequentialData:
-    names: np.ndarray  # [n] name indices in assignment order
+    names: np.ndarray  # [n] name indices in use, sorted (the assignment order is not told)
     value: np.ndarray  # [64] value of each variable, -1 where not in use (ground truth)
     depth: np.ndarray  # [64] dependency depth, -1 where not in use
     arg1: np.ndarray  # [64] token answering ARG1 (truth), DONT_KNOW where not in use
@@ -86,6 +89,7 @@ class SequentialAssignments(Task):
     round_subquestions = 2
     num_levels = 8
     question_kinds = (VAL,)
+    levels_from_form = False  # a level is a true depth or distance: only the oracle curriculum uses them
     primitive_kinds = (ARG1, ARG2, OP)
     # At 1e-3, X answered depth-1 variables half the time for 11,000+ steps (supervised or amplify):
     # the three chained look-ups need a finer step. At 3e-4 (supervised, n=8) it passed depth 1.
@@ -129,7 +133,7 @@ class SequentialAssignments(Task):
         f_arg2[xs] = np.where(const[assign], facts[assign, 1], facts[assign, 2])
         tab = ~assign
         f_table[int_value(facts[tab, 0]), int_value(facts[tab, 1])] = int_value(facts[tab, 2])
-        data = SequentialData(names, value, depth, arg1, arg2, table, f_arg1, f_arg2, f_table)
+        data = SequentialData(np.sort(names), value, depth, arg1, arg2, table, f_arg1, f_arg2, f_table)
         return Instance(facts, size, data)
 
     def sample_questions(
@@ -137,7 +141,7 @@ class SequentialAssignments(Task):
     ) -> np.ndarray:
         level = self._check_level(level)
         names = inst.data.names
-        if level < self.num_levels:
+        if level < self.num_levels:  # the oracle curriculum: reads the true depths (allowed by the caller)
             names = names[inst.data.depth[names] <= level]
         x = rng.choice(names, size=m)
         return np.stack([np.full(m, VAL), name_token(x), np.full(m, PAD)], axis=1).astype(np.int64)

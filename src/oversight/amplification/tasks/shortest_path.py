@@ -32,8 +32,10 @@ question and then checks and improves the guess, so progress comes from X's trai
 H's recursion. Its other subquestion DIST c b for the true next hop c is strictly smaller (2d - 1).
 The property test asserts exactly this.
 
-Curriculum: level L in 1..12 asks about pairs a != b with distance ≤ L or INF; level 12 = full D
-(every pair a != b of vertices in use, DIST or NEXT with probability 1/2 each).
+Curriculum: a pair's distance is the true answer, so levels (level L in 1..12 asks about pairs
+a != b with distance ≤ L or INF; level 12 = full D: every pair a != b of vertices in use, DIST or
+NEXT with probability 1/2 each) serve only ``--curriculum oracle``; the label-free curriculum grows
+the instance size instead (smaller graphs have shorter paths).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from oversight.amplification.env import (
     name_token,
     stack_instance_data,
 )
+from oversight.amplification.truth import guard_truth
 
 DIST, NEXT, EDGE, NBR = Q["DIST"], Q["NEXT"], Q["EDGE"], Q["NBR"]
 MAX_DIST = 12
@@ -94,13 +97,14 @@ def is_dist(tok: int) -> bool:
     return bool(is_int(tok)) and 0 <= int(int_value(tok)) <= MAX_DIST
 
 
+@guard_truth("adj", "dist", "pair_dist", "truth_table")
 @dataclass
 class ShortestPathData:
     names: np.ndarray  # [n] name indices in use
     adj: np.ndarray  # [64, 64] bool edges (ground truth)
     dist: np.ndarray  # [64, 64] capped distance, -1 = INF
-    pairs: np.ndarray  # [n*(n-1), 2] question pairs a != b, sorted by capped distance (INF last)
-    pair_dist: np.ndarray  # [n*(n-1)] their capped distance, UNREACHABLE for INF
+    pairs: np.ndarray  # [n*(n-1), 2] question pairs a != b of names in use (in name order: no truth)
+    pair_dist: np.ndarray  # [n*(n-1)] their capped distance, UNREACHABLE for INF (ground truth)
     truth_table: np.ndarray  # [4, 64, 64] truth token for DIST, NEXT, EDGE, NBR (NBR uses [.., a, 0])
     fact_adj: np.ndarray  # [64, 64] bool edges read back from the facts
     fact_nbrs: np.ndarray  # [64, max_deg] out-neighbours (name index) read from the facts, -1 padded
@@ -121,6 +125,7 @@ class ShortestPath(Task):
     round_subquestions = 5
     num_levels = MAX_DIST
     question_kinds = (DIST, NEXT)
+    levels_from_form = False  # a level is a true depth or distance: only the oracle curriculum uses them
     primitive_kinds = (EDGE, NBR)
     self_asking_kinds = (NEXT,)
 
@@ -164,10 +169,7 @@ class ShortestPath(Task):
         pairs = np.stack([a[off], b[off]], axis=1)
         pd = dist[pairs[:, 0], pairs[:, 1]]
         pd = np.where(pd < 0, UNREACHABLE, pd)
-        order = np.argsort(pd, kind="stable")
-        data = ShortestPathData(
-            names, adj, dist, pairs[order], pd[order], table, fact_adj, fact_nbrs, fact_deg
-        )
+        data = ShortestPathData(names, adj, dist, pairs, pd, table, fact_adj, fact_nbrs, fact_deg)
         return Instance(facts, size, data)
 
     def sample_questions(
@@ -175,7 +177,7 @@ class ShortestPath(Task):
     ) -> np.ndarray:
         level = self._check_level(level)
         d: ShortestPathData = inst.data
-        if level < self.num_levels:
+        if level < self.num_levels:  # the oracle curriculum: reads the true distances (allowed by the caller)
             allowed = np.flatnonzero((d.pair_dist <= level) | (d.pair_dist == UNREACHABLE))
         else:
             allowed = np.arange(len(d.pairs))

@@ -32,8 +32,10 @@ neighbour r (which may be a child: larger); these are the documented exceptions 
 question, then checks and improves the guess). Its DEPTH question about the true parent is strictly
 smaller (2d - 1). The property test asserts exactly this.
 
-Curriculum: level L in 1..6 asks about variables of depth ≤ L; level 6 = full D (every variable in
-use, UVAL/PAR/DEPTH with probability 1/3 each).
+Curriculum: a variable's depth is read off the true forest, so levels (level L in 1..6 asks about
+variables of depth ≤ L; level 6 = full D: every variable in use, UVAL/PAR/DEPTH with probability
+1/3 each) serve only ``--curriculum oracle``; the label-free curriculum grows the instance size
+instead (smaller forests are shallower).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ from oversight.amplification.env import (
     name_token,
     stack_instance_data,
 )
+from oversight.amplification.truth import guard_truth
 
 UVAL, PAR, DEPTH = Q["UVAL"], Q["PAR"], Q["DEPTH"]
 ROOT, NBR, EDGE = Q["ROOT"], Q["NBR"], Q["EDGE"]
@@ -84,6 +87,7 @@ def is_depth(tok: int) -> bool:
     return bool(is_int(tok)) and 0 <= int(int_value(tok)) <= INT_MAX
 
 
+@guard_truth("value", "parent", "depth", "adj", "truth_table")
 @dataclass
 class UnionFindData:
     names: np.ndarray  # [n] name indices in use
@@ -109,6 +113,7 @@ class UnionFind(Task):
     round_subquestions = 5
     num_levels = 6
     question_kinds = (UVAL, PAR, DEPTH)
+    levels_from_form = False  # a level is a true depth or distance: only the oracle curriculum uses them
     primitive_kinds = (ROOT, NBR, EDGE)
     self_asking_kinds = (PAR,)
 
@@ -169,7 +174,7 @@ class UnionFind(Task):
     ) -> np.ndarray:
         level = self._check_level(level)
         names = inst.data.names
-        if level < self.num_levels:
+        if level < self.num_levels:  # the oracle curriculum: reads the true depths (allowed by the caller)
             names = names[inst.data.depth[names] <= level]
         x = rng.choice(names, size=m)
         kind = rng.choice(np.array(self.question_kinds), size=m)

@@ -37,6 +37,7 @@ from oversight.amplification.env import (
     is_int,
     stack_instance_data,
 )
+from oversight.amplification.truth import guard_truth
 
 SUM = Q["SUM"]
 LENGTH = 6
@@ -46,6 +47,7 @@ CLIP = 32
 STRINGS = np.where((np.arange(N_STRINGS)[:, None] >> np.arange(LENGTH)) & 1, CHAR_B, CHAR_A).astype(np.int64)
 
 
+@guard_truth("f")
 @dataclass
 class WildcardData:
     f: np.ndarray  # [64] f(s) in {-1, 0, 1} (ground truth)
