@@ -31,3 +31,19 @@ def test_amplify_speed_times_every_part() -> None:
     assert set(parts) == {"generate", "truth", "teacher encode", "H + teacher", "teacher decode", "X step",
                           "H' decisions"}
     assert parts["H + teacher"] >= parts["teacher decode"] > 0 and parts["H' decisions"] > 0
+
+
+def test_amplify_measurement_grid_runs_into_the_store_and_flags_the_oracle(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    import amplify
+
+    configs = amplify.grid(list(amplify.ALL_TASKS), small_steps=10, steps=20)
+    assert len(configs) == 2 * 6 + 3 * 10  # one curriculum where levels are read off the question, else two
+    assert all(c.steps in (10, 20) and not c.minutes for c in configs)  # step budgets, nothing timed
+    store = tmp_path / "bench.db"
+    amplify.main(["--tasks", "union_find", "--small-steps", "2", "--steps", "2", "--seeds", "2", "--store", str(store)])
+    table = capsys.readouterr().out
+    assert table.count("| oracle [ORACLE CURRICULUM] |") == 2 and "(2 seeds)" in table
+    amplify.main(["--tasks", "union_find", "--small-steps", "2", "--steps", "2", "--seeds", "2", "--store", str(store),
+                  "--print-only"])
+    assert capsys.readouterr().out == table  # printed again from the store, nothing rerun

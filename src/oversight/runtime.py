@@ -87,21 +87,23 @@ def num_threads(n: int) -> Iterator[None]:
 
 
 def provenance() -> dict[str, object]:
-    """Where and how a run was made, for its stored row: the commit of this checkout (None outside
-    a git checkout; ``+dirty`` with uncommitted changes), the host, torch's threads, the load average,
+    """Where and how a run was made, for its stored row: the commit of this checkout (``+dirty`` with
+    uncommitted changes; ``OVERSIGHT_COMMIT`` where the code travels without its .git, else None), the host, torch's threads, the load average,
     and the Python and torch versions."""
     import platform
     import subprocess
 
     root = os.path.dirname(os.path.abspath(__file__))
     try:
+        if os.environ.get("OVERSIGHT_COMMIT"):  # code shipped without its .git (a cluster, a copied tree)
+            raise OSError
         commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip() or None
         dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
         commit = f"{commit}+dirty" if commit and dirty else commit
     except (OSError, subprocess.SubprocessError):
-        commit = None
+        commit = os.environ.get("OVERSIGHT_COMMIT") or None
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:

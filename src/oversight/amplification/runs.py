@@ -20,7 +20,7 @@ from oversight.config import run_key as shared_run_key
 from oversight.store import ResultsStore
 
 KIND = "amplify"
-IDENTITY_VERSION = "2"  # bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once
+IDENTITY_VERSION = "3"  # bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once
 
 
 def run_key(cfg: AmplifyConfig) -> str:

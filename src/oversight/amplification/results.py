@@ -1,0 +1,91 @@
+"""Amplification runs summarised over seeds: the rows of the results tables and their markdown.
+
+    from oversight.amplification.results import aggregate_runs, measurement_table
+    rows = aggregate_runs(store.records(kind="amplify"))   # one row per config less its seed
+    print(measurement_table(store.records(kind="amplify")))
+
+A row is every run of one identity but the seed: the mean ± std of final test accuracy over seeds
+(with one seed: its standard error over test instances), steps to 95% validation accuracy per seed,
+expert calls and ground-truth labels, and two flags: ``[ORACLE CURRICULUM]`` where the questions
+were chosen with their true answers, and ``not reproducible`` where a wall-clock budget ended a run.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from typing import Any
+
+from oversight.amplification.runs import identity_of
+from oversight.config import canonical_json
+
+MODE_ORDER = ("supervised", "amplify", "amplify-learned")
+
+
+def _group_key(record: dict[str, Any]) -> str:
+    identity = identity_of(record)
+    identity.pop("seed", None)
+    return canonical_json(identity)
+
+
+def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per identity less the seed, sorted by task, size, mode and curriculum."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[_group_key(r)].append(r)
+    rows = []
+    for runs in groups.values():
+        runs.sort(key=lambda r: r["config"]["seed"])
+        res = [r["results"] for r in runs]
+        accs = [x["test_acc"] for x in res]
+        c = runs[0]["config"]
+        reach = [((x.get("reached") or {}).get("0.95") or {}).get("step") for x in res]
+        rows.append({
+            "task": c["task"], "mode": c["mode"], "size": c["size"], "steps": c["steps"],
+            "curriculum": res[0].get("curriculum", c.get("curriculum", "oracle")),
+            "oracle_curriculum": any(x.get("oracle_curriculum", True) for x in res),
+            "reproducible": all(x.get("reproducible", False) for x in res),
+            "seeds": [r["config"]["seed"] for r in runs],
+            "test_acc_mean": statistics.fmean(accs),
+            "test_acc_std": statistics.stdev(accs) if len(accs) > 1 else None,
+            "test_acc_se": statistics.fmean(x.get("test_acc_se") or 0.0 for x in res),
+            "steps_to_95": reach,
+            "steps_run": [x["steps"] for x in res],
+            "expert_calls": statistics.fmean(x["expert_calls"] for x in res),
+            "gt_labels": statistics.fmean(x["gt_labels_used"] for x in res),
+            "seconds": statistics.fmean(x["seconds"] for x in res),
+            "final_stage_done": all((x.get("final_stage") or {}).get("final") for x in res),
+            "commits": sorted({(x.get("provenance") or {}).get("commit") or "?" for x in res}),
+            "hosts": sorted({(x.get("provenance") or {}).get("host") or "?" for x in res}),
+        })
+    order = {m: i for i, m in enumerate(MODE_ORDER)}
+    return sorted(rows, key=lambda x: (x["task"], x["size"], order.get(x["mode"], 9), x["oracle_curriculum"]))
+
+
+def format_accuracy(row: dict[str, Any]) -> str:
+    """"0.953 ± 0.012 (3 seeds)", or with one seed "0.953 (SE 0.006)"."""
+    if row["test_acc_std"] is not None:
+        return f"{row['test_acc_mean']:.3f} ± {row['test_acc_std']:.3f} ({len(row['seeds'])} seeds)"
+    return f"{row['test_acc_mean']:.3f} (SE {row['test_acc_se']:.3f})"
+
+
+def measurement_table(records: list[dict[str, Any]]) -> str:
+    """The markdown table of ``aggregate_runs`` with its caption."""
+    head = ["task", "n", "mode", "curriculum", "test acc", "steps to 95% (val), per seed", "steps run",
+            "expert calls", "GT labels", "curriculum done"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in aggregate_runs(records):
+        curriculum = row["curriculum"] + (" [ORACLE CURRICULUM]" if row["oracle_curriculum"] else "")
+        if not row["reproducible"]:
+            curriculum += " (time-limited: not reproducible)"
+        reach = ", ".join("-" if s is None else str(s) for s in row["steps_to_95"])
+        cells = [row["task"], row["size"], row["mode"], curriculum, format_accuracy(row), reach,
+                 ", ".join(str(s) for s in sorted(set(row["steps_run"]))), f"{row['expert_calls']:,.0f}",
+                 f"{row['gt_labels']:,.0f}", "yes" if row["final_stage_done"] else "no"]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    caption = ("Test accuracy at the largest size on a fixed test set read once after training: mean ± std "
+               "over seeds (one seed: its standard error over test instances). Steps to 95%: the first "
+               "validation point at or above 0.95 ('-': never). A run stops at its step budget or once the "
+               "curriculum is done and validation accuracy reaches 0.99. [ORACLE CURRICULUM]: questions were "
+               "chosen with their true depths or distances, an upper bound, not a method.")
+    return "\n".join(lines) + "\n\n" + caption
