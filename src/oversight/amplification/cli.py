@@ -77,7 +77,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
     sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
     sweep.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
-    sweep.add_argument("--seeds", type=count, default=1, help="seeds per cell (0, 1, ...; at least 1)")
+    sweep.add_argument("--seeds", type=count, default=1, help="seeds per cell, 0..N-1 (at least 1; more = tighter means)")
     sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray")
     _common(sweep)
     sweep.set_defaults(func=_cmd_sweep)

@@ -36,24 +36,24 @@ class W2SConfig:
     strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
     loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent, logconf, product, entropy or window (see oversight.w2s.losses)"})
     mode: str = field(default="head", metadata={
-        "help": "head = a head on cached frozen features; finetune = the backbone (all or --top-k-layers); probe = logistic regression on frozen features",
+        "help": "what trains: head (on cached frozen features), finetune (the backbone, or its --top-k-layers), probe (logistic regression)",
         "choices": MODES})
     method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "direct = the strong model learns from the weak labels; bootstrap = through the --chain, each rung labelling for the next"})
     chain: str = field(default="", metadata={"key_neutral": "", "help": "bootstrap: intermediate models between --weak and --strong, weakest first (comma list; a sweep uses its ladder's)"})
-    head: str = field(default="mlp", metadata={"help": "head on frozen features (head mode)", "choices": HEADS})
+    head: str = field(default="mlp", metadata={"help": "head on frozen features in head mode (mlp = more capacity than logistic)", "choices": HEADS})
     seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
     epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
     lr: float | None = field(default=None, metadata={"help": "learning rate (default: 1e-3 for heads, the rung's own for finetuning)"})
     batch_size: int | None = field(default=None, metadata={"help": "batch size (default: 64 for heads, the rung's own for finetuning)"})
     alpha_max: float = field(default=0.75, metadata={"help": "logconf, entropy: final weight of the self-target term (higher = the student trusts itself more than the weak labels)"})
     warmup_frac: float = field(default=0.2, metadata={"key_neutral": 0.2, "help": "logconf, entropy: fraction of training over which that weight ramps from 0 to --alpha-max (higher = later self-training)"})
-    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: recent student predictions the hardening threshold is a quantile of (0 = the batch; default max(4 x batch, 128))"})
+    threshold_window: int | None = field(default=None, metadata={"key_neutral": None, "help": "logconf: student predictions the hardening threshold is a quantile of (0 = the batch; default max(4 x batch, 128))"})
     product_beta: float = field(default=1.0, metadata={"help": "product: exponent of the student's own prediction in its target p_student^beta * p_weak (higher = trusts itself more)"})
-    window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability is below 0.5 + radius (0 = the weak labels' median confidence; larger = more examples)"})
-    top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all)"})
+    window_radius: float = field(default=0.15, metadata={"help": "window: train only where the student's top probability < 0.5 + radius (0 = the weak labels' median; larger = more examples)"})
+    top_k_layers: int | None = field(default=None, metadata={"help": "finetune: train only the top k transformer layers (default: all; fewer = faster, closer to frozen)"})
     max_examples: int | None = field(default=None, metadata={"help": "subsample the dataset to about this many examples (by group) for quick runs"})
-    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights a run keeps: weak-val (best agreement with the weak labels on validation), last, or oracle (ground truth; flagged)"})
-    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (2-3x faster on CPU)"})
+    select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights kept: weak-val (best validation agreement with the weak labels), last, or oracle (ground truth; flagged)"})
+    bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (faster on CPU, slightly less precise)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
 
     def unused_fields(self, values: dict[str, Any]) -> set[str]:
