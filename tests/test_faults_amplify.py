@@ -191,7 +191,7 @@ def test_an_interrupted_run_resumes_to_exactly_the_unstopped_runs_numbers(
     every = cfg.checkpoint_every
     assert saved["acct"]["steps"] == 99 // every * every  # the evaluation at 100 stopped it before its checkpoint
     if cfg.target_passes > 1:
-        assert saved["scalars"]["passes_left"] == 1 and saved["current"] is not None  # X was mid-batch
+        assert saved["passes_left"] == 1 and saved["current"] is not None  # X was mid-batch
     if cfg.overlap_targets:  # each worker had made its next batch: the resumed run is handed those first
         workers = saved["workers"]["workers"]
         assert len(workers) == (2 if mode == "amplify-learned" else 1)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from oversight.amplification.train import TrainState
     from oversight.amplification.workers import TargetWorker
 
-FORMAT = 1  # bumped whenever what a checkpoint holds changes; an older one is not resumed
+FORMAT = 2  # bumped whenever what a checkpoint holds changes; an older one is not resumed
 
 
 def checkpoint_path(artifacts_root: str | Path, key: str) -> Path:
@@ -129,28 +129,20 @@ def capture(state: TrainState, identity: dict[str, Any], worker: TargetWorker | 
             wall_seconds: float) -> dict[str, Any]:
     """Everything of a run in progress, as ``restore`` reads it (the workers' pending batches are
     received now: the workers hand them over first after a resume, as they would have without one)."""
-    hprime, buffer = state.hprime, state.buffer
     return {
         "format": FORMAT, "identity": identity, "wall_seconds": wall_seconds,
         "model": state.model.state_dict(), "teacher": state.teacher.state_dict(),
         "optimizer": state.optimizer.state_dict(), "schedule": state.schedule.state_dict(),
-        "hprime": None if hprime is None else hprime.state_dict(),
-        "hprime_optimizer": None if state.hprime_optimizer is None else state.hprime_optimizer.state_dict(),
-        "buffer": None if buffer is None else {"data": buffer.data, "rng": buffer.rng.bit_generator.state},
+        "pacing": None if state.pacing is None else state.pacing.state(),
         "rng": state.rng.bit_generator.state, "random": random_states(),
         "gt_non_primitive": state.ground_truth.non_primitive_labels,
         "acct": dataclasses.asdict(state.acct), "curve": state.curve, "last_correct": state.last_correct,
         "curriculum": {"index": state.curriculum.index, "steps_in_stage": state.curriculum.steps_in_stage,
                        "recent": list(state.curriculum.recent), "history": state.curriculum.history},
-        "hprime_recent_loss": list(state.hprime_recent_loss.batches),
-        "decisions": cache_state(state.decisions),
-        "scalars": {name: getattr(state, name) for name in SCALARS},
+        "passes_left": state.passes_left,
         "current": _cpu_batch(state.current) if state.passes_left > 0 else None,
         "workers": None if worker is None else worker.state(),
     }
-
-
-SCALARS = ("hprime_loss", "expert_credit", "update_credit", "hprime_ready", "warmup_in_stage", "passes_left")
 
 
 def restore(state: TrainState, saved: dict[str, Any], device: str) -> None:
@@ -159,12 +151,8 @@ def restore(state: TrainState, saved: dict[str, Any], device: str) -> None:
     state.teacher.load_state_dict(saved["teacher"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.schedule.load_state_dict(saved["schedule"])
-    if state.hprime is not None:
-        assert state.hprime_optimizer is not None and state.buffer is not None
-        state.hprime.load_state_dict(saved["hprime"])
-        state.hprime_optimizer.load_state_dict(saved["hprime_optimizer"])
-        state.buffer.data = saved["buffer"]["data"]
-        state.buffer.rng.bit_generator.state = saved["buffer"]["rng"]
+    if state.pacing is not None:
+        state.pacing.load_state(saved["pacing"])
     state.rng.bit_generator.state = saved["rng"]
     load_random_states(saved["random"])
     state.ground_truth.non_primitive_labels = saved["gt_non_primitive"]
@@ -177,10 +165,7 @@ def restore(state: TrainState, saved: dict[str, Any], device: str) -> None:
     state.curriculum.recent.clear()
     state.curriculum.recent.extend(curriculum["recent"])
     state.curriculum.history = list(curriculum["history"])
-    state.hprime_recent_loss.batches = list(saved["hprime_recent_loss"])
-    load_cache_state(state.decisions, saved["decisions"])
-    for name in SCALARS:
-        setattr(state, name, saved["scalars"][name])
+    state.passes_left = saved["passes_left"]
     current = saved["current"]
     state.current = None if current is None else dataclasses.replace(
         current, facts=torch.from_numpy(current.facts).to(device))

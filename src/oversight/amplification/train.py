@@ -72,8 +72,15 @@ from oversight.amplification.evaluation import (
     make_eval_sets,
     reached,
 )
-from oversight.amplification.expert import DecisionCache, LearnedExpert, RollingLoss, TranscriptBuffer
+from oversight.amplification.expert import LearnedExpert
 from oversight.amplification.learner import FactSetLearner, count_parameters, ema_update
+from oversight.amplification.pacing import (
+    HPrimePacing,
+    build_hprime,
+    hprime_call_rate,
+    hprime_schedule,
+    make_optimizer,
+)
 from oversight.amplification.truth import policy_for
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
@@ -123,18 +130,6 @@ def build_learner(cfg: AmplifyConfig, task: Task) -> FactSetLearner:
                           cfg.encoder_layers, cfg.decoder_layers, encoder_loops=cfg.encoder_loops)
 
 
-def build_hprime(cfg: AmplifyConfig, task: Task) -> LearnedExpert:
-    return LearnedExpert(task, cfg.hprime_d_model, 4, cfg.hprime_layers)
-
-
-def make_optimizer(model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
-    """AdamW; the fused kernel (one call for all parameters) is much cheaper per step than the default on CPU."""
-    try:
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, fused=True)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, foreach=True)
-
-
 def learning_rate_factor(step: int, warmup_steps: int, decay_steps: int = 0) -> float:
     """X's learning rate at ``step`` (0-based) as a fraction of ``lr``: a linear warm-up, then constant,
     or with ``decay_steps`` > 0 falling as sqrt(decay_steps / step) past ``decay_steps``."""
@@ -142,18 +137,6 @@ def learning_rate_factor(step: int, warmup_steps: int, decay_steps: int = 0) -> 
     if decay_steps > 0 and step > decay_steps:
         factor *= math.sqrt(decay_steps / step)
     return factor
-
-
-def hprime_schedule(hprime_loss: float) -> float:
-    """The fraction of the full rate at which H is called and H' trained: 1, 0.1 below loss 0.1, 0.01 below 0.01."""
-    if hprime_loss > 0.1:
-        return 1.0
-    return 0.1 if hprime_loss > 0.01 else 0.01
-
-
-def hprime_call_rate(cfg: AmplifyConfig, hprime_loss: float) -> float:
-    """H transcripts per X step: falls as H' gets accurate."""
-    return cfg.hprime_calls_per_step * hprime_schedule(hprime_loss)
 
 
 @dataclass
@@ -167,22 +150,21 @@ class TrainState:
     rng: np.random.Generator  # the batches' generator in one process (one worker draws from a copy of it)
     ground_truth: GroundTruthLedger
     curriculum: Curriculum
-    hprime_recent_loss: RollingLoss
     acct: Accounting = field(default_factory=Accounting)
     curve: list[dict[str, Any]] = field(default_factory=list)
     last_correct: dict[int, np.ndarray] = field(default_factory=dict)  # the latest evaluation, question by question
-    hprime: LearnedExpert | None = None
-    hprime_optimizer: torch.optim.Optimizer | None = None
-    buffer: TranscriptBuffer | None = None
-    decisions: DecisionCache = field(default_factory=DecisionCache)
-    hprime_loss: float = math.inf
-    expert_credit: float = 0.0  # H calls owed (a fraction per step)
-    update_credit: float = 0.0  # H' updates owed
-    hprime_ready: bool = False  # amplify-learned: H' imitates H well enough for X to train on its targets
-    warmup_in_stage: int = 0
+    pacing: HPrimePacing | None = None  # amplify-learned: H' and the pace of H and H'
     passes_left: int = 0  # steps left on ``current`` (target_passes > 1)
     current: Batch | None = None  # the batch of targets X trains on
     wall_before: float = 0.0  # wall seconds the run had taken before it was resumed
+
+    @property
+    def hprime(self) -> LearnedExpert | None:
+        return None if self.pacing is None else self.pacing.hprime
+
+    @property
+    def hprime_loss(self) -> float:
+        return math.inf if self.pacing is None else self.pacing.loss
 
 
 def new_state(cfg: AmplifyConfig, task: Task, device: str) -> TrainState:
@@ -194,12 +176,9 @@ def new_state(cfg: AmplifyConfig, task: Task, device: str) -> TrainState:
     state = TrainState(model=model, teacher=copy.deepcopy(model).requires_grad_(False), optimizer=optimizer,
                        schedule=schedule, rng=np.random.default_rng(cfg.seed),
                        ground_truth=GroundTruthLedger(task, allow_non_primitive=cfg.mode == "supervised"),
-                       curriculum=Curriculum(cfg, task),
-                       hprime_recent_loss=RollingLoss(cfg.hprime_loss_window))
+                       curriculum=Curriculum(cfg, task))
     if cfg.mode == "amplify-learned":
-        state.hprime = build_hprime(cfg, task).to(device)
-        state.hprime_optimizer = make_optimizer(state.hprime, cfg.hprime_lr)
-        state.buffer = TranscriptBuffer(cfg.hprime_buffer, np.random.default_rng([cfg.seed, 1]))
+        state.pacing = HPrimePacing.build(cfg, task, device)
     return state
 
 
@@ -230,16 +209,6 @@ def record_eval(state: TrainState, cfg: AmplifyConfig, task: Task, val_sets: dic
     return point
 
 
-def _plan_hprime(state: TrainState, cfg: AmplifyConfig) -> tuple[HPrimePlan, float]:
-    """amplify-learned: how many H transcripts this batch gets (fewer as H' improves) and whether H'
-    makes X's targets; with the loss that paces H and H' (while X waits for H', both run at the full rate)."""
-    pace_loss = state.hprime_loss if state.hprime_ready else math.inf
-    state.expert_credit += hprime_call_rate(cfg, pace_loss)
-    n_calls = min(int(state.expert_credit), cfg.contexts_per_step)
-    state.expert_credit -= n_calls
-    return HPrimePlan(n_calls, make_targets=state.hprime_ready, hprime_version=state.acct.hprime_updates), pace_loss
-
-
 def _count_batch(acct: Accounting, batch: Batch) -> None:
     acct.expert_calls += batch.expert_calls
     acct.primitive_answers += batch.primitive_answers
@@ -249,55 +218,24 @@ def _count_batch(acct: Accounting, batch: Batch) -> None:
     acct.decisions_computed += batch.decisions_computed
 
 
-def _learn_hprime(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, batch: Batch,
-                  pace_loss: float) -> None:
-    """Score H' on the batch's new H transcripts, then train it on the buffer at the paced rate."""
-    hprime, buffer, optimizer = state.hprime, state.buffer, state.hprime_optimizer
-    assert hprime is not None and buffer is not None and optimizer is not None
-    if batch.transcripts is not None:
-        # H' is scored on new transcripts before it trains on them: its loss on the current distribution
-        with torch.no_grad():
-            state.hprime_recent_loss.add(float(hprime.loss(batch.transcripts, task, device)[0]), len(batch.transcripts))
-        state.hprime_loss = state.hprime_recent_loss.value
-        buffer.add(batch.transcripts)
-    # H' learns from them, at a rate that falls with H's calls (few new transcripts arrive)
-    state.update_credit += cfg.hprime_updates_per_step * hprime_schedule(pace_loss)
-    while state.update_credit >= 1:
-        state.update_credit -= 1
-        sample = buffer.sample(cfg.hprime_batch)
-        if sample is None:
-            break
-        loss_h, _ = hprime.loss(sample, task, device)
-        optimizer.zero_grad(set_to_none=True)
-        loss_h.backward()
-        optimizer.step()
-        state.acct.hprime_updates += 1
-    if not state.hprime_ready:
-        # warm-up: X waits until H' imitates H on this stage's questions (otherwise X learns H''s
-        # noise); enough fresh transcripts must have scored it
-        state.hprime_ready = ((state.hprime_loss <= cfg.hprime_ready_loss
-                               and state.hprime_recent_loss.count >= min(64, cfg.hprime_loss_window))
-                              or state.warmup_in_stage >= cfg.hprime_max_warmup_steps)
-        state.warmup_in_stage += 1
-
-
 def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
                  worker: TargetWorker | None) -> Batch:
     """A fresh batch at the current curriculum stage with its targets (from the worker, made ahead, or
     made now), counted; in amplify-learned H' learns from its H transcripts. ``targets`` is None while
     X waits for H'."""
+    pacing, curriculum = state.pacing, state.curriculum
     plan = pace_loss = None
-    if state.hprime is not None:
-        plan, pace_loss = _plan_hprime(state, cfg)
-    curriculum = state.curriculum
+    if pacing is not None:
+        plan, pace_loss = pacing.plan(cfg, state.acct.hprime_updates)
+    hprime = None if pacing is None else pacing.hprime
     if worker is not None:
-        batch = worker.next_batch(curriculum.size, curriculum.level, state.teacher, device, state.hprime, plan)
+        batch = worker.next_batch(curriculum.size, curriculum.level, state.teacher, device, hprime, plan)
     else:
         batch = make_batch(task, cfg, curriculum.size, curriculum.level, state.teacher, state.ground_truth,
-                           state.rng, device, state.hprime, plan, state.decisions)
+                           state.rng, device, hprime, plan, None if pacing is None else pacing.decisions)
     _count_batch(state.acct, batch)
-    if pace_loss is not None:
-        _learn_hprime(state, cfg, task, device, batch, pace_loss)
+    if pacing is not None and pace_loss is not None:
+        pacing.learn(cfg, task, device, batch, pace_loss, state.acct)
     return batch
 
 
@@ -335,11 +273,8 @@ def advance_curriculum(state: TrainState, cfg: AmplifyConfig, train_accuracy: fl
     if not state.curriculum.update(train_accuracy, state.acct.steps):
         return
     log(f"  step {state.acct.steps:6d}  curriculum -> size {state.curriculum.size}, level {state.curriculum.level}")
-    if state.hprime is not None and cfg.hprime_rewarm_each_stage:
-        # new questions: H''s loss so far says nothing about them; H is called at the full rate
-        # again and X waits until the fresh transcripts show H' imitates H
-        state.hprime_recent_loss, state.hprime_loss = RollingLoss(cfg.hprime_loss_window), math.inf
-        state.hprime_ready, state.warmup_in_stage = False, 0
+    if state.pacing is not None and cfg.hprime_rewarm_each_stage:
+        state.pacing.rewarm(cfg)
 
 
 def _resume(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
