@@ -517,6 +517,3 @@ __all__ = [
     "token_to_str",
     "transcript_max_len", "truth_answer_fn",
 ]
-
-# Register the five tasks whenever the env is imported (the task modules import the names above).
-import oversight.amplification.tasks  # noqa: E402, F401, I001
