@@ -148,3 +148,20 @@ def test_oracle_curriculum_and_time_limits_are_flagged_in_stored_rows(tmp_path: 
     out = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines() if line.startswith("{")]
     assert [r["oracle_curriculum"] for r in out] == [False, False]
     assert len([r for r in ResultsStore(store).records(kind="amplify") if r["config"]["task"] == "permutation_powering"]) == 1
+
+
+def test_results_docs_are_generated_from_the_store_with_flags_and_provenance(tmp_path: Path) -> None:
+    from oversight.amplification.cli import run_and_store
+    from oversight.report import write_markdown
+
+    store = ResultsStore(tmp_path / "runs.db")
+    for seed in (0, 1):
+        for curriculum in ("label-free", "oracle"):
+            run_and_store(AmplifyConfig(task="union_find", mode="amplify", steps=2, seed=seed, curriculum=curriculum,
+                                        **TINY), store)
+    [path] = write_markdown(tmp_path / "runs.db", tmp_path / "docs", "the command")
+    text = path.read_text()
+    assert path.name == "amplification.md" and "by `the command`" in text
+    assert "4 runs; seeds 0, 1; made at commit" in text
+    assert text.count("| union_find | 8 | amplify |") == 2 and "oracle [ORACLE CURRICULUM]" in text
+    assert "(2 seeds)" in text

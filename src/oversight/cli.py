@@ -56,8 +56,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from oversight.report import write_report
+    from oversight.report import write_markdown, write_report
 
+    if args.markdown:
+        command = f"oversight report --store {args.store} --markdown {args.markdown}"
+        written = write_markdown(args.store, args.markdown, command)
+        print("\n".join(f"written {path}" for path in written) or f"no runs in {args.store}: nothing written")
+        return 0
     index = write_report(args.store, args.out)
     print(f"report written to {index}")
     return 0
@@ -78,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="write PNG plots and an HTML page from the results store")
     report.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
     report.add_argument("--out", default="runs/report", help="output directory")
+    report.add_argument("--markdown", default=None, metavar="DIR",
+                        help="write the results docs (one markdown file per family) into DIR instead of the HTML page")
     report.set_defaults(func=_cmd_report)
     for module in FAMILY_CLIS:
         try:

@@ -1,8 +1,9 @@
 """Amplification runs summarised over seeds: the rows of the results tables and their markdown.
 
-    from oversight.amplification.results import aggregate_runs, measurement_table
+    from oversight.amplification.results import aggregate_runs, markdown, measurement_table
     rows = aggregate_runs(store.records(kind="amplify"))   # one row per config less its seed
     print(measurement_table(store.records(kind="amplify")))
+    markdown(store)      # the section of docs/results/amplification.md (oversight report --markdown DIR)
 
 A row is every run of one identity but the seed: the mean ± std of final test accuracy over seeds
 (with one seed: its standard error over test instances), steps to 95% validation accuracy per seed,
@@ -20,6 +21,7 @@ from oversight.amplification.runs import identity_of
 from oversight.config import canonical_json
 
 MODE_ORDER = ("supervised", "amplify", "amplify-learned")
+MARKDOWN_FILE = "amplification.md"
 
 
 def _group_key(record: dict[str, Any]) -> str:
@@ -89,3 +91,20 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
                "curriculum is done and validation accuracy reaches 0.99. [ORACLE CURRICULUM]: questions were "
                "chosen with their true depths or distances, an upper bound, not a method.")
     return "\n".join(lines) + "\n\n" + caption
+
+
+def markdown(store: Any) -> str:
+    """The amplification section of the results docs, with its provenance ("" without runs)."""
+    from oversight.amplification.runs import migrate_store
+
+    migrate_store(store)
+    records = store.records(kind="amplify")
+    if not records:
+        return ""
+    rows = aggregate_runs(records)
+    commits = sorted({c for row in rows for c in row["commits"]})
+    hosts = sorted({h for row in rows for h in row["hosts"]})
+    seeds = sorted({s for row in rows for s in row["seeds"]})
+    return ("## Iterated Amplification\n\n"
+            f"{len(records)} runs; seeds {', '.join(map(str, seeds))}; made at commit {', '.join(commits)} "
+            f"on {', '.join(hosts)}.\n\n{measurement_table(records)}\n")

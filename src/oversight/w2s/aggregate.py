@@ -58,6 +58,9 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
     out["select"] = first.get("select", "last")  # rows stored before selection kept their last weights
     out["oracle"] = out["select"] == "oracle"
     out["seeds"] = len(rows)
+    out["seed_values"] = [c.seed for c, r in zip(cfgs, per_seed, strict=True) if r is not None]
+    out["commits"] = sorted({(r.get("provenance") or {}).get("commit") or "not recorded" for r in rows})
+    out["hosts"] = sorted({(r.get("provenance") or {}).get("host") or "not recorded" for r in rows})
     for name in ("weak_acc", "w2s_acc", "ceiling_acc", "weak_auroc", "w2s_auroc", "ceiling_auroc",
                  "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong"):
         mean, std, _ = metrics.mean_std([r[name] for r in rows])

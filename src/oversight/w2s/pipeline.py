@@ -33,7 +33,7 @@ import numpy as np
 from oversight.config import config_hash
 from oversight.errors import ArtifactError
 from oversight.progress import log
-from oversight.runtime import resolve_device, seed_everything, set_threads
+from oversight.runtime import provenance, resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
 from oversight.w2s.aggregate import seed_metrics
@@ -126,7 +126,7 @@ def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any],
     start = time.time()
     arrays, results = train()
     artifacts.save_arrays(key, arrays)
-    store.put(key, kind, config, results, seconds=time.time() - start)
+    store.put(key, kind, config, {**results, "provenance": provenance()}, seconds=time.time() - start)
     return arrays
 
 
@@ -337,6 +337,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
         "run_keys": run_keys,
         "data_version": cell.data["data_version"],
         "seconds": time.time() - start,
+        "provenance": provenance(),
     })
     if chain:
         results["chain"] = chain

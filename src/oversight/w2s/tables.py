@@ -1,0 +1,91 @@
+"""The weak-to-strong results as markdown: the tables of ``docs/results/w2s.md``.
+
+    from oversight.w2s.tables import markdown
+    text = markdown(ResultsStore("runs/w2s.db"))     # "" when the store holds no w2s runs
+    # or: oversight report --store runs/w2s.db --markdown docs/results
+
+One section per weight selection (``--select``; ``oracle`` flagged as an ablation) and run
+variant, each with its provenance (seeds, commits and hosts of its runs): the PGR table (both
+intervals), and the method comparison at each dataset's largest-gap pair with the median over
+datasets, as the paper's summary plots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from oversight.store import ResultsStore
+from oversight.w2s.aggregate import arm
+from oversight.w2s.metrics import format_pgr
+from oversight.w2s.report import _loss_order, _model_size, collect, comparison_cells, median_pgr
+
+MARKDOWN_FILE = "w2s.md"
+CAPTION = ("PGR = (w2s - weak) / (ceiling - weak). Accuracies: mean ± std over seeds. PGR [95% CI]: bootstrap "
+           "over seeds, then test examples within each (paired across weak / w2s / ceiling), so it covers split "
+           "and training randomness and test sampling; [examples only]: test examples resampled, seeds kept "
+           "(with one seed both cover test sampling only). 'undefined': the ceiling is not above weak; '*': the "
+           "gap's 95% CI reaches 0, so the PGR is a ratio of noise.")
+
+
+def _row_cells(r: dict[str, Any]) -> list[str]:
+    method = arm(r) + (f" via {r['chain']}" if r.get("chain") else "")
+    return [r["dataset"], r["weak"], r["strong"], method,
+            f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
+            f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
+            format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
+            format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
+                       r.get("gap_ci_examples_low")),
+            f"{r['w2s_ece']:.3f}", f"{r['w2s_brier']:.3f}", str(r["seeds"])]
+
+
+def _table(head: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(cells) + " |" for cells in rows])
+
+
+def _provenance(rows: list[dict[str, Any]]) -> str:
+    seeds = sorted({s for r in rows for s in r.get("seed_values", [])})
+    commits = sorted({c for r in rows for c in r.get("commits", ["not recorded"])})
+    hosts = sorted({h for r in rows for h in r.get("hosts", ["not recorded"])})
+    return (f"{len(rows)} cells; seeds {', '.join(map(str, seeds))}; runs made at commit {', '.join(commits)} "
+            f"on {', '.join(hosts)}; mode/head {', '.join(sorted({r['mode'] + '/' + r['head'] for r in rows}))}")
+
+
+def comparison_table(rows: list[dict[str, Any]]) -> str:
+    """PGR [CI] of every method at each dataset's largest-gap pair, and the median over datasets."""
+    cells = comparison_cells(rows)
+    arms = sorted({a for by_arm in cells.values() for a in by_arm}, key=_loss_order)
+    body = []
+    for dataset, by_arm in cells.items():
+        pair = next(iter(by_arm.values()))
+        body.append([f"{dataset} ({pair['weak']} -> {pair['strong']})"]
+                    + [format_pgr(by_arm[a]["pgr"], by_arm[a]["pgr_ci_low"], by_arm[a]["pgr_ci_high"],
+                                  by_arm[a]["gap_ci_low"]) if a in by_arm else "-" for a in arms])
+    medians = [median_pgr(cells, a) for a in arms]
+    body.append(["median over datasets"] + ["-" if m is None else f"{m:.2f}" for m in medians])
+    return _table(["dataset (largest-gap pair)", *arms], body)
+
+
+def markdown(store: ResultsStore) -> str:
+    rows = collect(store)
+    if not rows:
+        return ""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        variant = ", ".join(part for part in (r.get("variant") or "").split(", ")
+                            if part and not part.startswith("select="))
+        groups[(r["select"], variant)].append(r)
+    out = ["## Weak-to-strong generalization", "", CAPTION]
+    head = ["dataset", "weak", "strong", "method", "weak acc", "w2s acc", "ceiling acc", "gap", "PGR [95% CI]",
+            "[examples only]", "ECE w2s", "Brier w2s", "seeds"]
+    for (select, variant), group in sorted(groups.items()):
+        title = f"--select {select}" + (f", {variant}" if variant else "")
+        if select == "oracle":
+            title += " [ORACLE ablation: ground-truth validation labels chose the student's weights]"
+        group.sort(key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]),
+                                  _loss_order(arm(r)), r.get("chain") or ""))
+        out += ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),
+                "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest-gap pair.", "",
+                comparison_table(group)]
+    return "\n".join(out) + "\n"
