@@ -1,39 +1,29 @@
 """Iterated Amplification: one training loop for the supervised baseline and both amplification modes.
 
-    oversight amplify run --task permutation_powering --mode amplify --size 8 --minutes 5
+    oversight amplify run --task permutation_powering --mode amplify --size 8 --steps 3000
     python -m oversight.amplification.train --task permutation_powering --mode supervised --steps 500
 
     from oversight.amplification.train import AmplifyConfig, train
     run = train(AmplifyConfig(task="permutation_powering", mode="amplify", size=8, steps=1500))
-    run.results["test_acc"], run.results["expert_calls"], run.results["gt_labels_used"]
+    run.results["test_acc"], run.results["test_acc_se"], run.results["expert_calls"]
 
-Each step takes a batch of fresh questions with a target for every one (``batches.py``: the modes
-differ ONLY in where the targets come from) and trains X on them with cross-entropy
-(``target_passes`` > 1: that many steps on each batch, which spreads the cost of amplified targets).
-In amplify-learned the loop paces H and H': H makes ``hprime_calls_per_step`` transcripts per step
-while H''s loss (on new transcripts, scored before it trains on them) is above 0.1, a tenth of that
-below 0.1, a hundredth below 0.01. H' trains on the same falling schedule, and its decisions are
-cached between its updates. At the start and at every curriculum stage X waits (H and H' at the full
-rate) until H''s loss on the new questions is below ``hprime_ready_loss``. The batches are made
-ahead in other processes (``workers.py``, ``--overlap-targets``, on by default).
+Each step takes a batch of fresh questions at the curriculum's stage (``curriculum.py``) with a
+target for every one (``batches.py``: the modes differ ONLY in where the targets come from) and
+trains X on them with cross-entropy (``target_passes`` > 1: that many steps on each batch). In
+amplify-learned, H' and the pace at which H is called and H' trained are ``pacing.py``'s. The
+batches are made ahead in other processes (``workers.py``, ``--overlap-targets``, on by default).
+
+Measurement (``evaluation.py``): every ``eval_every`` steps X is evaluated on the validation sets,
+which give the curve, stopping (``stop_at_acc``) and "steps to 95%"; the test sets are built and
+read once, after the last step. In the amplify modes the loop runs under ``truth_denied``
+(``truth.py``): a read of any true answer outside evaluation and the oracle curriculum raises, and
+``gt_labels_used == 0`` is asserted at the end.
 
 Checkpoints: ``train(cfg, checkpoint=path)`` saves the whole run (``checkpoint.py``: models, optimisers,
 generators, curriculum, H''s buffer, the workers' batches made ahead) every ``checkpoint_every``
 steps and resumes from ``path`` when it is there, to exactly the steps, curve and weights of a run
 never stopped; ``oversight amplify run`` keeps it beside the store and deletes it once the run is
 stored.
-
-Ground truth is read only through ``GroundTruthLedger`` (``batches.py``); the loop also asserts
-``gt_labels_used == 0`` in both amplify modes at the end.
-
-Curriculum: stages (size, level): question-difficulty levels 1..num_levels at ``start_size``, then
-again at each size doubling up to ``size`` (``--no-relevel-each-size``: only the full distribution at
-the larger sizes; amplification then collapsed on wildcard search when n went 8 -> 16, because the
-teacher's answers at the new size were wrong at every level at once). The stage advances when X's
-rolling accuracy against its own training targets (ground truth in ``supervised``, Amplify(X) in the
-amplify modes, so no label is needed) passes ``curriculum_threshold`` after at least
-``min_stage_steps`` steps. Test accuracy is measured on fixed held-out test sets whatever the
-curriculum stage (``evaluation.py``).
 """
 
 from __future__ import annotations
