@@ -3,11 +3,13 @@
     from oversight.amplification.report import section
     html = section(ResultsStore("runs/oversight.db"), Path("runs/report"))   # or a list of records
 
-Figure: one panel per task, test accuracy at the largest trained size (fixed held-out test set)
-against training steps, and a second figure against wall time, for supervised / amplify /
-amplify-learned. Table: steps and seconds to reach 95% and 99%, the time each amplify mode took
-(relative to supervised) to the best accuracy both reached, expert calls, ground-truth labels,
-and amplify-learned's expert calls as a fraction of the labels the supervised run consumed.
+Figure: one panel per task, validation accuracy at the largest trained size against training
+steps, and a second figure against wall time, for supervised / amplify / amplify-learned. Table:
+final test accuracy (test set read once, after training) with its standard error, steps and
+seconds to reach 95% and 99% on validation, the time each amplify mode took (relative to
+supervised) to the best validation accuracy both reached, expert calls, ground-truth labels, and
+amplify-learned's expert calls as a fraction of the labels the supervised run consumed. Runs of
+the oracle curriculum are flagged [ORACLE CURRICULUM]; time-limited runs, not reproducible.
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
         ax.axhline(0.95, color="gray", lw=0.6, ls="--")
         ax.set_title(f"{task} (n={size})", fontsize=10)
         ax.set_xlabel(x_label)
-        ax.set_ylabel("test accuracy")
+        ax.set_ylabel("validation accuracy")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
@@ -145,7 +147,9 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                  if sup_run is not None and c["mode"] != "supervised" else None)
         rows.append({
             "task": c["task"], "mode": c["mode"], "size": c["size"], "seed": c["seed"], "variant": labels[id(r)],
-            "test_acc": res["test_acc"], "acc_by_size": res.get("test_acc_by_size", {}),
+            "test_acc": res["test_acc"], "test_acc_se": res.get("test_acc_se"),
+            "acc_by_size": res.get("test_acc_by_size", {}),
+            "oracle_curriculum": res.get("oracle_curriculum", True), "reproducible": res.get("reproducible", False),
             "acc_by_level": res.get("test_acc_by_level", {}),
             "steps": res["steps"], "seconds": res["seconds"],
             "steps_95": _fmt_reach(reach.get("0.95"), "step"), "seconds_95": _fmt_reach(reach.get("0.95"), "seconds"),
@@ -173,14 +177,17 @@ def section(source: Any, out_dir: Path) -> str:
     _figure(by_task, "step", "training steps", out_dir / "amplify_acc_vs_steps.png")
     _figure(by_task, "seconds", "training wall time (s)", out_dir / "amplify_acc_vs_seconds.png")
 
-    head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc (n)",
+    head = ["task", "mode", "n", "seed", "variant (what differs from the same mode's other runs)", "test acc ± SE (n)",
             "acc by size", "acc by question level (largest n)", "steps", "seconds", "steps to 95%",
             "s to 95%", "steps to 99%", "s to 99%", "time vs supervised (to the accuracy both reached)",
             "expert calls", "GT labels", "calls / supervised labels", "curriculum reached"]
     body = []
     for row in cost_rows(records):
         stage = row["final_stage"]
-        cells = [row["task"], row["mode"], row["size"], row["seed"], row["variant"] or "-", f"{row['test_acc']:.3f}",
+        variant = ((row["variant"] or "-") + (" [ORACLE CURRICULUM]" if row["oracle_curriculum"] else "")
+                   + ("" if row["reproducible"] else " (time-limited: not reproducible)"))
+        se = "" if row["test_acc_se"] is None else f" ± {row['test_acc_se']:.3f}"
+        cells = [row["task"], row["mode"], row["size"], row["seed"], variant, f"{row['test_acc']:.3f}{se}",
                  " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()),
                  format_acc_by_level(row["acc_by_level"]), row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
@@ -191,11 +198,13 @@ def section(source: Any, out_dir: Path) -> str:
              + "".join(body) + "</table>")
     return (
         "<h2>Iterated Amplification</h2>"
-        "<p>Test accuracy of X on fixed held-out test sets of fresh instances at the largest trained size "
-        "(full question distribution), for the supervised baseline (ground-truth targets), amplification "
-        "with the scripted expert H, and with the learned expert H'. The amplify modes use no ground-truth "
-        "label of a non-primitive question (asserted). Wall time excludes evaluation; it was measured on a "
-        "shared CPU, so compare runs made together.</p>"
+        "<p>Curves: validation accuracy of X at the largest trained size (full question distribution), which "
+        "also decides stopping and the steps to 95%/99%. Table: test accuracy on a fixed test set read once "
+        "after training, ± its standard error over test instances; supervised baseline (ground-truth targets), "
+        "amplification with the scripted expert H, and with the learned expert H'. The amplify modes use no "
+        "ground-truth label of a non-primitive question (asserted, and any read of a true answer raises). "
+        "[ORACLE CURRICULUM]: questions chosen by their true depth or distance, an upper bound. Wall time "
+        "excludes evaluation; it was measured on a shared CPU, so compare runs made together.</p>"
         "<img src='amplify_acc_vs_steps.png' alt='accuracy vs steps'>"
         "<img src='amplify_acc_vs_seconds.png' alt='accuracy vs wall time'>"
         + table
