@@ -173,6 +173,11 @@ def plot_overfitting(rows: list[dict[str, Any]], store: ResultsStore, out_dir: P
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    # one selection per panel: the default (weak-val) where it ran, never the oracle where another did
+    for preferred in ("weak-val", "last"):
+        if any(r.get("select") == preferred for r in rows):
+            rows = [r for r in rows if r.get("select") == preferred]
+            break
     panels = []
     for dataset, by_loss in comparison_cells(rows).items():
         curves = {}
