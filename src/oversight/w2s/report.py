@@ -157,7 +157,8 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(names)), names, rotation=20)
         ax.set_ylabel("PGR (largest-gap pair per dataset)")
-        ax.set_title(f"method comparison ({mode}, {head})" + (f"\n{variant}" if variant else ""), fontsize=10)
+        oracle = " [ORACLE ablation]" if "select=oracle" in (variant or "") else ""
+        ax.set_title(f"method comparison ({mode}, {head})" + (f"\n{variant}{oracle}" if variant else ""), fontsize=10)
         ax.legend(fontsize=8, loc="best")
         ax.grid(alpha=0.3)
     return _save(fig, "bars: " + rows[0].get("ci_covers", "95% CI") + "; diamonds: median over datasets",
