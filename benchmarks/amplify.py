@@ -35,7 +35,8 @@ DEFAULT_STORE = "runs/amplify-bench.db"
 
 
 def grid(tasks: list[str], small_steps: int, steps: int, seeds: int = 3) -> list[AmplifyConfig]:
-    """The measurement's configs, longest first (so a parallel run ends together)."""
+    """The measurement's configs: the n=8 curriculum comparison first, then n=16, each longest first
+    (so a parallel run ends together, and a run cut short has the comparison it is for)."""
     common = {"overlap_targets": False, "threads": 1, "minutes": 0}
     configs = []
     for task in tasks:
@@ -48,7 +49,7 @@ def grid(tasks: list[str], small_steps: int, steps: int, seeds: int = 3) -> list
         configs += [make_config(AmplifyConfig, task=task, mode=mode, size=16, steps=steps, **common)
                     for mode in ("supervised", "amplify-learned")]
     cost = {"amplify-learned": 3.0, "amplify": 1.5, "supervised": 1.0}
-    return sorted(configs, key=lambda c: -c.steps * c.size * cost[c.mode])
+    return sorted(configs, key=lambda c: (c.size, -c.steps * cost[c.mode]))
 
 
 def _run_one(cfg: AmplifyConfig, store: str) -> str:
