@@ -44,7 +44,7 @@ class AmplifyConfig:
     stop_at_acc: float = field(default=0.99, metadata={"help": "stop once the curriculum is done and validation accuracy at the largest size reaches this (0 = never)"})
     # curriculum
     curriculum: str = field(default="label-free", metadata={"help": "how stages pick questions: label-free (by question form, else instance size) or oracle (by true depth/distance; flagged)", "choices": CURRICULA, "key_neutral": "oracle"})
-    curriculum_min_size: int = field(default=4, metadata={"help": "label-free curriculum, depth/distance tasks: first instance size, grown one at a time to start_size (smaller = gentler start)"})
+    curriculum_min_size: int = field(default=4, metadata={"help": "label-free curriculum, depth/distance tasks: first instance size, grown by 1 to twice it, then doubled (smaller = gentler start)"})
     start_size: int = field(default=8, metadata={"help": "curriculum: first instance size, doubled stage by stage up to size (smaller = gentler start, more stages)"})
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this (higher = longer, surer stages)"})
     curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy (more = steadier, later advances)"})
