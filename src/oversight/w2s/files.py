@@ -8,6 +8,7 @@ Usage::
     source.examples          # list[Example], in file order (not yet cleaned or split)
     source.rows, source.dropped   # 800, Counter({"with empty text": 3})
     load_hf("hf:/data/saved_sst2?text=sentence")
+    load_hf("hf:/data/boolq_copy?format=boolq")   # one of the paper's datasets, its formatter (hub_datasets)
 
 ``oversight.w2s.datasets.load_dataset`` calls these, then cleans and splits; its docstring lists the
 options. Text files are read as UTF-8 with or without a byte-order mark unless ``?encoding=`` names
@@ -37,7 +38,7 @@ from oversight.errors import ConfigError, MissingPackageError, OversightError
 
 COMMON_OPTIONS = {"text", "label", "positive", "negative", "group", "id"}
 FILE_OPTIONS = COMMON_OPTIONS | {"encoding"}
-HF_OPTIONS = COMMON_OPTIONS | {"split", "cache_dir"}
+HF_OPTIONS = COMMON_OPTIONS | {"split", "cache_dir", "format"}
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8; a leading byte-order mark (Excel writes one) is not data
 # Why a row was dropped, as the count line shows it.
 EMPTY_TEXT, NO_LABEL, OTHER_LABEL = "with empty text", "with no label", "with a label outside ?positive/?negative"
@@ -284,13 +285,38 @@ def load_file(spec: str) -> Source:
 
 def load_hf(spec: str) -> Source:
     body, options = parse_spec(spec, "hf:", HF_OPTIONS)
-    name, config = body, None
-    if not os.path.exists(os.path.expanduser(body)) and ":" in body:
-        name, config = body.split(":", 1)
     try:
         import datasets as hf  # the Hugging Face package; imported late, it takes ~1 s
     except ImportError:
         raise MissingPackageError("the Hugging Face 'datasets' package", "pip install datasets") from None
+    data = _open_hf(spec, body, options, hf)
+    if options.get("format"):
+        return _formatted(spec, body, options, data, hf)
+    data = _pick_hf_split(data, options.get("split"), body, hf)
+    label_col = options.get("label", "label")
+    feature = data.features.get(label_col) if hasattr(data, "features") else None
+    names = list(feature.names) if isinstance(feature, hf.ClassLabel) else None
+    return rows_to_examples(_iter_rows(data.to_dict()), list(data.column_names), options, f"hf:{body}", names)
+
+
+def _formatted(spec: str, body: str, options: dict[str, str], data: Any, hf: Any) -> Source:
+    """``?format=NAME``: a local copy of one of the paper's datasets, through its formatter."""
+    from oversight.w2s.hub_datasets import formatted_source  # it imports this module
+
+    clash = sorted(COMMON_OPTIONS & set(options))
+    if clash:
+        raise ConfigError("dataset", f"?format= reads the dataset's own columns; drop {', '.join(clash)} "
+                                     f"from {spec!r}")
+    if options.get("split"):
+        data = _pick_hf_split(data, options["split"], body, hf)
+    return formatted_source(options["format"], data, f"hf:{body}")
+
+
+def _open_hf(spec: str, body: str, options: dict[str, str], hf: Any) -> Any:
+    """The Dataset or DatasetDict that ``hf:BODY`` names: a local directory or file, or a hub id."""
+    name, config = body, None
+    if not os.path.exists(os.path.expanduser(body)) and ":" in body:
+        name, config = body.split(":", 1)
     local = Path(name).expanduser()
     kwargs = {"cache_dir": options["cache_dir"]} if options.get("cache_dir") else {}
     try:
@@ -317,11 +343,7 @@ def load_hf(spec: str) -> Source:
         hint = "" if local.exists() else (" (a hub id: offline, it must already be in the HF cache; "
                                           "or pass a local path)")
         raise DatasetFormatError(f"hf: could not load {body!r}{hint}: {type(err).__name__}: {err}") from err
-    data = _pick_hf_split(data, options.get("split"), body, hf)
-    label_col = options.get("label", "label")
-    feature = data.features.get(label_col) if hasattr(data, "features") else None
-    names = list(feature.names) if isinstance(feature, hf.ClassLabel) else None
-    return rows_to_examples(_iter_rows(data.to_dict()), list(data.column_names), options, f"hf:{body}", names)
+    return data
 
 
 def _pick_hf_split(data: Any, split: str | None, body: str, hf: Any) -> Any:
