@@ -159,9 +159,11 @@ def test_results_docs_are_generated_from_the_store_with_flags_and_provenance(tmp
         for curriculum in ("label-free", "oracle"):
             run_and_store(AmplifyConfig(task="union_find", mode="amplify", steps=2, seed=seed, curriculum=curriculum,
                                         **TINY), store)
+    run_and_store(AmplifyConfig(task="union_find", mode="amplify", steps=2, mix_sizes_from=4, **TINY), store)
     [path] = write_markdown(tmp_path / "runs.db", tmp_path / "docs", "the command")
     text = path.read_text()
     assert path.name == "amplification.md" and "by `the command`" in text
-    assert "4 runs; seeds 0, 1; made at commit" in text
-    assert text.count("| union_find | 8 | amplify |") == 2 and "oracle [ORACLE CURRICULUM]" in text
+    assert "5 runs; seeds 0, 1; made at commit" in text
+    assert text.count("| union_find | 8 | amplify |") == 3 and "| oracle [ORACLE CURRICULUM] (mix_sizes_from=0) |" in text
+    assert "| label-free (mix_sizes_from=4) |" in text  # a variant is named by what tells it apart
     assert "(2 seeds)" in text

@@ -17,8 +17,8 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
-from oversight.amplification.runs import identity_of
-from oversight.config import canonical_json
+from oversight.amplification.runs import identity_of, stored_config
+from oversight.config import canonical_json, label_fields, varying_fields
 
 MODE_ORDER = ("supervised", "amplify", "amplify-learned")
 MARKDOWN_FILE = "amplification.md"
@@ -35,8 +35,9 @@ def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         groups[_group_key(r)].append(r)
+    variant_of = _variants(groups)
     rows = []
-    for runs in groups.values():
+    for key, runs in groups.items():
         runs.sort(key=lambda r: r["config"]["seed"])
         res = [r["results"] for r in runs]
         accs = [x["test_acc"] for x in res]
@@ -45,6 +46,7 @@ def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append({
             "task": c["task"], "mode": c["mode"], "size": c["size"], "steps": c["steps"],
             "curriculum": res[0].get("curriculum", c.get("curriculum", "oracle")),
+            "variant": variant_of[key],
             "oracle_curriculum": any(x.get("oracle_curriculum", True) for x in res),
             "reproducible": all(x.get("reproducible", False) for x in res),
             "seeds": [r["config"]["seed"] for r in runs],
@@ -64,6 +66,23 @@ def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda x: (x["task"], x["size"], order.get(x["mode"], 9), x["oracle_curriculum"]))
 
 
+def _variants(groups: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
+    """Per group, the identity fields by which it differs from the other groups of its task, size and
+    mode (beyond the curriculum, which has its own column): "" when nothing does."""
+    by_cell: dict[tuple[Any, ...], list[str]] = defaultdict(list)
+    for key, runs in groups.items():
+        c = runs[0]["config"]
+        by_cell[(c["task"], c["size"], c["mode"])].append(key)
+    out = {}
+    for keys in by_cell.values():
+        # key-neutral fields at the value each run had; fields a run does not use stay out
+        identities = {key: label_fields(stored_config(groups[key][0]["config"])) for key in keys}
+        fields = varying_fields(list(identities.values()), ignore=("seed", "curriculum"), missing_is_value=False)
+        for key, identity in identities.items():
+            out[key] = ", ".join(f"{k}={identity.get(k, '-')}" for k in fields)
+    return out
+
+
 def format_accuracy(row: dict[str, Any]) -> str:
     """"0.953 ± 0.012 (3 seeds)", or with one seed "0.953 (SE 0.006)"."""
     if row["test_acc_std"] is not None:
@@ -78,6 +97,7 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in aggregate_runs(records):
         curriculum = row["curriculum"] + (" [ORACLE CURRICULUM]" if row["oracle_curriculum"] else "")
+        curriculum += f" ({row['variant']})" if row["variant"] else ""
         if not row["reproducible"]:
             curriculum += " (time-limited: not reproducible)"
         reach = ", ".join("-" if s is None else str(s) for s in row["steps_to_95"])
