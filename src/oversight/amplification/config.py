@@ -45,6 +45,7 @@ class AmplifyConfig:
     # curriculum
     curriculum: str = field(default="label-free", metadata={"help": "how stages pick questions: label-free (by question form, else instance size) or oracle (by true depth/distance; flagged)", "choices": CURRICULA, "key_neutral": "oracle"})
     curriculum_min_size: int = field(default=4, metadata={"help": "label-free curriculum, depth/distance tasks: first instance size, grown by 1 to twice it, then doubled (smaller = gentler start)"})
+    size_step: int = field(default=0, metadata={"help": "label-free curriculum, depth/distance tasks: grow sizes by this step all the way to size (0 = +1 then doubling; smaller = gentler)", "key_neutral": 0})
     start_size: int = field(default=8, metadata={"help": "curriculum: first instance size, doubled stage by stage up to size (smaller = gentler start, more stages)"})
     curriculum_threshold: float = field(default=0.85, metadata={"help": "curriculum: advance when rolling accuracy on the training targets passes this (higher = longer, surer stages)"})
     curriculum_window: int = field(default=20, metadata={"help": "curriculum: steps in the rolling accuracy (more = steadier, later advances)"})
@@ -103,6 +104,8 @@ class AmplifyConfig:
             raise ConfigError("steps", "give --steps or --minutes (or both)")
         if self.curriculum not in CURRICULA:
             raise ConfigError("curriculum", f"{self.curriculum!r} is not one of {', '.join(CURRICULA)}")
+        if self.size_step < 0:
+            raise ConfigError("size_step", f"must be >= 0 (0 = +1 then doubling), got {self.size_step}")
         if not 2 <= self.curriculum_min_size <= 64:
             raise ConfigError("curriculum_min_size", f"must be in 2..64, got {self.curriculum_min_size}")
         self._validate_counts()
@@ -156,7 +159,7 @@ class AmplifyConfig:
         unused = unused_by_mode(self.mode, values)
         task = TASKS.get(self.task) if self.task in TASKS else None
         if self.curriculum == "oracle" or task is None or task.levels_from_form:
-            unused.add("curriculum_min_size")
+            unused |= {"curriculum_min_size", "size_step"}
         return unused & set(values)
 
     def with_task_defaults(self, task: Task | None = None) -> AmplifyConfig:

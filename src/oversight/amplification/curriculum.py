@@ -16,7 +16,8 @@ instance's size and the question's form as H reads it, never its true answer:
   distribution at the larger sizes). A task whose level is a true depth or distance (sequential
   assignments, shortest path, union find) grows the instance size alone, as the paper did: the full
   question distribution at sizes ``curriculum_min_size``, +1, ... up to twice that, then at each
-  doubling up to ``start_size`` and on to ``size`` (4, 5, 6, 7, 8, 16 for n=16); smaller instances have shallower programs, forests and shorter paths.
+  doubling up to ``start_size`` and on to ``size`` (4, 5, 6, 7, 8, 16 for n=16; ``size_step`` k: 4, 4+k,
+  4+2k, ... up to ``size``, as the paper grew sizes by one); smaller instances have shallower programs, forests and shorter paths.
 - ``oracle``: the depth/distance levels for every task, read from the ground truth. An upper bound,
   not a method: its rows are flagged ``oracle_curriculum`` in the store, tables and figures. For the
   tasks whose levels are read off the question it is the label-free curriculum (and keyed as it).
@@ -62,6 +63,8 @@ def curriculum_stages(cfg: AmplifyConfig, task: Task) -> list[tuple[int, int]]:
             stages += [(size, level) for level in levels]
         return stages
     first = min(cfg.curriculum_min_size, sizes[0])
+    if cfg.size_step:  # the paper's: the size grows by a fixed step all the way (4, 6, 8, 10, ... with 2)
+        return [(size, full) for size in [*range(first, cfg.size, cfg.size_step), cfg.size]]
     ramp = list(range(first, min(2 * first, sizes[0])))  # +1 at a time up to twice the first size ...
     size = 2 * first
     while size < sizes[0]:  # ... then doubling up to start_size
