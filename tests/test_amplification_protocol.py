@@ -119,6 +119,8 @@ def test_label_free_stages_depend_on_size_and_question_form_only(task_name: str)
                           (8, task.num_levels), (16, task.num_levels)]
         oracle = curriculum_stages(AmplifyConfig(task=task_name, size=16, curriculum="oracle"), task)
         assert oracle[0] == (8, 1) and len(oracle) == 2 * task.num_levels
+        stepped = curriculum_stages(AmplifyConfig(task=task_name, size=16, size_step=3), task)
+        assert [size for size, _ in stepped] == [4, 7, 10, 13, 16]
     with truth_denied():  # every label-free stage's questions are drawn without reading an answer
         for size, level in stages:
             draw_questions(task, cfg.with_task_defaults(task), size, level, np.random.default_rng(0))
