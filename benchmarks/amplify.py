@@ -28,6 +28,7 @@ from oversight.amplification.results import measurement_table
 from oversight.amplification.runs import run_key
 from oversight.config import make_config
 from oversight.progress import log, set_quiet
+from oversight.runtime import code_commit
 from oversight.store import ResultsStore
 
 ALL_TASKS = ("permutation_powering", "sequential_assignments", "wildcard_search", "shortest_path", "union_find")
@@ -68,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
     parser.add_argument("--print-only", action="store_true", help="run nothing: print the table of the stored runs")
     args = parser.parse_args(argv if argv is not None else [])
+    code_commit()  # recorded as each run's commit: the code imported now, whatever HEAD does meanwhile
     configs = grid(args.tasks.split(","), args.small_steps, args.steps, args.seeds)
     store = ResultsStore(args.store)
     todo = [] if args.print_only else [c for c in configs if store.get(run_key(c)) is None]

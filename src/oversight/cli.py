@@ -103,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from oversight.runtime import code_commit
+
+    code_commit()  # the commit of the code this process runs, before HEAD can move
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # weights come from installed packages, never a hub
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:

@@ -86,28 +86,35 @@ def num_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def provenance() -> dict[str, object]:
-    """Where and how a run was made, for its stored row: the commit of this checkout (``+dirty`` with
-    uncommitted changes; ``OVERSIGHT_COMMIT`` where the code travels without its .git, else None), the host, torch's threads, the load average,
-    and the Python and torch versions."""
-    import platform
+@functools.lru_cache(maxsize=1)
+def code_commit() -> str | None:
+    """The commit of this checkout when the process first asked (``+dirty`` with uncommitted changes;
+    ``OVERSIGHT_COMMIT`` where the code travels without its .git): the code it imported, even if
+    HEAD moves while it runs. Entry points call it at start."""
     import subprocess
 
+    if os.environ.get("OVERSIGHT_COMMIT"):  # code shipped without its .git (a cluster, a copied tree)
+        return os.environ["OVERSIGHT_COMMIT"]
     root = os.path.dirname(os.path.abspath(__file__))
     try:
-        if os.environ.get("OVERSIGHT_COMMIT"):  # code shipped without its .git (a cluster, a copied tree)
-            raise OSError
         commit = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True,
                                 text=True, timeout=10, check=True).stdout.strip() or None
         dirty = subprocess.run(["git", "-C", root, "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=10).stdout.strip()
-        commit = f"{commit}+dirty" if commit and dirty else commit
     except (OSError, subprocess.SubprocessError):
-        commit = os.environ.get("OVERSIGHT_COMMIT") or None
+        return None
+    return f"{commit}+dirty" if commit and dirty else commit
+
+
+def provenance() -> dict[str, object]:
+    """Where and how a run was made, for its stored row: the code's commit (:func:`code_commit`), the
+    host, torch's threads, the load average, and the Python and torch versions."""
+    import platform
+
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"commit": commit, "host": platform.node(), "torch_threads": torch.get_num_threads(),
+    return {"commit": code_commit(), "host": platform.node(), "torch_threads": torch.get_num_threads(),
             "load_average": load, "cpus": os.cpu_count(), "python": platform.python_version(),
             "torch": torch.__version__}

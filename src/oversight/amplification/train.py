@@ -74,7 +74,7 @@ from oversight.amplification.pacing import (
 from oversight.amplification.truth import policy_for
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
-from oversight.runtime import autocast, provenance, resolve_device, seed_everything, set_threads
+from oversight.runtime import autocast, code_commit, provenance, resolve_device, seed_everything, set_threads
 
 # The loop's own names, and (second group) those tests and benchmarks import from here that live in
 # the modules the loop uses; ``evaluate``, ``make_test_sets`` and ``accuracy_by_level`` are looked up
@@ -308,6 +308,7 @@ def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[
     ``checkpoint``: a file to save the run to every ``cfg.checkpoint_every`` steps and, if it is there
     when the run starts, to resume from (to the same numbers as a run never stopped)."""
     cfg.validate()
+    code_commit()  # the commit this run's code came from, before HEAD can move
     wall_start = time.perf_counter()
     task = task or make_task(cfg.task)
     cfg = cfg.with_task_defaults(task)

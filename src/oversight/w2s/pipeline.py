@@ -33,7 +33,7 @@ import numpy as np
 from oversight.config import config_hash
 from oversight.errors import ArtifactError
 from oversight.progress import log
-from oversight.runtime import provenance, resolve_device, seed_everything, set_threads
+from oversight.runtime import code_commit, provenance, resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import metrics
 from oversight.w2s.aggregate import seed_metrics
@@ -311,6 +311,7 @@ def _finished(store: ResultsStore, pair_key: str) -> dict[str, Any] | None:
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     """Run (or fetch) the weak, ceiling, rung and weak-to-strong runs of one seed; return its metrics."""
     cfg.validate()
+    code_commit()  # the commit this run's code came from, before HEAD can move
     pair_key = experiment_key(cfg)
     done = _finished(store, pair_key)
     if done is not None:
