@@ -169,3 +169,29 @@ def test_results_docs_are_generated_from_the_store_with_flags_and_provenance(tmp
     assert text.count("| union_find | 8 | amplify |") == 3 and "| oracle [ORACLE CURRICULUM] (mix_sizes_from=0) |" in text
     assert "| label-free (mix_sizes_from=4) |" in text  # a variant is named by what tells it apart
     assert "(2 seeds)" in text
+
+
+def test_a_run_records_the_commit_its_code_came_from(monkeypatch: pytest.MonkeyPatch) -> None:
+    from oversight import runtime
+
+    runtime.code_commit.cache_clear()
+    monkeypatch.setenv("OVERSIGHT_COMMIT", "abc1234")
+    try:
+        assert runtime.code_commit() == "abc1234"
+        monkeypatch.setenv("OVERSIGHT_COMMIT", "def5678")  # HEAD moving later changes nothing recorded
+        assert runtime.provenance()["commit"] == "abc1234"
+    finally:
+        runtime.code_commit.cache_clear()
+
+
+def test_results_docs_into_an_unwritable_folder_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from oversight.amplification.cli import run_and_store
+
+    run_and_store(AmplifyConfig(task="union_find", mode="amplify", steps=2, **TINY), ResultsStore(tmp_path / "runs.db"))
+    blocker = tmp_path / "docs"
+    blocker.write_text("a file where the folder should be")
+    assert cli_main(["report", "--store", str(tmp_path / "runs.db"), "--markdown", str(blocker / "results")]) == 2
+    err = capsys.readouterr().err
+    assert "--markdown" in err or "markdown" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(ResultsStore(tmp_path / "runs.db").records(kind="amplify")) == 1  # nothing lost

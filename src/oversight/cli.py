@@ -20,7 +20,7 @@ import sys
 import typing
 from collections.abc import Sequence
 
-from oversight.errors import OversightError
+from oversight.errors import ConfigError, OversightError
 from oversight.store import DEFAULT_STORE
 
 # Each family contributes its subcommands through a `register(subparsers)` function.
@@ -67,7 +67,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.markdown:
         command = f"oversight report --store {args.store} --markdown {args.markdown}"
-        written = write_markdown(args.store, args.markdown, command)
+        try:
+            written = write_markdown(args.store, args.markdown, command)
+        except OSError as err:  # an output folder that cannot be made or written: one line, the store untouched
+            raise ConfigError("markdown", f"cannot write the results docs into {args.markdown}: {err}") from None
         print("\n".join(f"written {path}" for path in written) or f"no runs in {args.store}: nothing written")
         return 0
     index = write_report(args.store, args.out)

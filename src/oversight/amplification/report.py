@@ -89,7 +89,8 @@ def _figure(by_task: dict[str, list[dict[str, Any]]], x_key: str, x_label: str, 
             xs = [p[x_key] for p in curve]
             ys = [curve_accuracy(p, size) for p in curve]
             ax.plot(xs, ys, color=color, lw=1.5, ls=LINE_STYLES[drawn[mode] % len(LINE_STYLES)],
-                    label=label + (f" [{labels[id(r)]}]" if labels[id(r)] else ""))
+                    label=label + (f" [{labels[id(r)]}]" if labels[id(r)] else "")
+                    + (" [ORACLE CURRICULUM]" if r["results"].get("oracle_curriculum", True) else ""))
             drawn[mode] += 1
         ax.axhline(0.95, color="gray", lw=0.6, ls="--")
         ax.set_title(f"{task} (n={size})", fontsize=10)
