@@ -7,8 +7,9 @@ Two modes:
 - ``finetune``: the backbone (all layers, or the top k) and a linear head are trained with AdamW,
   a cosine schedule and bf16 autocast.
 
-Both go through :func:`fit`, one readable loop over minibatches that calls a loss from
-``losses.py``. The trainer owns the loop; a loss is a plain function of (logits, targets, ctx).
+Both go through :func:`fit`: a loss from ``losses.py`` over :func:`train_loop`, one readable loop
+over minibatches (``lm.py`` trains language models through it too). The trainer owns the loop; a
+loss is a plain function of (logits, targets, ctx).
 """
 
 from __future__ import annotations
@@ -93,6 +94,65 @@ class Watch:
         return score
 
 
+def total_steps(n: int, settings: TrainSettings) -> int:
+    """Optimizer steps of a run over ``n`` examples: ``settings.epochs`` passes in minibatches."""
+    return math.ceil(n / settings.batch_size) * settings.epochs
+
+
+def train_loop(
+    model: nn.Module,
+    batch_loss: Callable[[np.ndarray], torch.Tensor],
+    n: int,
+    settings: TrainSettings,
+    desc: str = "train",
+    evaluate: Callable[[int], float] | None = None,
+    evals: int = 10,
+) -> int | None:
+    """Minimise ``batch_loss(batch_indices)`` (a scalar) over ``n`` examples: ``settings.epochs``
+    shuffled passes (numpy generator seeded by ``settings.seed``), AdamW over the trainable
+    parameters, linear warm-up then cosine decay. ``batch_loss`` runs the forward pass itself (and
+    its autocast), so any objective, a classifier's or a language model's, trains through here.
+
+    ``evaluate(step) -> validation score`` is called ``evals`` times and after the last step; unless
+    ``settings.select`` is ``last`` the weights of the best score (the first, on ties) are kept, and
+    their step is returned (None without ``evaluate``)."""
+    generator = np.random.default_rng(settings.seed)
+    steps = total_steps(n, settings)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    warmup = max(1, int(0.05 * steps))
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))),
+    )
+    eval_every = max(1, steps // max(1, evals))
+    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, 0, None)
+    step = 0
+    model.train()
+    bar = progress(total=steps, desc=desc, unit="step")
+    for _epoch in range(settings.epochs):
+        order = generator.permutation(n)
+        for start in range(0, n, settings.batch_size):
+            loss = batch_loss(order[start:start + settings.batch_size])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            step += 1
+            bar.update(1)
+            if evaluate is not None and (step % eval_every == 0 or step == steps):
+                best = _evaluate(model, evaluate, step, best, keep=settings.select != "last")
+    bar.close()
+    model.eval()
+    if evaluate is None:
+        return None
+    if settings.select == "last":
+        return step
+    if best[2] is not None:
+        model.load_state_dict(best[2])
+    return best[1]
+
+
 def fit(
     model: nn.Module,
     forward: Callable[[np.ndarray], torch.Tensor],
@@ -103,59 +163,26 @@ def fit(
     evals: int = 10,
 ) -> int | None:
     """Train ``model`` so that ``forward(batch_indices)`` (logits ``[B, 2]``) fits ``targets``
-    (P(class 1) per example) under ``settings.loss``. AdamW, linear warm-up then cosine decay.
-
-    ``evaluate(step) -> validation score`` is called ``evals`` times and after the last step; unless
-    ``settings.select`` is ``last`` the weights of the best score (the first, on ties) are kept, and
-    their step is returned (None without ``evaluate``)."""
-    n = len(targets)
-    generator = np.random.default_rng(settings.seed)
-    steps_per_epoch = math.ceil(n / settings.batch_size)
-    total_steps = steps_per_epoch * settings.epochs
+    (P(class 1) per example) under ``settings.loss``, through :func:`train_loop` (whose
+    ``evaluate``/``select`` rules apply)."""
     loss_fn = LOSSES.get(settings.loss)
-    ctx = _loss_context(settings, targets, total_steps)
+    ctx = _loss_context(settings, targets, total_steps(len(targets), settings))
     # the trainer, not the loss, keeps the student's recent predictions: a loss only reads its context
     buffer = (ThresholdBuffer(threshold_window(settings.threshold_window, settings.batch_size))
               if "threshold_window" in loss_options(settings.loss) else None)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    warmup = max(1, int(0.05 * total_steps))
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda s: (s + 1) / warmup if s < warmup else 0.5 * (1 + math.cos(math.pi * (s - warmup) / max(1, total_steps - warmup))),
-    )
     target_tensor = torch.as_tensor(targets, dtype=torch.float32)
-    eval_every = max(1, total_steps // max(1, evals))
-    best: tuple[float, int, dict[str, torch.Tensor] | None] = (-math.inf, 0, None)
-    model.train()
-    bar = progress(total=total_steps, desc=desc, unit="step")
-    for _epoch in range(settings.epochs):
-        order = generator.permutation(n)
-        for start in range(0, n, settings.batch_size):
-            idx = order[start:start + settings.batch_size]
-            with autocast(settings.device, settings.bf16):
-                logits = forward(idx)
-            logits = logits.float()
-            if buffer is not None:
-                ctx.threshold = buffer.update(torch.softmax(logits.detach(), dim=-1)[:, 1], ctx.prior)
-            loss = loss_fn(logits, target_tensor[idx].to(logits.device), ctx)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            ctx.step += 1
-            bar.update(1)
-            if evaluate is not None and (ctx.step % eval_every == 0 or ctx.step == total_steps):
-                best = _evaluate(model, evaluate, ctx.step, best, keep=settings.select != "last")
-    bar.close()
-    model.eval()
-    if evaluate is None:
-        return None
-    if settings.select == "last":
-        return ctx.step
-    if best[2] is not None:
-        model.load_state_dict(best[2])
-    return best[1]
+
+    def batch_loss(idx: np.ndarray) -> torch.Tensor:
+        with autocast(settings.device, settings.bf16):
+            logits = forward(idx)
+        logits = logits.float()
+        if buffer is not None:
+            ctx.threshold = buffer.update(torch.softmax(logits.detach(), dim=-1)[:, 1], ctx.prior)
+        loss = loss_fn(logits, target_tensor[idx].to(logits.device), ctx)
+        ctx.step += 1  # the steps taken once this one's update is applied, as the next loss reads it
+        return loss
+
+    return train_loop(model, batch_loss, len(targets), settings, desc=desc, evaluate=evaluate, evals=evals)
 
 
 def _evaluate(model: nn.Module, evaluate: Callable[[int], float], step: int,
