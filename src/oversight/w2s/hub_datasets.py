@@ -66,6 +66,9 @@ _TVT = ("train", "validation", "test")
 _ETHICS = "hendrycks/ethics"
 
 HUB_DATASETS: dict[str, HubDataset] = {
+    "hh_rlhf": HubDataset("Anthropic/hh-rlhf", None, ("train", "test"), F.chosen_rejected,
+                          "Reward modelling: Anthropic HH dialogues, the chosen (preferred) vs the rejected "
+                          "final answer; group = the dialogue before it"),
     "boolq": HubDataset("google/boolq", None, _TV, F.boolq,
                         "BoolQ: passage + yes/no question, answer yes (1) / no (0); group = passage"),
     "sciq": HubDataset("allenai/sciq", None, _TVT, F.sciq,
@@ -122,9 +125,15 @@ HUB_DATASETS: dict[str, HubDataset] = {
 }
 
 
+# Formats that are a schema rather than one dataset: ``hf:PATH?format=chosen_rejected`` reads any
+# preference data with chosen / rejected (and optionally prompt) columns.
+FORMAT_ALIASES = {"chosen_rejected": "hh_rlhf"}
+
+
 def get(name: str) -> HubDataset:
+    name = FORMAT_ALIASES.get(name, name)
     if name not in HUB_DATASETS:
-        raise UnknownNameError("hub dataset format", name, list(HUB_DATASETS))
+        raise UnknownNameError("hub dataset format", name, [*HUB_DATASETS, *FORMAT_ALIASES])
     return HUB_DATASETS[name]
 
 

@@ -239,3 +239,20 @@ def ethics_utilitarianism(row: Row) -> list[Item]:
         return []
     group, ask = group_of(better, worse), "Is A more pleasant than B?"
     return [(f"A: {better}\nB: {worse}\n{ask}", 1, group), (f"A: {worse}\nB: {better}\n{ask}", 0, group)]
+
+
+# {"chosen": str, "rejected": str, "prompt"?: str}: preference data (Anthropic HH: whole transcripts,
+# no prompt column; the shared beginning up to the last "Assistant:" is the prompt)
+def chosen_rejected(row: Row) -> list[Item]:
+    from oversight.w2s import pairs  # pairs imports files, as this module does; late keeps it light
+
+    chosen, rejected = str(row["chosen"] or ""), str(row["rejected"] or "")
+    if row.get("prompt") is not None:
+        prompt = str(row["prompt"]).strip()
+        chosen, rejected = chosen.strip(), rejected.strip()
+    else:
+        prompt, chosen, rejected = pairs.common_prompt(chosen, rejected)
+    if not chosen or not rejected or chosen == rejected:
+        return []
+    text, label = pairs.ordered_pair(prompt, chosen, rejected)
+    return [(text, label, group_of(prompt or chosen))]

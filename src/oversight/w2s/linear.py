@@ -16,18 +16,22 @@ from typing import Any, Protocol
 import numpy as np
 import scipy.sparse as sp
 
+from oversight.w2s import pairs
+
 PROBE_C = 1.0  # inverse L2 strength on standardised features: sklearn's default, used as is (no tuning on test)
 
 
-def fit_soft_logistic(features: Any, targets: np.ndarray, seed: int, c: float = PROBE_C) -> Any:
-    """A fitted ``LogisticRegression`` minimising the soft cross-entropy to ``targets`` (P(class 1))."""
+def fit_soft_logistic(features: Any, targets: np.ndarray, seed: int, c: float = PROBE_C,
+                      intercept: bool = True) -> Any:
+    """A fitted ``LogisticRegression`` minimising the soft cross-entropy to ``targets`` (P(class 1));
+    ``intercept=False`` for a Bradley–Terry model, where swapping the sides must flip the answer."""
     from sklearn.linear_model import LogisticRegression
 
     targets = np.asarray(targets, dtype=np.float64)
     n = len(targets)
     both = sp.vstack([features, features]) if sp.issparse(features) else np.concatenate([features, features])
     labels = np.r_[np.ones(n), np.zeros(n)]
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed, fit_intercept=intercept)
     model.fit(both, labels, sample_weight=np.r_[targets, 1 - targets] + 1e-12)
     return model
 
@@ -69,11 +73,15 @@ class ProbeClassifier:
         self.featurizer, self.probe = featurizer, LinearProbe(seed)
 
     def fit(self, texts: list[str], targets: np.ndarray) -> ProbeClassifier:
-        self.probe.fit(self.featurizer.transform(texts), targets)
+        self.probe.fit(self._features(texts), targets)
         return self
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.probe.predict_proba(self.featurizer.transform(texts))
+        return self.probe.predict_proba(self._features(texts))
+
+    def _features(self, texts: list[str]) -> np.ndarray:
+        features = self.featurizer.transform(texts)
+        return pairs.side_difference(features) if texts and pairs.is_pairwise(texts) else features
 
 
 class BowClassifier:
@@ -117,8 +125,18 @@ class BowClassifier:
                                  f"(e.g. {texts[:3]!r}); give texts with words or a larger --max-examples")
 
     def fit(self, texts: list[str], targets: np.ndarray) -> BowClassifier:
+        if texts and pairs.is_pairwise(texts):  # a linear reward: TF-IDF of A minus TF-IDF of B
+            self._fit_vocabulary(pairs.plain_texts(texts))
+            self.model = fit_soft_logistic(self._features(texts), targets, self.seed, intercept=False)
+            return self
         self.model = fit_soft_logistic(self._fit_vocabulary(texts), targets, self.seed)
         return self
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
-        return self.model.predict_proba(self.vectorizer.transform(texts))[:, 1]
+        return self.model.predict_proba(self._features(texts))[:, 1]
+
+    def _features(self, texts: list[str]) -> sp.spmatrix:
+        if texts and pairs.is_pairwise(texts):
+            side_a, side_b = pairs.sides(texts)
+            return self.vectorizer.transform(side_a) - self.vectorizer.transform(side_b)
+        return self.vectorizer.transform(texts)

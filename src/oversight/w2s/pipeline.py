@@ -35,7 +35,7 @@ from oversight.errors import ArtifactError
 from oversight.progress import log
 from oversight.runtime import code_commit, provenance, resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
-from oversight.w2s import metrics
+from oversight.w2s import metrics, pairs
 from oversight.w2s.aggregate import seed_metrics
 from oversight.w2s.config import W2SConfig, data_version, experiment_key
 from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
@@ -284,12 +284,15 @@ class Cell:
         spec = self.specs[self.cfg.strong]
         train, test = self.texts["student_train"], self.texts["test"]
         corpus = _embed_corpus(self.cfg, (spec,), self.artifacts, self.device)
-        pretrained = FeatureCache(self.artifacts, spec, corpus)
+        pretrained = FrozenFeaturizer(FeatureCache(self.artifacts, spec, corpus), self.device)
         truth, seed = self.truth["student_train"], self.cfg.seed
+        # of preference pairs, a probe reads f(A) - f(B): a Bradley–Terry model with a linear reward
+        readable = pairs.side_difference if pairs.is_pairwise(train) else (lambda features: features)
         return {
-            "probe_pretrained": probe_predictions(pretrained.get(train, device=self.device), truth,
-                                                  pretrained.get(test, device=self.device), seed),
-            "probe_finetuned": probe_predictions(model.features(train), truth, model.features(test), seed),
+            "probe_pretrained": probe_predictions(readable(pretrained.transform(train)), truth,
+                                                  readable(pretrained.transform(test)), seed),
+            "probe_finetuned": probe_predictions(readable(model.features(train)), truth,
+                                                 readable(model.features(test)), seed),
         }
 
 
@@ -354,7 +357,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
 def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: ArtifactStore, device: str) -> str:
     """Frozen features of every text of the dataset, in one pass per model (so every seed and split
     finds its own cached, computed alike whatever the store held before); returns the corpus key."""
-    texts = dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples)
+    texts = pairs.plain_texts(dataset_texts(cfg.dataset, cfg.seed, cfg.max_examples))  # pairs: each side
     corpus = FeatureCache.corpus_key(texts)
     for spec in {s.name: s for s in specs}.values():
         if spec.kind != "bow":

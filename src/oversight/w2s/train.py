@@ -27,6 +27,7 @@ from torch import nn
 from oversight.progress import progress
 from oversight.runtime import autocast, num_threads
 from oversight.store import ArtifactStore
+from oversight.w2s import pairs
 from oversight.w2s.losses import (
     LOSSES,
     LossContext,
@@ -304,6 +305,9 @@ class FeatureCache:
 
 
 class FrozenFeaturizer:
+    """Cached frozen features of texts; of a preference pair, its two sides' features side by side
+    (``[N, 2 * hidden]``: A then B), which a pairwise head scores one side at a time."""
+
     def __init__(self, cache: FeatureCache, device: str) -> None:
         self.cache, self.device = cache, device
 
@@ -311,25 +315,39 @@ class FrozenFeaturizer:
         return self
 
     def transform(self, texts: list[str]) -> np.ndarray:
+        if texts and pairs.is_pairwise(texts):
+            side_a, side_b = pairs.sides(texts)
+            return np.concatenate([self.cache.get(side_a, device=self.device),
+                                   self.cache.get(side_b, device=self.device)], axis=1)
         return self.cache.get(texts, device=self.device)
 
 
 class Head(nn.Module):
-    """Logistic (linear) or MLP head over standardised features."""
+    """Logistic (linear) or MLP head over standardised features.
 
-    def __init__(self, dim: int, kind: str, mean: np.ndarray, scale: np.ndarray, hidden: int = 256) -> None:
+    ``pairwise``: a Bradley–Terry reward head. The input is two sides' features side by side, the
+    same net maps each side to a scalar reward, and the logits are ``[r_b, r_a]``; ``mean`` and
+    ``scale`` are one side's (``dim`` wide), so swapping the sides exactly flips the preference."""
+
+    def __init__(self, dim: int, kind: str, mean: np.ndarray, scale: np.ndarray, hidden: int = 256,
+                 pairwise: bool = False) -> None:
         super().__init__()
         self.register_buffer("mean", torch.as_tensor(mean, dtype=torch.float32))
         self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        self.pairwise = pairwise
+        out = 1 if pairwise else 2
         if kind == "logistic":
-            self.net: nn.Module = nn.Linear(dim, 2)
+            self.net: nn.Module = nn.Linear(dim, out)
         elif kind == "mlp":
-            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, 2))
+            self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, out))
         else:
             raise ValueError(f"unknown head {kind!r}; available: logistic, mlp")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net((x - self.mean) / self.scale)
+        if not self.pairwise:
+            return self.net((x - self.mean) / self.scale)
+        side_a, side_b = x.chunk(2, dim=-1)
+        return pairs.bt_logits(*(self.net((side - self.mean) / self.scale) for side in (side_a, side_b)))
 
 
 def _rows(matrix: np.ndarray, idx: np.ndarray) -> torch.Tensor:
@@ -352,11 +370,14 @@ def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarr
                settings: TrainSettings, desc: str = "head", watch: Watch | None = None) -> HeadClassifier:
     featurizer.fit(texts)
     features = featurizer.transform(texts)
-    mean, scale = features.mean(0), features.std(0) + 1e-6
+    pairwise = pairs.is_pairwise(texts)
+    # a reward head standardises both sides alike: the statistics of all responses, one side wide
+    per_side = np.concatenate(np.split(features, 2, axis=1)) if pairwise else features
+    mean, scale = per_side.mean(0), per_side.std(0) + 1e-6
     # seeded here, after the features: computing them (a cache miss) may draw random numbers while a
     # backbone loads, and a run's numbers must not depend on what the cache held
     torch.manual_seed(settings.seed)
-    head = Head(features.shape[1], settings.head, mean, scale)
+    head = Head(per_side.shape[1], settings.head, mean, scale, pairwise=pairwise)
     fp32 = TrainSettings(**{**settings.__dict__, "bf16": False})
     evaluate = None
     if watch is not None:  # the features of what is watched, once: each evaluation is one head pass
@@ -376,22 +397,33 @@ def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarr
 # --------------------------------------------------------------------------- finetune mode
 
 class TextClassifier(nn.Module):
-    """A pretrained backbone with a linear head on its pooled output."""
+    """A pretrained backbone with a linear head on its pooled output.
 
-    def __init__(self, spec: ModelSpec, device: str, top_k_layers: int | None, seed: int = 0) -> None:
+    ``pairwise``: a Bradley–Terry reward model. Texts are preference pairs (``pairs.py``); the head
+    maps each side's pooled output to a scalar reward and the logits are ``[r_b, r_a]``."""
+
+    def __init__(self, spec: ModelSpec, device: str, top_k_layers: int | None, seed: int = 0,
+                 pairwise: bool = False) -> None:
         super().__init__()
         self.backbone = load_backbone(spec, device=device)
         self.backbone.trainable_top_layers(top_k_layers)
         # seeded after loading, which may or may not draw random numbers (a conversion done once and
         # cached): the head's weights and the dropout masks come from the seed alone
         torch.manual_seed(seed)
-        self.head = nn.Linear(self.backbone.hidden_size, 2).to(device)
+        self.pairwise = pairwise
+        self.head = nn.Linear(self.backbone.hidden_size, 1 if pairwise else 2).to(device)
         self.device = device
 
-    def forward(self, texts: list[str]) -> torch.Tensor:
+    def _pooled(self, texts: list[str]) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in self.backbone.tokenize(texts).items()}
-        pooled = self.backbone(batch["input_ids"], batch["attention_mask"])
-        return self.head(pooled.float())
+        return self.backbone(batch["input_ids"], batch["attention_mask"]).float()
+
+    def forward(self, texts: list[str]) -> torch.Tensor:
+        if not self.pairwise:
+            return self.head(self._pooled(texts))
+        side_a, side_b = pairs.sides(texts)
+        rewards = self.head(self._pooled(side_a + side_b))  # one pass over both sides
+        return pairs.bt_logits(rewards[:len(texts)], rewards[len(texts):])
 
     def predict_proba(self, texts: list[str]) -> np.ndarray:
         settings = TrainSettings(device=self.device)
@@ -404,7 +436,10 @@ class TextClassifier(nn.Module):
 
     @torch.no_grad()
     def features(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        """The pooled backbone output of each text as trained (what a probe of it reads), float32."""
+        """The pooled backbone output of each text as trained (what a probe of it reads), float32;
+        of a preference pair, its two sides' side by side."""
+        if texts and pairs.is_pairwise(texts):
+            return np.concatenate([self.features(side, batch_size) for side in pairs.sides(texts)], axis=1)
         self.eval()
         out = np.empty((len(texts), self.backbone.hidden_size), dtype=np.float32)
         order = np.argsort([len(t) for t in texts])
@@ -419,7 +454,8 @@ class TextClassifier(nn.Module):
 
 def finetune(spec: ModelSpec, texts: list[str], targets: np.ndarray, settings: TrainSettings,
              desc: str = "finetune", watch: Watch | None = None) -> TextClassifier:
-    model = TextClassifier(spec, settings.device, settings.top_k_layers, seed=settings.seed)
+    model = TextClassifier(spec, settings.device, settings.top_k_layers, seed=settings.seed,
+                           pairwise=pairs.is_pairwise(texts))
     evaluate = None
     if watch is not None:
         def evaluate(step: int) -> float:
