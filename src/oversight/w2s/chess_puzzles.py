@@ -8,6 +8,8 @@ Usage::
     puzzles = generate_puzzles(seed=0, count=200)   # list[Puzzle]: fen, best, second (UCI), scores
     load_chess(count=200)                           # list[Example]: best move (1) vs second best (0)
     load_dataset("chess", seed=0)                   # the registered dataset: DEFAULT_COUNT positions
+    load_chess_gen(count=200)                       # list[GenExample]: move_prompt(fen) -> best move in SAN
+    parse_move(fen, " Nxe5+ and")                   # "Nxe5" as the board writes it, or None if not legal
 
     OVERSIGHT_STOCKFISH=/opt/stockfish/sf oversight datasets   # another engine binary
     python benchmarks/chess_speed.py                           # positions/s
@@ -43,9 +45,19 @@ and starts no engine (it only asks the binary its version, which is part of the 
 The ``chess`` dataset (classification, any rung): text = the FEN, the side to move spelled out and a
 candidate move in SAN and UCI; label 1 for the engine's best move, 0 for its second best; both
 candidates of a position share its group (the FEN without move counters), so they stay in one split.
-Not here: ``chess-gen`` (predict the best move, exact-match accuracy, weak labels = a weak model's
-generated moves) needs decoder rungs that generate text, which the ladder does not have yet;
-``Puzzle.moves`` (the game so far, in UCI) is kept for it.
+
+The ``chess-gen`` dataset (generative, decoder rungs; run by ``oversight.w2s.generative``): the
+prompt is the FEN, the side to move spelled out and the legal moves in SAN (sorted, so their order
+says nothing of the engine's choice), ending ``Best move:``; the target is the engine's best move in
+SAN; a generation's answer is its first token read as a legal move (:func:`parse_move`). Group = the
+position, as in ``chess``. GEN_COUNT positions by default, fewer than ``chess`` so that a three-rung
+decoder run fits a CPU. Why list the legal moves: without them a small decoder must learn move
+syntax and legality from the FEN alone before it can learn which move is good, and at a few hundred
+training positions nearly all of its moves are illegal, so every rung scores about 0 and there is no
+gap to recover; with them the answer space is explicit (copying a listed move is easy for a
+transformer), chance is one in the number of legal moves (about 1/30), and rungs differ in how well
+they pick among legal moves, which is the question. ``move_prompt(fen, legal_moves=False)`` gives
+the FEN-only prompt.
 """
 
 from __future__ import annotations
@@ -71,6 +83,7 @@ from oversight.progress import log
 from oversight.store import atomic_write_text
 from oversight.w2s._convert import _file_lock, cache_root
 from oversight.w2s.files import Example, content_id
+from oversight.w2s.gen_data import GenExample
 
 CHESS_REQUIREMENT = "chess==1.11.2"  # python-chess, as pinned in pyproject.toml
 INSTALL = "apt-get install stockfish (or make setup)"
@@ -78,6 +91,7 @@ ENGINE_ENV, CACHE_ENV = "OVERSIGHT_STOCKFISH", "OVERSIGHT_CHESS_CACHE"
 DEBIAN_PATH = "/usr/games/stockfish"  # Debian's stockfish package; /usr/games is often not on PATH
 
 DEFAULT_SEED, DEFAULT_COUNT, DEFAULT_DEPTH = 0, 1200, 8  # the registered dataset: 2,400 examples
+GEN_COUNT = 600  # chess-gen positions: a weak, a middle and a strong decoder finetune on a CPU in minutes
 GAP_CP = 150  # best must beat second best by this many centipawns (module docstring: why)
 MATE_CP = 10_000  # a mate in n scores MATE_CP - n (python-chess's mate_score)
 MIN_PLIES, MAX_PLIES = 8, 40  # random moves from the start position
@@ -307,25 +321,59 @@ def _analyse(engine: Any, board: Any, depth: int) -> tuple[tuple[str, int], tupl
 # ----------------------------------------------------------------------------- the dataset
 
 
-def position_text(fen: str, move: str) -> str:
-    """The example text: FEN, side to move, and the candidate move in SAN and UCI."""
+def _position(fen: str) -> tuple[Any, str]:
+    """The board of ``fen`` and the text both datasets start with: the FEN and the side to move."""
     import chess
 
     board = chess.Board(fen)
     side = "White" if board.turn == chess.WHITE else "Black"
-    return (f"Chess position (FEN): {fen}\n{side} to move.\n"
-            f"Candidate move: {board.san(chess.Move.from_uci(move))} ({move})")
+    return board, f"Chess position (FEN): {fen}\n{side} to move."
+
+
+def position_text(fen: str, move: str) -> str:
+    """The example text: FEN, side to move, and the candidate move in SAN and UCI."""
+    import chess
+
+    board, head = _position(fen)
+    return f"{head}\nCandidate move: {board.san(chess.Move.from_uci(move))} ({move})"
+
+
+def move_prompt(fen: str, legal_moves: bool = True) -> str:
+    """The chess-gen prompt: FEN, side to move, the legal moves in sorted SAN (unless
+    ``legal_moves`` is False), then ``Best move:``. A function of the position alone."""
+    board, head = _position(fen)
+    legal = f"\nLegal moves: {' '.join(sorted(board.san(m) for m in board.legal_moves))}" if legal_moves else ""
+    return f"{head}{legal}\nBest move:"
+
+
+def parse_move(fen: str, generated: str) -> str | None:
+    """The move a generation names: its first whitespace-separated token (trailing ``!?.,;``
+    dropped), read as SAN or UCI on the board of ``fen``, in canonical SAN (``Nxe5+``); None when
+    that token is not a legal move."""
+    import chess
+
+    token = (generated.split() or [""])[0].rstrip("!?.,;")
+    if not token:
+        return None
+    board = chess.Board(fen)
+    try:
+        return board.san(board.parse_san(token))
+    except ValueError:  # python-chess's invalid, illegal and ambiguous moves are ValueErrors
+        return None
 
 
 def puzzle_examples(puzzles: Sequence[Puzzle]) -> list[Example]:
     """Two examples per puzzle, best move (1) and second best (0), grouped by the position."""
     out = []
     for p in puzzles:
-        group = "chess:" + " ".join(p.fen.split()[:4])  # the FEN without its move counters
         for move, label in ((p.best, 1), (p.second, 0)):
             text = position_text(p.fen, move)
-            out.append(Example(content_id(text, label), text, label, group))
+            out.append(Example(content_id(text, label), text, label, _group(p.fen)))
     return out
+
+
+def _group(fen: str) -> str:
+    return "chess:" + " ".join(fen.split()[:4])  # the FEN without its move counters
 
 
 def load_chess(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, depth: int = DEFAULT_DEPTH,
@@ -334,11 +382,35 @@ def load_chess(count: int = DEFAULT_COUNT, seed: int = DEFAULT_SEED, depth: int 
     return puzzle_examples(generate_puzzles(seed, count, depth, gap_cp))
 
 
+def gen_examples(puzzles: Sequence[Puzzle], legal_moves: bool = True) -> list[GenExample]:
+    """One chess-gen example per puzzle: the position's prompt, the best move in SAN as the target."""
+    import chess
+
+    out = []
+    for p in puzzles:
+        prompt, board = move_prompt(p.fen, legal_moves), chess.Board(p.fen)
+        target = board.san(chess.Move.from_uci(p.best))
+        out.append(GenExample(content_id(prompt, 1), prompt, target, _group(p.fen), context=p.fen))
+    return out
+
+
+def load_chess_gen(count: int = GEN_COUNT, seed: int = DEFAULT_SEED, depth: int = DEFAULT_DEPTH,
+                   gap_cp: int = GAP_CP) -> list[GenExample]:
+    """The ``chess-gen`` dataset's examples (the registry calls it with the defaults)."""
+    return gen_examples(generate_puzzles(seed, count, depth, gap_cp))
+
+
 def register(register_dataset: Callable[..., Callable[[Callable[..., list[Example]]], Any]]) -> None:
-    """Add ``chess`` to the dataset registry through ``oversight.w2s.datasets.register_dataset``."""
+    """Add ``chess`` and ``chess-gen`` to the registry through ``oversight.w2s.datasets.register_dataset``."""
     register_dataset(
         "chess",
         description=f"Chess puzzles from random play, analysed by Stockfish at depth {DEFAULT_DEPTH}: "
                     "FEN + candidate move, the engine's best (1) / second best (0), kept when best "
                     f"leads by >= {GAP_CP} cp; group = position. Needs Debian stockfish",
         source=CHESS_REQUIREMENT, modules=("chess",), available=engine_found)(load_chess)
+    register_dataset(
+        "chess-gen",
+        description=f"Generative chess: predict Stockfish's best move (SAN) from the FEN and the legal moves, "
+                    f"exact match; {GEN_COUNT} positions, as in chess; group = position. Needs Debian stockfish "
+                    "and decoder rungs (smollm2-135m-8layer, smollm2-135m, gemma3-270m, hf: causal LMs)",
+        source=CHESS_REQUIREMENT, modules=("chess",), available=engine_found, parse=parse_move)(load_chess_gen)
