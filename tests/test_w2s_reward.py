@@ -22,6 +22,7 @@ from oversight.w2s.files import DatasetFormatError  # noqa: E402
 from oversight.w2s.hub_formats import chosen_rejected  # noqa: E402
 from oversight.w2s.linear import BowClassifier  # noqa: E402
 from oversight.w2s.pipeline import W2SConfig, run_experiment  # noqa: E402
+from oversight.w2s.tables import markdown  # noqa: E402
 from oversight.w2s.train import Head  # noqa: E402
 
 # --------------------------------------------------------------------------- encoding
@@ -114,9 +115,13 @@ def test_tiny_reward_model_learns_from_weak_preferences(toy_preferences, tmp_pat
     cfg = make_config(W2SConfig, dataset=f"file:{toy_preferences['data']}", weak="bow",
                       strong=f"hf:{toy_preferences['bert']}", mode=mode, epochs=4 if mode == "finetune" else 20,
                       lr=3e-3, batch_size=16, bf16=False, device="cpu")
-    out = run_experiment(cfg, ResultsStore(tmp_path / "o.db"))
+    store = ResultsStore(tmp_path / "o.db")
+    out = run_experiment(cfg, store)
     assert out["weak_acc"] > 0.8, out
     assert out["ceiling_acc"] > 0.75 and out["w2s_acc"] > 0.7, out
+    assert out["task"] == "preference"
+    text = markdown(store)  # the report puts the run under its kind of task
+    assert "## Reward modelling" in text and "## Classification" not in text
 
 
 # --------------------------------------------------------------------------- datasets

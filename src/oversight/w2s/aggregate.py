@@ -55,6 +55,8 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
     out: dict[str, Any] = {k: first[k] for k in ("dataset", "weak", "strong", "loss", "mode", "head")}
     out["method"], out["chain"] = cfgs[0].method, ",".join(cfgs[0].chain_models())
     out["arm"] = arm(out)
+    # what the accuracy counts: labels (classify), pairs ranked right (preference), exact moves (generate)
+    out["task"] = first.get("task", "classify")
     out["select"] = first.get("select", "last")  # rows stored before selection kept their last weights
     out["oracle"] = out["select"] == "oracle"
     out["seeds"] = len(rows)

@@ -338,6 +338,7 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     results.update({
         "weak_label_acc": metrics.accuracy(weak["student_train"], cell.truth["student_train"]),
         "split_sizes": cell.splits.sizes(),
+        "task": "preference" if pairs.is_pairwise(cell.texts["test"]) else "classify",
         "run_keys": run_keys,
         "data_version": cell.data["data_version"],
         "seconds": time.time() - start,

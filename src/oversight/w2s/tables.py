@@ -4,8 +4,8 @@
     text = markdown(ResultsStore("runs/w2s.db"))     # "" when the store holds no w2s runs
     # or: oversight report --store runs/w2s.db --markdown docs/results
 
-One section per weight selection (``--select``; ``oracle`` flagged as an ablation) and run
-variant, each with its provenance (seeds, commits and hosts of its runs): the PGR table (both
+One part per kind of task (classification, chess puzzles, reward modelling), and in it one
+section per weight selection (``--select``; ``oracle`` flagged as an ablation) and run variant, each with its provenance (seeds, commits and hosts of its runs): the PGR table (both
 intervals), and the method comparison at each dataset's largest-gap pair with the median over
 datasets, as the paper's summary plots.
 """
@@ -36,7 +36,11 @@ def _row_cells(r: dict[str, Any]) -> list[str]:
             format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
             format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                        r.get("gap_ci_examples_low")),
-            f"{r['w2s_ece']:.3f}", f"{r['w2s_brier']:.3f}", str(r["seeds"])]
+            _number(r.get("w2s_ece")), _number(r.get("w2s_brier")), str(r["seeds"])]
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"  # None: not defined for the task (generated moves)
 
 
 def _table(head: list[str], rows: list[list[str]]) -> str:
@@ -67,25 +71,51 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
     return _table(["dataset (largest-gap pair)", *arms], body)
 
 
+# The paper's three kinds of task, in its order, and what "accuracy" counts in each.
+FAMILIES = {
+    "classification": ("Classification", "accuracy = the fraction of test texts labelled right"),
+    "chess": ("Chess puzzles", "chess: is the candidate the engine's best move (accuracy); chess-gen: the "
+                               "generated move equals the engine's best move (exact match)"),
+    "reward": ("Reward modelling", "accuracy = the fraction of test preference pairs ranked right by the "
+                                   "Bradley–Terry reward model"),
+}
+
+
+def family(row: dict[str, Any]) -> str:
+    """Which of FAMILIES a row belongs to: by its task, and chess by its dataset's name."""
+    if str(row["dataset"]).startswith("chess"):
+        return "chess"
+    return "reward" if row.get("task") == "preference" else "classification"
+
+
 def markdown(store: ResultsStore) -> str:
     rows = collect(store)
     if not rows:
         return ""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
     for r in rows:
         variant = ", ".join(part for part in (r.get("variant") or "").split(", ")
                             if part and not part.startswith("select="))
-        groups[(r["select"], variant)].append(r)
+        groups[(list(FAMILIES).index(family(r)), r["select"], variant)].append(r)
     out = ["## Weak-to-strong generalization", "", CAPTION]
-    head = ["dataset", "weak", "strong", "method", "weak acc", "w2s acc", "ceiling acc", "gap", "PGR [95% CI]",
-            "[examples only]", "ECE w2s", "Brier w2s", "seeds"]
-    for (select, variant), group in sorted(groups.items()):
-        title = f"--select {select}" + (f", {variant}" if variant else "")
+    shown_family = None
+    for (rank, select, variant), group in sorted(groups.items()):
+        name, what = FAMILIES[list(FAMILIES)[rank]]
+        if rank != shown_family:
+            out += ["", f"## {name}", "", what + "."]
+            shown_family = rank
+        title = f"{name}, --select {select}" + (f", {variant}" if variant else "")
         if select == "oracle":
             title += " [ORACLE ablation: ground-truth validation labels chose the student's weights]"
-        group.sort(key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]),
-                                  _loss_order(arm(r)), r.get("chain") or ""))
-        out += ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),
-                "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest-gap pair.", "",
-                comparison_table(group)]
+        out += _section(title, group)
     return "\n".join(out) + "\n"
+
+
+def _section(title: str, group: list[dict[str, Any]]) -> list[str]:
+    head = ["dataset", "weak", "strong", "method", "weak acc", "w2s acc", "ceiling acc", "gap", "PGR [95% CI]",
+            "[examples only]", "ECE w2s", "Brier w2s", "seeds"]
+    group.sort(key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]),
+                              _loss_order(arm(r)), r.get("chain") or ""))
+    return ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),
+            "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest-gap pair.", "",
+            comparison_table(group)]
