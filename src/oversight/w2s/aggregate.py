@@ -83,10 +83,11 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
         weak_p.append(artifacts.load_arrays(keys["weak"])["test"])
         w2s_p.append(artifacts.load_arrays(keys["w2s"])["test"])
         ceil_p.append(artifacts.load_arrays(keys["ceiling"])["test"])
-    # calibration, from the stored predictions (so rows stored before it have it too)
+    # calibration, from the stored predictions (so rows stored before it have it too); generated
+    # answers are stored as right/wrong, with no probability to calibrate: None
     for role, probs in (("weak", weak_p), ("w2s", w2s_p), ("ceiling", ceil_p)):
         for name, fn in (("ece", metrics.ece), ("brier", metrics.brier)):
-            values = [fn(p, y) for p, y in zip(probs, labels, strict=True)]
+            values = [] if out["task"] == "generate" else [fn(p, y) for p, y in zip(probs, labels, strict=True)]
             out[f"{role}_{name}"], out[f"{role}_{name}_std"], _ = metrics.mean_std(values)
     out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
     # the CI covers seeds and test examples (hierarchical); the example-only one is kept beside it

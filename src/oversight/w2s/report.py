@@ -297,8 +297,9 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
                         key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
             seeds = ("undefined" if r["pgr_seed_mean"] is None
                      else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
-            agree = "-" if r["agreement_supervisor_wrong"] is None else (
-                f"{r['agreement_supervisor_right']:.2f} / {r['agreement_supervisor_wrong']:.2f}")
+            # None where the supervisor is never wrong (or, generating answers, never right)
+            agree = " / ".join("-" if r[k] is None else f"{r[k]:.2f}"
+                               for k in ("agreement_supervisor_right", "agreement_supervisor_wrong"))
             variant = (r.get("variant") or "-") + (" [ORACLE ablation]" if r.get("oracle") else "")
             cells = [r["dataset"], f"{r['mode']}/{r['head']}", variant, r["weak"], r["strong"],
                      f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
