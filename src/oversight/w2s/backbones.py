@@ -12,6 +12,15 @@ Usage::
     batch = bb.tokenize(["a fine film", "dull"])     # dynamic padding, truncated to spec.max_length
     vecs = bb(**batch)                               # [2, 384], float32
 
+The rung as a language model (generation, LM finetuning)::
+
+    from oversight.w2s.backbones import has_lm_head, load_lm
+
+    model, tok = load_lm(get_model_spec("smollm2-135m"))   # AutoModelForCausalLM + its tokenizer
+    tok.padding_side = "left"                              # batched generate() wants left padding
+    out = model.generate(**tok(["The capital of France is"], return_tensors="pt"), max_new_tokens=8)
+    has_lm_head(get_model_spec("minilm-l6"))               # False: a bare encoder, no MLM head
+
 ``oversight.w2s.models`` (the ladder: which rungs exist, where their weights live) re-exports these.
 
 Pooling: encoders mean-pool over the attention mask; decoders take the hidden state of the last
@@ -23,7 +32,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import json
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -37,7 +48,17 @@ from oversight.runtime import autocast, bf16_is_fast
 if TYPE_CHECKING:  # models imports this module at run time; the spec is only a type here
     from oversight.w2s.models import ModelSpec
 
-__all__ = ["Backbone", "extract_features", "last_token_pool", "load_backbone", "mean_pool", "quiet_transformers"]
+__all__ = [
+    "Backbone",
+    "LanguageModelUnavailableError",
+    "extract_features",
+    "has_lm_head",
+    "last_token_pool",
+    "load_backbone",
+    "load_lm",
+    "mean_pool",
+    "quiet_transformers",
+]
 
 
 @contextlib.contextmanager
@@ -69,14 +90,11 @@ class Backbone(torch.nn.Module):
         super().__init__()
         if spec.kind not in ("encoder", "decoder"):
             raise OversightError(f"model {spec.name!r} has kind {spec.kind!r}: no neural backbone to load")
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer
 
         path = spec.model_dir()
-        overrides: dict[str, Any] = {}
-        if spec.num_layers is not None:
-            overrides["num_hidden_layers"] = spec.num_layers
         with quiet_transformers():
-            config = AutoConfig.from_pretrained(path, **overrides)
+            config = _load_config(spec, path)
             if spec.random_init:
                 model = AutoModel.from_config(config)
             else:
@@ -86,10 +104,7 @@ class Backbone(torch.nn.Module):
         # costs compute nor sits in the optimizer as a parameter that never gets a gradient.
         if getattr(model, "pooler", None) is not None:
             model.pooler = None
-        if tokenizer.pad_token is None:
-            # Decoders often ship without a pad token. Pooling reads the attention mask, so which id pads
-            # does not matter; reusing EOS avoids resizing the embedding matrix.
-            tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+        _ensure_pad_token(tokenizer)
         self.spec = spec
         self.kind = spec.kind
         self.model = model
@@ -165,6 +180,27 @@ class Backbone(torch.nn.Module):
         return sum(p.numel() for p in self.model.parameters() if p.requires_grad)
 
 
+def _load_config(spec: ModelSpec, path: Any) -> Any:
+    """The rung's config, cut to ``spec.num_layers`` layers (with per-layer lists such as Gemma's)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(path)
+    n = spec.num_layers
+    if n is not None:
+        config.num_hidden_layers = n
+        # Per-layer attention types (Gemma-3: sliding/full) must match the layer count.
+        if isinstance(getattr(config, "layer_types", None), list) and len(config.layer_types) > n:
+            config.layer_types = config.layer_types[:n]
+    return config
+
+
+def _ensure_pad_token(tokenizer: Any) -> None:
+    if tokenizer.pad_token is None:
+        # Decoders often ship without a pad token. Pooling and losses read the attention mask, so which
+        # id pads does not matter; reusing EOS avoids resizing the embedding matrix.
+        tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+
+
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
     """Average of the hidden states of non-padding tokens, in float32 (bf16 sums lose precision)."""
     mask = attention_mask.unsqueeze(-1).to(torch.float32)
@@ -181,6 +217,120 @@ def last_token_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
 def load_backbone(spec: ModelSpec, device: str = "cpu") -> Backbone:
     """Load a rung's backbone; MissingPackageError (with the pip command) if its package is absent."""
     return Backbone(spec, device=device)
+
+
+# ---------------------------------------------------------------------------------------------
+# The rung as a language model
+
+
+class LanguageModelUnavailableError(OversightError):
+    """The rung's checkpoint has no language-model head (a bare encoder, or the ``bow`` baseline)."""
+
+
+_CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")
+
+
+def _stored_keys(path: Path) -> set[str] | None:
+    """Tensor names in the directory's safetensors weights (headers only); None without safetensors."""
+    from safetensors import safe_open
+
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text())["weight_map"])
+    files = sorted(path.glob("*.safetensors"))
+    if not files:
+        return None
+    keys: set[str] = set()
+    for f in files:
+        with safe_open(str(f), "pt") as st:
+            keys.update(st.keys())
+    return keys
+
+
+def _lm_class(spec: ModelSpec, path: Path, config: Any) -> tuple[Any, str]:
+    """(AutoModelForCausalLM / AutoModelForMaskedLM, "") when the checkpoint carries that head, else
+    (None, why not)."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+
+    archs = getattr(config, "architectures", None) or []
+    arch = ", ".join(archs or [config.model_type])
+    if spec.kind == "decoder":
+        # A bare decoder (e.g. saved as LlamaModel) still predicts tokens when its head is the embeddings.
+        head_is_embeddings = getattr(config, "tie_word_embeddings", False)
+        if archs and not any(a.endswith(_CAUSAL_SUFFIXES) for a in archs) and not head_is_embeddings:
+            return None, f"is a bare decoder ({arch}) without an LM head"
+        auto = AutoModelForCausalLM
+    elif spec.kind == "encoder" and any(a.endswith("ForMaskedLM") for a in archs):
+        auto = AutoModelForMaskedLM
+    else:
+        return None, f"is a bare {spec.kind} ({arch}) without a masked-LM head"
+    stored = _stored_keys(path)
+    if spec.random_init or stored is None:  # nothing to load, or .bin weights: trust the config
+        return auto, ""
+    # The config can claim a head the weights lack (all-mpnet-base-v2 says MPNetForMaskedLM but stores
+    # the bare encoder): require the head's own (untied) weights in the checkpoint.
+    with torch.device("meta"), quiet_transformers():
+        model = auto.from_config(config)
+    tied = set(model.get_expanded_tied_weights_keys(all_submodels=True))
+    prefix = model.base_model_prefix + "."
+    head = [k for k in model.state_dict() if not k.startswith(prefix) and k not in tied]
+    if head and not any(k in stored for k in head):
+        return None, f"names {arch} in its config, but its weights hold no LM head (e.g. {head[0]})"
+    return auto, ""
+
+
+def _no_lm_message(spec: ModelSpec, what: str) -> str:
+    from oversight.w2s.models import list_models  # models imports this module: import at call time
+
+    decoders = ", ".join(s.name for s in list_models() if s.kind == "decoder")
+    return (
+        f"model {spec.name!r} {what}, so it cannot be loaded as a language model. Rungs with an LM head: "
+        f"decoders (registered: {decoders}; or hf:ID_OR_PATH of a causal LM) and encoders only when the "
+        "checkpoint was saved with a masked-LM head (e.g. hf:PATH of a BertForMaskedLM directory)"
+    )
+
+
+def _lm_class_or_raise(spec: ModelSpec) -> tuple[Any, Path, Any]:
+    if spec.kind not in ("encoder", "decoder"):
+        raise LanguageModelUnavailableError(_no_lm_message(spec, f"has kind {spec.kind!r}"))
+    path = Path(spec.model_dir())
+    with quiet_transformers():
+        config = _load_config(spec, path)
+    auto, why_not = _lm_class(spec, path, config)
+    if auto is None:
+        raise LanguageModelUnavailableError(_no_lm_message(spec, why_not))
+    return auto, path, config
+
+
+def has_lm_head(spec: ModelSpec) -> bool:
+    """Whether :func:`load_lm` works for this rung (reads its config, converting it on first use)."""
+    try:
+        _lm_class_or_raise(spec)
+    except LanguageModelUnavailableError:
+        return False
+    return True
+
+
+def load_lm(spec: ModelSpec, device: str = "cpu") -> tuple[Any, Any]:
+    """The rung as a language model, in eval mode: (model, tokenizer).
+
+    Decoders load as ``AutoModelForCausalLM``, encoders saved with a masked-LM head as
+    ``AutoModelForMaskedLM``; ``spec.num_layers`` and ``spec.random_init`` apply as in
+    :class:`Backbone`, and a missing pad token becomes EOS. ``tokenizer.padding_side`` stays as
+    loaded: batched ``generate()`` needs ``"left"``, LM finetuning usually ``"right"`` -- the caller sets
+    it. Raises :class:`LanguageModelUnavailableError` for a rung without an LM head and
+    :class:`~oversight.errors.MissingPackageError` when its weight packages are missing.
+    """
+    from transformers import AutoTokenizer
+
+    auto, path, config = _lm_class_or_raise(spec)
+    with quiet_transformers():
+        model = auto.from_config(config) if spec.random_init else auto.from_pretrained(path, config=config)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    _ensure_pad_token(tokenizer)
+    model.to(device)
+    model.eval()
+    return model, tokenizer
 
 
 # ---------------------------------------------------------------------------------------------

