@@ -11,9 +11,28 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from tiny_models import NEGATIVE, NEUTRAL, POSITIVE, WORDS, word_tokenizer  # noqa: E402
+from tiny_models import (  # noqa: E402
+    NEGATIVE,
+    NEUTRAL,
+    POSITIVE,
+    WORDS,
+    save_tiny_bert,
+    word_tokenizer,
+    write_sentiment_jsonl,
+)
 
+from oversight.cli import main  # noqa: E402
+from oversight.config import make_config  # noqa: E402
+from oversight.errors import ConfigError  # noqa: E402
+from oversight.store import ResultsStore  # noqa: E402
+from oversight.w2s import genft  # noqa: E402
+from oversight.w2s.aggregate import aggregate, seed_configs  # noqa: E402
+from oversight.w2s.config import W2SConfig  # noqa: E402
+from oversight.w2s.datasets import load_dataset  # noqa: E402
+from oversight.w2s.genft import GenftSettings, adapt  # noqa: E402
 from oversight.w2s.lm import IGNORE, causal_batch, causal_lm_loss, mask_tokens, masked_lm_loss, train_lm  # noqa: E402
+from oversight.w2s.models import get_model_spec  # noqa: E402
+from oversight.w2s.pipeline import run_experiment  # noqa: E402
 from oversight.w2s.train import TrainSettings  # noqa: E402
 
 LM_WORDS = [*WORDS, "[MASK]", "[EOS]"]
@@ -152,3 +171,130 @@ def test_a_tiny_causal_lm_learns_a_completion_task_above_chance():
     train_lm(model, tok, prompts, settings, objective="causal", max_length=16, completions=completions)
     after = _first_token_accuracy(model, tok, test_prompts, test_completions)
     assert before < 0.4 and after > 0.8  # chance among the six answers is 1/6
+
+
+# --------------------------------------------------------------------------- genft.py and --method genft
+
+
+@pytest.fixture(scope="module")
+def lms(tmp_path_factory):
+    root = tmp_path_factory.mktemp("genft")
+    return {"causal": save_lm(root / "causal", *tiny_causal_lm()), "masked": save_lm(root / "masked", *tiny_masked_lm()),
+            "bare": save_tiny_bert(root / "bare"), "data": write_sentiment_jsonl(root / "sent.jsonl", n=240)}
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """Adapted models go to a cache of this test's own."""
+    monkeypatch.setenv("OVERSIGHT_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _spy_training(monkeypatch) -> list[list[str]]:
+    """The texts of every LM training genft starts."""
+    seen = []
+    real = genft.train_lm
+
+    def spy(model, tokenizer, texts, *args, **kwargs):
+        seen.append(list(texts))
+        return real(model, tokenizer, texts, *args, **kwargs)
+
+    monkeypatch.setattr(genft, "train_lm", spy)
+    return seen
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.mark.parametrize("kind", ["causal", "masked"])
+def test_genft_changes_the_weights_and_is_cached(lms, cache, monkeypatch, kind):
+    seen = _spy_training(monkeypatch)
+    spec = get_model_spec(f"hf:{lms[kind]}")
+    texts = [f"the film was {w} and {v}" for w in POSITIVE for v in NEGATIVE]
+    settings = GenftSettings(epochs=2, lr=1e-2, batch_size=8, bf16=False)
+    adapted = adapt(spec, texts, settings)
+    assert adapted.name.startswith(f"{spec.name}+genft-") and adapted.kind == spec.kind
+    assert Path(adapted.model_dir()).parent == cache / "models"
+    before, after = _weights(lms[kind]), _weights(adapted.model_dir())
+    assert before.keys() == after.keys()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # the same set of texts in another order, repeated: the same address, nothing trained again
+    again = adapt(spec, list(reversed(texts)) + texts[:3], settings)
+    assert again == adapted and len(seen) == 1
+    # another corpus or other settings: another model
+    assert adapt(spec, texts[:10], settings).name != adapted.name
+    assert len(seen) == 2
+
+
+def test_genft_of_an_encoder_without_an_mlm_head_names_the_rungs_that_can(lms, cache):
+    with pytest.raises(ConfigError) as err:
+        adapt(get_model_spec(f"hf:{lms['bare']}"), ["a fine film"])
+    assert err.value.field == "method"
+    message = str(err.value)
+    assert "cannot be loaded as a language model" in message and "decoders" in message and "ForMaskedLM" in message
+
+
+def test_cli_genft_with_a_bare_encoder_fails_before_any_training(lms, tmp_path, capsys, monkeypatch):
+    trained = _spy_training(monkeypatch)
+    code = main(["w2s", "run", "--dataset", f"file:{lms['data']}", "--weak", "bow", "--strong", f"hf:{lms['bare']}",
+                 "--method", "genft", "--seeds", "1", "--store", str(tmp_path / "o.db")])
+    err = capsys.readouterr().err
+    assert code == 2 and "'method'" in err and "cannot be loaded as a language model" in err and "decoders" in err
+    assert not trained
+
+
+def _genft_cfg(lms, **kw):
+    base = dict(dataset=f"file:{lms['data']}", weak="bow", strong=f"hf:{lms['causal']}", mode="head", epochs=5,
+                method="genft", bf16=False, device="cpu")
+    return make_config(W2SConfig, **{**base, **kw})
+
+
+def test_genft_reads_only_the_training_texts_never_labels_validation_or_test(lms, cache, tmp_path, monkeypatch):
+    calls = []
+    real_adapt = genft.adapt
+
+    def spy(spec, texts, *args, **kwargs):
+        calls.append((spec, list(texts), args, kwargs))
+        return real_adapt(spec, texts, *args, **kwargs)
+
+    monkeypatch.setattr(genft, "adapt", spy)
+    trained = _spy_training(monkeypatch)
+    cfg = _genft_cfg(lms)
+    results = run_experiment(cfg, ResultsStore(tmp_path / "o.db"))
+    splits = load_dataset(cfg.dataset, seed=cfg.seed)
+    train_texts = [e.text for e in (*splits.weak_train, *splits.student_train)]
+    held_out = {e.text for e in (*splits.validation, *splits.test)}
+    ((spec, texts, args, kwargs),) = calls
+    assert spec.name == cfg.strong and texts == train_texts
+    # nothing else reaches it: the settings and the device, no labels
+    assert all(isinstance(a, (GenftSettings, str)) for a in (*args, *kwargs.values()))
+    (corpus,) = trained
+    assert corpus == sorted(set(train_texts)) and not set(corpus) & held_out
+    assert results["method"] == "genft" and results["w2s_acc"] is not None
+
+
+def test_genft_runs_are_keyed_by_the_adapted_model_and_share_the_weak_run(lms, cache, tmp_path):
+    store = ResultsStore(tmp_path / "o.db")
+    direct = run_experiment(_genft_cfg(lms, method="direct"), store)
+    adapted = run_experiment(_genft_cfg(lms), store)
+    assert adapted["run_keys"]["weak"] == direct["run_keys"]["weak"]
+    for role in ("ceiling", "w2s"):
+        assert adapted["run_keys"][role] != direct["run_keys"][role]
+        assert "+genft-" in store.get(adapted["run_keys"][role])["config"]["model"]
+    rows = {r["method"]: r for r in (aggregate(seed_configs(_genft_cfg(lms, method=m), 1), store)
+                                     for m in ("direct", "genft"))}
+    assert rows["genft"]["arm"] == "genft-xent" and rows["direct"]["arm"] == "xent"
+
+
+def test_bootstrap_genft_climbs_the_chain_into_the_adapted_model(lms, cache, tmp_path, monkeypatch):
+    trained = _spy_training(monkeypatch)
+    cfg = _genft_cfg(lms, method="bootstrap+genft", chain=f"hf:{lms['masked']}")
+    assert cfg.chain_models() == [f"hf:{lms['masked']}"]
+    results = run_experiment(cfg, ResultsStore(tmp_path / "o.db"))
+    assert len(trained) == 1  # the strong model only; the chain's rung is not adapted
+    assert set(results["run_keys"]) == {"weak", "link1", "ceiling", "w2s"} and results["method"] == "bootstrap+genft"
+    with pytest.raises(ConfigError, match="needs --chain"):
+        _genft_cfg(lms, method="bootstrap+genft").validate()

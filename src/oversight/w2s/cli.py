@@ -4,6 +4,7 @@
     oversight w2s run ... --json            # one JSON object per (dataset, weak, strong, loss) on stdout
     oversight w2s sweep --dataset rotten_tomatoes --models bow,minilm-l3,minilm-l6,mpnet-base --losses xent,logconf
     oversight w2s run ... --method direct,bootstrap --chain minilm-l3   # bootstrap: bow -> minilm-l3 -> strong
+    oversight w2s run ... --strong smollm2-135m --method direct,genft   # genft: strong LM-finetuned first
     oversight w2s sweep --preset demo       # what `make demo` runs
     oversight w2s sweep --dataset rotten_tomatoes,tweet_sentiment --losses xent,logconf,product --method direct,bootstrap
 """
@@ -30,7 +31,7 @@ from oversight.progress import log, set_quiet
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
 from oversight.w2s.aggregate import aggregate, arm, seed_configs
-from oversight.w2s.config import W2SConfig, migrate_store
+from oversight.w2s.config import W2SConfig, migrate_store, uses_chain
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.pipeline import run_experiment
 
@@ -84,11 +85,11 @@ def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
     base = {k: v for k, v in vars(args).items()
             if k in W2SConfig.__dataclass_fields__ and k not in (*LIST_FIELDS, "chain")}
     lists = [flag_list(args, name) for name in LIST_FIELDS]
-    if args.chain.strip() and "bootstrap" not in lists[-1]:
+    if args.chain.strip() and not any(uses_chain(m) for m in lists[-1]):
         raise ConfigError("chain", "is used by --method bootstrap only; drop it or add --method bootstrap")
     cells = []
     for dataset, weak, strong, loss, method in itertools.product(*lists):
-        chain = args.chain if method == "bootstrap" else ""
+        chain = args.chain if uses_chain(method) else ""
         cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, method=method,
                           chain=chain, **base)
         cells.append(seed_configs(cfg, args.seeds or 3))
@@ -116,8 +117,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     for dataset, (i, j), loss, method in itertools.product(
             flag_list(args, "dataset"), pairs, losses, flag_list(args, "method")):
         # bootstrap climbs the ladder's rungs between weak and strong; adjacent pairs have none
-        chain = ",".join(models[i + 1:j]) if method == "bootstrap" else ""
-        if method == "bootstrap" and not chain:
+        chain = ",".join(models[i + 1:j]) if uses_chain(method) else ""
+        if uses_chain(method) and not chain:
             continue
         cfg = make_config(W2SConfig, dataset=dataset, weak=models[i], strong=models[j], loss=loss, method=method,
                           chain=chain, **base)

@@ -21,9 +21,19 @@ from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import get_model_spec
 
 MODES = ("head", "finetune", "probe")
-METHODS = ("direct", "bootstrap")
+METHODS = ("direct", "bootstrap", "genft", "bootstrap+genft")
 SELECTS = ("weak-val", "last", "oracle")
 HEADS = ("logistic", "mlp")
+
+
+def uses_chain(method: str) -> bool:
+    """Whether ``method`` climbs a --chain of rungs (``bootstrap``, ``bootstrap+genft``)."""
+    return "bootstrap" in method.split("+")
+
+
+def uses_genft(method: str) -> bool:
+    """Whether ``method`` LM-finetunes the strong model first (``genft``, ``bootstrap+genft``)."""
+    return "genft" in method.split("+")
 
 
 @dataclass
@@ -38,8 +48,8 @@ class W2SConfig:
     mode: str = field(default="head", metadata={
         "help": "what trains: head (on cached frozen features), finetune (the backbone, or its --top-k-layers), probe (logistic regression)",
         "choices": MODES})
-    method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "direct = the strong model learns from the weak labels; bootstrap = through the --chain, each rung labelling for the next"})
-    chain: str = field(default="", metadata={"key_neutral": "", "help": "bootstrap: intermediate models between --weak and --strong, weakest first (comma list; a sweep uses its ladder's)"})
+    method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "direct = the strong model learns from the weak labels; bootstrap = through the --chain, each rung labelling for the next; genft = direct after the strong model (student and ceiling) is finetuned as a language model on the unlabelled training texts; bootstrap+genft = both"})
+    chain: str = field(default="", metadata={"key_neutral": "", "help": "bootstrap, bootstrap+genft: intermediate models between --weak and --strong, weakest first (comma list; a sweep uses its ladder's)"})
     head: str = field(default="mlp", metadata={"help": "head on frozen features in head mode (mlp = more capacity than logistic)", "choices": HEADS})
     seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
     epochs: int | None = field(default=None, metadata={"help": "training epochs (default: 10 for heads, 2 for finetuning)"})
@@ -59,12 +69,12 @@ class W2SConfig:
     def unused_fields(self, values: dict[str, Any]) -> set[str]:
         """Fields this config's mode and loss ignore: they do not tell runs apart."""
         unused = set() if self.mode == "finetune" else {"top_k_layers"}
-        unused |= set() if self.method == "bootstrap" else {"chain"}
+        unused |= set() if uses_chain(self.method) else {"chain"}
         return unused | (loss_specific_options() - set(loss_options(self.loss)))
 
     def chain_models(self) -> list[str]:
-        """The intermediate rungs of a bootstrap chain, weakest first ([] for ``direct``)."""
-        return [m.strip() for m in self.chain.split(",") if m.strip()] if self.method == "bootstrap" else []
+        """The intermediate rungs of a bootstrap chain, weakest first ([] without one)."""
+        return [m.strip() for m in self.chain.split(",") if m.strip()] if uses_chain(self.method) else []
 
     def resolve_names(self) -> None:
         """Look up the dataset and both models (an unknown name lists what exists), before any work."""
@@ -81,6 +91,10 @@ class W2SConfig:
             raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
         for model in (self.weak, *self.chain_models(), self.strong):
             get_model_spec(model)
+        if uses_genft(self.method):  # the strong model must have an LM head: said now, not after the weak run
+            from oversight.w2s.genft import require_lm_head
+
+            require_lm_head(get_model_spec(self.strong))
 
     def validate(self) -> None:
         LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
@@ -118,10 +132,10 @@ class W2SConfig:
 
     def _validate_chain(self) -> None:
         chain = self.chain_models()
-        if self.method == "direct" and self.chain.strip():
+        if not uses_chain(self.method) and self.chain.strip():
             raise ConfigError("chain", "is used by --method bootstrap only; drop it or add --method bootstrap")
-        if self.method == "bootstrap" and not chain:
-            raise ConfigError("chain", "--method bootstrap needs --chain: the models between --weak and --strong")
+        if uses_chain(self.method) and not chain:
+            raise ConfigError("chain", f"--method {self.method} needs --chain: the models between --weak and --strong")
         rungs = [self.weak, *chain, self.strong]
         if len(set(rungs)) != len(rungs):
             raise ConfigError("chain", f"each rung appears once: {' -> '.join(rungs)}")

@@ -2,9 +2,13 @@
 
     oversight w2s run --dataset rotten_tomatoes --weak minilm-l6 --strong mpnet-base --loss xent,logconf --seeds 3
     oversight w2s run ... --method bootstrap --chain minilm-l3      # weak -> minilm-l3 -> strong
+    oversight w2s run ... --strong smollm2-135m --method genft      # the strong model LM-finetuned first
     oversight w2s sweep --preset demo
 
 For one (dataset, weak, strong, loss, method, seed):
+0. ``genft`` only: the strong model, for student and ceiling alike, is first finetuned as a
+   language model on the texts of ``weak_train`` and ``student_train`` (no label, nothing of
+   validation or test; ``genft.py``); its runs are keyed by the adapted model's name;
 1. weak supervisor: trained on the GROUND TRUTH of ``weak_train``; predicts soft labels on
    ``student_train`` and ``validation`` (it never sees their labels, nor anything of test);
 2. ``bootstrap`` only: each rung of the chain learns from the previous rung's soft labels and
@@ -35,9 +39,9 @@ from oversight.errors import ArtifactError
 from oversight.progress import log
 from oversight.runtime import code_commit, provenance, resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
-from oversight.w2s import metrics, pairs
+from oversight.w2s import genft, metrics, pairs
 from oversight.w2s.aggregate import seed_metrics
-from oversight.w2s.config import W2SConfig, data_version, experiment_key
+from oversight.w2s.config import W2SConfig, data_version, experiment_key, uses_genft
 from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
 from oversight.w2s.linear import BowClassifier, ProbeClassifier, probe_predictions
 from oversight.w2s.losses import loss_options, loss_specific_options
@@ -170,6 +174,10 @@ class Cell:
         self.texts = {name: _texts(getattr(splits, name)) for name in ("weak_train", "student_train", "validation", "test")}
         self.truth = {name: _labels(getattr(splits, name)) for name in self.texts}
         self.specs = {m: get_model_spec(m) for m in (cfg.weak, *cfg.chain_models(), cfg.strong)}
+        if uses_genft(cfg.method):  # before any embedding: head mode embeds with the adapted model
+            self.specs[cfg.strong] = genft.adapt(
+                self.specs[cfg.strong], self.texts["weak_train"] + self.texts["student_train"],
+                genft.GenftSettings(seed=cfg.seed, bf16=cfg.bf16), device=self.device)
         # everything that determines a run and nothing else goes into its key
         self.data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
                      "data_version": data_version(cfg.dataset)}
@@ -208,7 +216,8 @@ class Cell:
     def ceiling(self) -> tuple[str, Arrays]:
         cfg = self.cfg
         settings = _settings(cfg, self.specs[cfg.strong], "xent", self.device)
-        config = {**self.data, "model": cfg.strong, "role": "ceiling", **_hashable(settings)}
+        # the spec's name: the configured one, or the adapted model's under genft
+        config = {**self.data, "model": self.specs[cfg.strong].name, "role": "ceiling", **_hashable(settings)}
         key = config_hash(config, kind="w2s_ceiling")
 
         def train() -> tuple[Arrays, dict[str, Any]]:
@@ -259,7 +268,8 @@ class Cell:
         """The weak-to-strong student, trained on its supervisor's labels of ``student_train``."""
         cfg = self.cfg
         settings = self._student_settings(cfg.strong)
-        config = {**self.data, "model": cfg.strong, "role": "w2s", "weak_run": supervisor_key, **_hashable(settings)}
+        config = {**self.data, "model": self.specs[cfg.strong].name, "role": "w2s", "weak_run": supervisor_key,
+                  **_hashable(settings)}
         key = config_hash(config, kind="w2s_student")
         finetuning = settings.mode == "finetune"
 
