@@ -46,7 +46,8 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     print(_table(rows, ["name", "size", "installed", "source", "description"]))
     print("\nAlso: file:PATH (JSONL/CSV with text,label[,group]) and hf:NAME[:CONFIG] (Hugging Face datasets);"
           "\na local copy of a hub dataset above: hf:PATH?format=NAME. Hub datasets download with HF_HUB_OFFLINE=0;"
-          "\nchess needs the Stockfish engine (apt-get install stockfish, or make setup).")
+          "\nchess and chess-gen need the Stockfish engine (apt-get install stockfish, or make setup);"
+          "\nchess-gen (generate the best move) runs decoder rungs with --mode finetune.")
     return 0
 
 

@@ -17,6 +17,7 @@ from oversight.config import as_stored_by_now, config_hash, make_config, run_key
 from oversight.errors import ConfigError, UnknownNameError
 from oversight.store import ResultsStore
 from oversight.w2s.datasets import DatasetFileNotFoundError
+from oversight.w2s.gen_data import is_generative
 from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import get_model_spec
 
@@ -95,6 +96,10 @@ class W2SConfig:
             from oversight.w2s.genft import require_lm_head
 
             require_lm_head(get_model_spec(self.strong))
+        if is_generative(self.dataset):  # decoder rungs only
+            from oversight.w2s.generative import check_config
+
+            check_config(self)
 
     def validate(self) -> None:
         LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
@@ -125,6 +130,10 @@ class W2SConfig:
         if self.method not in METHODS:
             raise ConfigError("method", f"{self.method!r} is not one of {', '.join(METHODS)}")
         self._validate_chain()
+        if is_generative(self.dataset):  # xent, --mode finetune
+            from oversight.w2s.generative import check_config
+
+            check_config(self, rungs=False)
         if self.select not in SELECTS:
             raise ConfigError("select", f"{self.select!r} is not one of {', '.join(SELECTS)}")
         if self.weak == self.strong:

@@ -43,6 +43,7 @@ from oversight.w2s import genft, metrics, pairs
 from oversight.w2s.aggregate import seed_metrics
 from oversight.w2s.config import W2SConfig, data_version, experiment_key, uses_genft
 from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
+from oversight.w2s.gen_data import is_generative
 from oversight.w2s.linear import BowClassifier, ProbeClassifier, probe_predictions
 from oversight.w2s.losses import loss_options, loss_specific_options
 from oversight.w2s.models import ModelSpec, get_model_spec
@@ -330,6 +331,10 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     if done is not None:
         return done
     set_threads()
+    if is_generative(cfg.dataset):  # decoders generate an answer, exact match scores it
+        from oversight.w2s.generative import run_generative  # it builds on this module
+
+        return run_generative(cfg, store, pair_key)
     start = time.time()
     cell = Cell(cfg, store)
     test_labels = cell.truth["test"]
