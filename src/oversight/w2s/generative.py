@@ -165,9 +165,10 @@ class GenCell:
         agreement with ``val_labels``; its answers on ``answer`` (name -> prompts, contexts)."""
         keep = np.flatnonzero(targets != "")  # a generation that named no answer is no label
         if keep.size < len(targets):
-            log(f"{desc}: {len(targets) - keep.size} of {len(targets)} labels name no answer; training on the rest")
+            log(f"{desc}: {len(targets) - keep.size} of {len(targets)} labels name no answer; they are left out")
         seed_everything(self.cfg.seed)
         lm = load_lm(self.specs[model], self.device)
+        lm[0].float()  # fp32 master weights whatever the checkpoint's dtype (as genft); autocast computes in bf16
         test = (self.prompts["test"], self.contexts["test"])
         watch = Watch([], np.ones(len(val_labels)), [], np.ones(len(test[0])), evals=EVALS)
 
