@@ -31,7 +31,9 @@ exact match against the truth (they train on it anyway), students on exact-match
 their supervisor's validation answers (the truth only for the ``oracle`` ablation); the test answers
 go into the curve for analysis only. Each evaluation generates on validation and test, EVALS times
 a run. Only ``xent`` applies (there is no soft label for logconf and the like to reweight), on
-decoder rungs, with ``--mode finetune``: anything else is a ConfigError naming the field.
+decoder rungs, with ``--mode finetune``: anything else is a ConfigError naming the field. Unless
+given, ``--epochs``, ``--batch-size`` and ``--lr`` are EPOCHS, BATCH_SIZE and LR (not the rung's
+classifier-finetuning defaults).
 
 Rows are those of the classification path (``_run_unit`` get-or-compute, keys over what determines
 each run, the seed row under ``experiment_key``), with ``task: "generate"``. A run's artifact holds
@@ -65,6 +67,9 @@ from oversight.w2s.pipeline import Arrays, _curve, _hashable, _run_unit, _settin
 from oversight.w2s.train import TrainSettings, Watch
 
 EPOCHS, BATCH_SIZE = 4, 16  # defaults for --epochs / --batch-size: ~50 steps on ~200 training prompts
+# default --lr, not the rungs' classifier-finetuning 2e-5: at 2e-5 for those ~50 steps
+# smollm2-135m-8layer learned no move format (0 of 210 answers legal); at 2e-4 it answers in SAN
+LR = 2e-4
 MAX_LENGTH = 512  # tokens of prompt + answer + EOS (chess-gen: ~150-250); rows are cut from the right
 NEW_TOKENS = 8  # greedy tokens per answer: a SAN move and its leading space ("exd8=Q+" is 7 characters)
 EVALS = 5  # evaluations per run (each generates on validation and test), and one at the end
@@ -152,7 +157,8 @@ class GenCell:
 
     def _settings(self, model: str, student: bool) -> TrainSettings:
         settings = _settings(self.cfg, self.specs[model], "xent", self.device, student=student)
-        return replace(settings, epochs=self.cfg.epochs or EPOCHS, batch_size=self.cfg.batch_size or BATCH_SIZE)
+        return replace(settings, epochs=self.cfg.epochs or EPOCHS, lr=self.cfg.lr or LR,
+                       batch_size=self.cfg.batch_size or BATCH_SIZE)
 
     def _answer(self, lm: tuple[Any, Any], prompts: list[str], contexts: list[str], bf16: bool) -> np.ndarray:
         texts = generate(*lm, prompts, bf16=bf16)
