@@ -81,7 +81,11 @@ SCHEMAS: dict[str, Callable[[int], dict[str, Any]]] = {
     "ethics_virtue": lambda i: {"label": int(i % 5 == 0), "scenario": f"Person {i // 5} helped. [SEP] trait{i % 5}"},
     "ethics_utilitarianism": lambda i: {"baseline": f"I won game {i}.", "less_pleasant": f"I lost game {i}."},
     "twitter_sentiment": lambda i: {"text": f"tweet number {i}", "label": i % 2},
+    # reward modelling (Anthropic HH): two whole transcripts, the same dialogue with different answers
+    "hh_rlhf": lambda i: {"chosen": f"\n\nHuman: question {i}?\n\nAssistant: helpful answer {i}",
+                          "rejected": f"\n\nHuman: question {i}?\n\nAssistant: rude reply {i}"},
 }
+PREFERENCES = {"hh_rlhf"}  # beside the paper's NLP datasets: its reward-modelling data
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +116,7 @@ def _assert_balanced(splits: D.Splits) -> None:
 
 
 def test_every_paper_dataset_is_registered() -> None:
-    assert set(NAMES) == PAPER and set(SCHEMAS) == PAPER
+    assert set(NAMES) == PAPER | PREFERENCES and set(SCHEMAS) == PAPER | PREFERENCES
     assert all(name in DATASETS for name in NAMES)
 
 
