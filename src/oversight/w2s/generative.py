@@ -63,7 +63,7 @@ from oversight.w2s.config import W2SConfig, data_version, uses_genft
 from oversight.w2s.gen_data import agreement, answers, exact_match, load_generative, parser
 from oversight.w2s.lm import train_lm
 from oversight.w2s.models import get_model_spec, list_models, load_lm
-from oversight.w2s.pipeline import Arrays, _curve, _hashable, _run_unit, _settings, cross_fit_folds
+from oversight.w2s.pipeline import Arrays, _curve, _hashable, _run_unit, _settings, cross_fit_folds, run_roles
 from oversight.w2s.train import TrainSettings, Watch
 
 EPOCHS, BATCH_SIZE = 4, 16  # defaults for --epochs / --batch-size: ~50 steps on ~200 training prompts
@@ -266,16 +266,9 @@ def run_generative(cfg: W2SConfig, store: ResultsStore, pair_key: str) -> dict[s
     dataset and store its row under ``pair_key``; ``pipeline.run_experiment`` calls it."""
     start = time.time()
     cell = GenCell(cfg, store)
-    weak_key, weak = cell.weak()
-    ceiling_key, ceiling = cell.ceiling()
-    run_keys = {"weak": weak_key, "ceiling": ceiling_key}
-    supervisor_key, supervisor, chain = weak_key, weak, []
-    for i, model in enumerate(cfg.chain_models(), 1):
-        supervisor_key, supervisor = cell.link(model, supervisor_key, supervisor)
-        run_keys[f"link{i}"] = supervisor_key
-        chain.append({"model": model, "test_acc": float(supervisor["test"].mean()),
-                      "label_acc": float(supervisor["student_train"].mean())})
-    run_keys["w2s"], student = cell.student(supervisor_key, supervisor)
+    roles = run_roles(cell, lambda arrays, split: float(arrays[split].mean()))  # arrays hold correctness
+    weak, ceiling, student, supervisor = roles.weak, roles.ceiling, roles.student, roles.supervisor
+    run_keys, chain = roles.run_keys, roles.chain
 
     ones = np.ones(len(cell.truth["test"]), dtype=np.float32)  # correctness against "right": exact match
     # AUROC comes out undefined (one class), stored as None: there is no score to rank answers by

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -322,6 +322,35 @@ def _finished(store: ResultsStore, pair_key: str) -> dict[str, Any] | None:
     return done["results"]
 
 
+@dataclass
+class Roles:
+    """The runs of one seed: each role's predictions (or answers) by split, and their store keys."""
+
+    weak: Arrays
+    ceiling: Arrays
+    supervisor: Arrays  # whoever labelled the student's training split: weak, or the chain's last rung
+    student: Arrays
+    run_keys: dict[str, str]
+    chain: list[dict[str, Any]]  # per rung: its own test accuracy and that of its labels
+
+
+def run_roles(cell: Any, accuracy: Callable[[Arrays, str], float]) -> Roles:
+    """Weak, ceiling, each rung of the chain (labelling for the next), then the student, of a cell
+    with those four methods (``Cell`` here, ``generative.GenCell``); ``accuracy(arrays, split)``
+    scores a rung for the row."""
+    weak_key, weak = cell.weak()
+    ceiling_key, ceiling = cell.ceiling()
+    run_keys = {"weak": weak_key, "ceiling": ceiling_key}
+    supervisor_key, supervisor, chain = weak_key, weak, []
+    for i, model in enumerate(cell.cfg.chain_models(), 1):
+        supervisor_key, supervisor = cell.link(model, supervisor_key, supervisor)
+        run_keys[f"link{i}"] = supervisor_key
+        chain.append({"model": model, "test_acc": accuracy(supervisor, "test"),
+                      "label_acc": accuracy(supervisor, "student_train")})
+    run_keys["w2s"], student = cell.student(supervisor_key, supervisor)
+    return Roles(weak, ceiling, supervisor, student, run_keys, chain)
+
+
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     """Run (or fetch) the weak, ceiling, rung and weak-to-strong runs of one seed; return its metrics."""
     cfg.validate()
@@ -338,16 +367,8 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     start = time.time()
     cell = Cell(cfg, store)
     test_labels = cell.truth["test"]
-    weak_key, weak = cell.weak()
-    ceiling_key, ceiling = cell.ceiling()
-    run_keys = {"weak": weak_key, "ceiling": ceiling_key}
-    supervisor_key, supervisor, chain = weak_key, weak, []
-    for i, model in enumerate(cfg.chain_models(), 1):
-        supervisor_key, supervisor = cell.link(model, supervisor_key, supervisor)
-        run_keys[f"link{i}"] = supervisor_key
-        chain.append({"model": model, "test_acc": metrics.accuracy(supervisor["test"], test_labels),
-                      "label_acc": metrics.accuracy(supervisor["student_train"], cell.truth["student_train"])})
-    run_keys["w2s"], student = cell.student(supervisor_key, supervisor)
+    roles = run_roles(cell, lambda arrays, split: metrics.accuracy(arrays[split], cell.truth[split]))
+    weak, ceiling, student, run_keys, chain = roles.weak, roles.ceiling, roles.student, roles.run_keys, roles.chain
 
     results = seed_metrics(cfg, weak["test"], student["test"], ceiling["test"], test_labels)
     results.update({
