@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -55,15 +55,24 @@ import torch
 from oversight.config import config_hash
 from oversight.errors import ConfigError
 from oversight.progress import log
-from oversight.runtime import autocast, provenance, resolve_device, seed_everything
-from oversight.store import ResultsStore, artifacts_for
+from oversight.runtime import autocast, resolve_device, seed_everything
+from oversight.store import ResultsStore
 from oversight.w2s import genft
 from oversight.w2s.aggregate import seed_metrics
 from oversight.w2s.config import W2SConfig, data_version, uses_genft
 from oversight.w2s.gen_data import agreement, answers, exact_match, load_generative, parser
 from oversight.w2s.lm import train_lm
 from oversight.w2s.models import get_model_spec, list_models, load_lm
-from oversight.w2s.pipeline import Arrays, _curve, _hashable, _run_unit, _settings, cross_fit_folds, run_roles
+from oversight.w2s.pipeline import (
+    Arrays,
+    _curve,
+    _hashable,
+    _run_unit,
+    _settings,
+    cross_fit_folds,
+    run_roles,
+    store_seed_row,
+)
 from oversight.w2s.train import TrainSettings, Watch
 
 EPOCHS, BATCH_SIZE = 4, 16  # defaults for --epochs / --batch-size: ~50 steps on ~200 training prompts
@@ -268,7 +277,6 @@ def run_generative(cfg: W2SConfig, store: ResultsStore, pair_key: str) -> dict[s
     cell = GenCell(cfg, store)
     roles = run_roles(cell, lambda arrays, split: float(arrays[split].mean()))  # arrays hold correctness
     weak, ceiling, student, supervisor = roles.weak, roles.ceiling, roles.student, roles.supervisor
-    run_keys, chain = roles.run_keys, roles.chain
 
     ones = np.ones(len(cell.truth["test"]), dtype=np.float32)  # correctness against "right": exact match
     # AUROC comes out undefined (one class), stored as None: there is no score to rank answers by
@@ -278,14 +286,5 @@ def run_generative(cfg: W2SConfig, store: ResultsStore, pair_key: str) -> dict[s
         "task": "generate",
         "weak_label_acc": float(weak["student_train"].mean()),
         "label_coverage": float(np.mean(supervisor["student_train_answers"] != "")),
-        "split_sizes": cell.splits.sizes(),
-        "run_keys": run_keys,
-        "data_version": cell.data["data_version"],
-        "seconds": time.time() - start,
-        "provenance": provenance(),
     })
-    if chain:
-        results["chain"] = chain
-    artifacts_for(store).save_arrays(f"labels{pair_key}", {"test": ones})
-    store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
-    return store.get(pair_key)["results"]  # as stored: undefined PGR is None, the same on every call
+    return store_seed_row(store, cfg, pair_key, cell, roles, results, ones, start)

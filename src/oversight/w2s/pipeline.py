@@ -368,27 +368,35 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     cell = Cell(cfg, store)
     test_labels = cell.truth["test"]
     roles = run_roles(cell, lambda arrays, split: metrics.accuracy(arrays[split], cell.truth[split]))
-    weak, ceiling, student, run_keys, chain = roles.weak, roles.ceiling, roles.student, roles.run_keys, roles.chain
+    weak, ceiling, student = roles.weak, roles.ceiling, roles.student
 
     results = seed_metrics(cfg, weak["test"], student["test"], ceiling["test"], test_labels)
     results.update({
         "weak_label_acc": metrics.accuracy(weak["student_train"], cell.truth["student_train"]),
-        "split_sizes": cell.splits.sizes(),
         "task": "preference" if pairs.is_pairwise(cell.texts["test"]) else "classify",
-        "run_keys": run_keys,
+    })
+    for name in ("probe_pretrained", "probe_finetuned"):
+        if name in student:
+            results[f"saliency_{name[6:]}_acc"] = metrics.accuracy(student[name], test_labels)
+    return store_seed_row(store, cfg, pair_key, cell, roles, results, test_labels, start)
+
+
+def store_seed_row(store: ResultsStore, cfg: W2SConfig, pair_key: str, cell: Any, roles: Roles,
+                   results: dict[str, Any], test_labels: np.ndarray, start: float) -> dict[str, Any]:
+    """Store one seed's row (its metrics, plus what every row records) and its test labels, which
+    the bootstrap over seeds reads again; return the row as stored (undefined PGR is None)."""
+    results.update({
+        "split_sizes": cell.splits.sizes(),
+        "run_keys": roles.run_keys,
         "data_version": cell.data["data_version"],
         "seconds": time.time() - start,
         "provenance": provenance(),
     })
-    if chain:
-        results["chain"] = chain
-    for name in ("probe_pretrained", "probe_finetuned"):
-        if name in student:
-            results[f"saliency_{name[6:]}_acc"] = metrics.accuracy(student[name], test_labels)
-    # test labels are needed again for the bootstrap over seeds
-    cell.artifacts.save_arrays(f"labels{pair_key}", {"test": test_labels})
+    if roles.chain:
+        results["chain"] = roles.chain
+    artifacts_for(store).save_arrays(f"labels{pair_key}", {"test": test_labels})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
-    return store.get(pair_key)["results"]  # as stored: undefined PGR is None, the same on every call
+    return store.get(pair_key)["results"]
 
 
 def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: ArtifactStore, device: str) -> str:
