@@ -168,7 +168,7 @@ def test_report_never_merges_runs_of_different_identities(tiny, tmp_path, capsys
     # the results docs: one markdown file, a section per variant, each with its provenance
     assert main(["report", "--store", str(store), "--markdown", str(tmp_path / "docs")]) == 0
     text = (tmp_path / "docs" / "w2s.md").read_text()
-    assert text.count("### --select weak-val, max_examples=") == 2 and "seeds 0;" in text
+    assert text.count("### Classification, --select weak-val, max_examples=") == 2 and "seeds 0;" in text
     assert "runs made at commit" in text and "not recorded" not in text
     assert "median over datasets" in text and f"report --store {store} --markdown" in text
     assert not (tmp_path / "docs" / "amplification.md").exists()  # no amplification runs: no file
