@@ -393,7 +393,7 @@ def test_unknown_name_lists_available() -> None:
 
 def test_list_datasets() -> None:
     listed = list_datasets()
-    assert [d["name"] for d in listed] == BUILTINS
+    assert [d["name"] for d in listed] == DATASETS.names()
     for d in listed:
         assert set(d) == {"name", "description", "size", "source", "installed"}
         assert d["description"] and d["source"]
