@@ -49,7 +49,7 @@ class W2SConfig:
     mode: str = field(default="head", metadata={
         "help": "what trains: head (on cached frozen features), finetune (the backbone, or its --top-k-layers), probe (logistic regression)",
         "choices": MODES})
-    method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "direct = the strong model learns from the weak labels; bootstrap = through the --chain, each rung labelling for the next; genft = direct after the strong model (student and ceiling) is finetuned as a language model on the unlabelled training texts; bootstrap+genft = both"})
+    method: str = field(default="direct", metadata={"key_neutral": "direct", "help": "how the student learns: direct (weak labels), bootstrap (via --chain), genft (LM-finetuned on unlabelled train text first), bootstrap+genft"})
     chain: str = field(default="", metadata={"key_neutral": "", "help": "bootstrap, bootstrap+genft: intermediate models between --weak and --strong, weakest first (comma list; a sweep uses its ladder's)"})
     head: str = field(default="mlp", metadata={"help": "head on frozen features in head mode (mlp = more capacity than logistic)", "choices": HEADS})
     seed: int = field(default=0, metadata={"help": "seed of the data split and of training (>= 0)"})
