@@ -381,7 +381,9 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
                             "checkpoint_every", "device", "threads", "curriculum_min_size", "size_step")
                    and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
-    assert key(mode="amplify") == config_hash(without, kind=KIND)
+    # the key is the identity's hash with the test set the run is measured on (v1's rows: a key of their own)
+    assert key(mode="amplify") == config_hash(without, kind=KIND, test_set="v2")
+    assert key(mode="amplify") != config_hash(without, kind=KIND, test_set="v1") != config_hash(without, kind=KIND)
 
 
 def test_accuracy_by_level_is_printed_in_level_order() -> None:

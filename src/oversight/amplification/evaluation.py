@@ -9,9 +9,16 @@
 
 Both kinds are FIXED sets of fresh instances at several sizes (8, 16, 32, 64 up to ``size``, and
 ``size``), full question distribution, whatever the curriculum stage, and depend only on (task,
-size, split): the same for every mode and seed. Validation (``VALIDATION_SEED``) drives everything
-decided or plotted during training: the curve, stopping, "steps to 95%". Test (``TEST_SEED``) is
-built and read once, after the last step. Reading true answers here is allowed ("evaluation").
+size, split): the same for every mode and seed. Validation (``SPLIT_SEEDS["validation"]``) drives
+everything decided or plotted during training: the curve, stopping, "steps to 95%". Test is built and
+read once, after the last step. Reading true answers here is allowed ("evaluation").
+
+Test sets have versions (``TEST_SET``, stored in every row as ``results["test_set"]``, and part of a
+run's key, ``runs.run_key``). ``v1`` was seed 20_181_003: runs once stopped on its accuracy and the
+defaults were chosen on it, so it is no longer a clean test set. It is retired as a test set and
+kept as a second validation split, ``validation2``, free for selection and analysis. ``v2`` (seed
+20_261_207, drawn for nothing else) is the test set now. Rows stored without ``test_set`` were
+measured on ``v1``: they keep their numbers under their own key and never merge with ``v2`` rows.
 The standard error of an accuracy treats each instance as one draw (questions about one instance
 are not independent): the std of the per-instance accuracies over sqrt(instances).
 """
@@ -31,7 +38,15 @@ from oversight.amplification.learner import FactSetLearner
 from oversight.amplification.truth import truth_allowed
 from oversight.runtime import autocast
 
-SPLIT_SEEDS = {"validation": 20_181_004, "test": 20_181_003}  # by (task, size, split) only
+# by (task, size, split) only; "validation2" is the retired test set v1 (see the module docstring)
+SPLIT_SEEDS = {"validation": 20_181_004, "validation2": 20_181_003, "test": 20_261_207}
+TEST_SET = "v2"  # the test set in use: results["test_set"], and part of every run's key
+RETIRED_TEST_SET = "v1"  # what a row stored without "test_set" was measured on
+
+
+def stored_test_set(results: dict[str, Any]) -> str:
+    """Which test set a stored row's test accuracy was measured on (rows before versions: ``v1``)."""
+    return str(results.get("test_set", RETIRED_TEST_SET))
 
 
 @dataclass
@@ -44,8 +59,10 @@ class EvalSet:
 
 def make_eval_sets(task: Task, sizes: Sequence[int], n_contexts: int, n_questions: int,
                    split: str = "test") -> dict[int, EvalSet]:
-    """Fixed held-out sets of one split: fresh instances, full question distribution, seeded by
-    (size, split) only, so validation and test never share an instance's draw."""
+    """Fixed held-out sets of one split (``SPLIT_SEEDS``): fresh instances, full question distribution,
+    seeded by (size, split) only, so no two splits share an instance's draw."""
+    if split not in SPLIT_SEEDS:
+        raise ValueError(f"split {split!r} is not one of {', '.join(SPLIT_SEEDS)}")
     sets = {}
     for size in sizes:
         rng = np.random.default_rng([SPLIT_SEEDS[split], size])

@@ -25,7 +25,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from oversight.amplification.evaluation import curve_accuracy, format_acc_by_level  # noqa: E402
+from oversight.amplification.evaluation import curve_accuracy, format_acc_by_level, stored_test_set  # noqa: E402
 from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
 from oversight.config import varying_fields  # noqa: E402
 
@@ -49,7 +49,7 @@ def variants(records: list[dict[str, Any]]) -> dict[int, str]:
         # labelled by identity: the fields that decide a run's numbers, as the store keys it
         fields = varying_fields([identity_of(r) for r in runs], NOT_A_VARIANT)
         for r in runs:  # the values as the run had them (a field added later: its key_neutral value)
-            c = dataclasses.asdict(stored_config(r["config"]))
+            c = dataclasses.asdict(stored_config(r["config"])) | {"test_set": stored_test_set(r["results"])}
             labels[id(r)] = ", ".join(f"{k}={c.get(k)}" for k in fields)
     return labels
 

@@ -9,6 +9,8 @@ A row is every run of one identity but the seed: the mean ± std of final test a
 (with one seed: its standard error over test instances), steps to 95% validation accuracy per seed,
 expert calls and ground-truth labels, and two flags: ``[ORACLE CURRICULUM]`` where the questions
 were chosen with their true answers, and ``not reproducible`` where a wall-clock budget ended a run.
+Rows group by test set too (``evaluation.TEST_SET``); the table shows only runs measured on today's
+test set and says how many measured on a retired one it leaves out.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from oversight.amplification.evaluation import TEST_SET, stored_test_set
 from oversight.amplification.runs import identity_of, stored_config
 from oversight.config import canonical_json, label_fields, varying_fields
 
@@ -45,6 +48,7 @@ def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         reach = [((x.get("reached") or {}).get("0.95") or {}).get("step") for x in res]
         rows.append({
             "task": c["task"], "mode": c["mode"], "size": c["size"], "steps": c["steps"],
+            "test_set": stored_test_set(res[0]),
             "curriculum": res[0].get("curriculum", c.get("curriculum", "oracle")),
             "variant": variant_of[key],
             "oracle_curriculum": any(x.get("oracle_curriculum", True) for x in res),
@@ -90,8 +94,16 @@ def format_accuracy(row: dict[str, Any]) -> str:
     return f"{row['test_acc_mean']:.3f} (SE {row['test_acc_se']:.3f})"
 
 
+def on_current_test_set(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows measured on today's test set (``evaluation.TEST_SET``)."""
+    return [r for r in records if stored_test_set(r["results"]) == TEST_SET]
+
+
 def measurement_table(records: list[dict[str, Any]]) -> str:
-    """The markdown table of ``aggregate_runs`` with its caption."""
+    """The markdown table of ``aggregate_runs`` over the rows of today's test set, with its caption."""
+    current = on_current_test_set(records)
+    left_out = len(records) - len(current)
+    records = current
     head = ["task", "n", "mode", "curriculum", "test acc", "steps to 95% (val), per seed", "steps run",
             "expert calls", "GT labels", "curriculum done"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -110,6 +122,8 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
                "validation point at or above 0.95 ('-': never). A run stops at its step budget or once the "
                "curriculum is done and validation accuracy reaches 0.99. [ORACLE CURRICULUM]: questions were "
                "chosen with their true depths or distances, an upper bound, not a method.")
+    caption += f" Test set {TEST_SET}"
+    caption += (f"; {left_out} runs measured on a retired test set are left out." if left_out else ".")
     return "\n".join(lines) + "\n\n" + caption
 
 
@@ -121,10 +135,11 @@ def markdown(store: Any) -> str:
     records = store.records(kind="amplify")
     if not records:
         return ""
-    rows = aggregate_runs(records)
+    rows = aggregate_runs(on_current_test_set(records))
     commits = sorted({c for row in rows for c in row["commits"]})
     hosts = sorted({h for row in rows for h in row["hosts"]})
     seeds = sorted({s for row in rows for s in row["seeds"]})
     return ("## Iterated Amplification\n\n"
-            f"{len(records)} runs; seeds {', '.join(map(str, seeds))}; made at commit {', '.join(commits)} "
-            f"on {', '.join(hosts)}.\n\n{measurement_table(records)}\n")
+            f"{sum(len(row['seeds']) for row in rows)} runs on test set {TEST_SET}; seeds "
+            f"{', '.join(map(str, seeds)) or '-'}; made at commit {', '.join(commits) or '-'} "
+            f"on {', '.join(hosts) or '-'}.\n\n{measurement_table(records)}\n")

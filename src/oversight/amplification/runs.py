@@ -6,7 +6,9 @@
 
 All three go through ``oversight.config.run_identity``, the function both families key by: every
 field less those marked ``identity: False`` (device, threads, checkpoint_every), those at their
-``key_neutral`` value, and those the mode ignores (``AmplifyConfig.unused_fields``).
+``key_neutral`` value, and those the mode ignores (``AmplifyConfig.unused_fields``). The test set a
+run is measured on (``evaluation.TEST_SET``, stored as ``results["test_set"]``) is part of its key
+and identity: a row measured on the retired test set ``v1`` is never returned as today's run.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ import dataclasses
 from typing import Any
 
 from oversight.amplification.config import AmplifyConfig
+from oversight.amplification.evaluation import TEST_SET, stored_test_set
 from oversight.config import as_stored_by_now, run_identity
 from oversight.config import run_key as shared_run_key
 from oversight.store import ResultsStore
 
 KIND = "amplify"
-IDENTITY_VERSION = "3"  # bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once
+# bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once (4: the test set joined the key)
+IDENTITY_VERSION = "4"
 
 
-def run_key(cfg: AmplifyConfig) -> str:
+def run_key(cfg: AmplifyConfig, test_set: str = TEST_SET) -> str:
     """Results-store key of a run: its identity, with the fields left to the task filled in (so
-    ``--lr 0`` and the task's own rate are one run)."""
-    return shared_run_key(cfg.with_task_defaults(), kind=KIND)
+    ``--lr 0`` and the task's own rate are one run), and the test set it is measured on."""
+    return shared_run_key(cfg.with_task_defaults(), kind=KIND, test_set=test_set)
 
 
 def stored_config(config: dict[str, Any]) -> AmplifyConfig:
@@ -37,16 +41,17 @@ def stored_config(config: dict[str, Any]) -> AmplifyConfig:
 
 
 def identity_of(record: dict[str, Any]) -> dict[str, Any]:
-    return run_identity(stored_config(record["config"]))
+    """A stored row's identity: its config's, and the test set it was measured on."""
+    return {**run_identity(stored_config(record["config"])), "test_set": stored_test_set(record["results"])}
 
 
 def migrate_store(store: ResultsStore) -> int:
-    """Rekey amplify rows (and their model artifacts) stored under an earlier identity, in which
-    device and threads were part of the key."""
+    """Rekey amplify rows (and their model artifacts) stored under an earlier identity (device and
+    threads in the key; no test set in it), each to the key of the test set it was measured on."""
 
     def key_of(record: dict[str, Any]) -> str | None:
         try:
-            return run_key(stored_config(record["config"]))
+            return run_key(stored_config(record["config"]), stored_test_set(record["results"]))
         except (TypeError, ValueError, KeyError):  # a config this release cannot read stays as it is
             return None
 

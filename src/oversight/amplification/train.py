@@ -54,6 +54,7 @@ from oversight.amplification.config import MODES, AmplifyConfig, fields_the_mode
 from oversight.amplification.curriculum import Curriculum
 from oversight.amplification.env import DONT_KNOW, Task, make_task
 from oversight.amplification.evaluation import (
+    TEST_SET,
     EvalSet,
     accuracy_by_level,
     accuracy_with_se,
@@ -379,7 +380,7 @@ def final_test(model: FactSetLearner, cfg: AmplifyConfig, task: Task, device: st
     correct = evaluate(model, task, test_sets, device, cfg.bf16)
     by_size = {size: accuracy_with_se(test_sets[size], correct[size]) for size in test_sets}
     acc, se = by_size[cfg.size]
-    return {"test_acc": round(acc, 4), "test_acc_se": round(se, 4),
+    return {"test_set": TEST_SET, "test_acc": round(acc, 4), "test_acc_se": round(se, 4),
             "test_acc_by_size": {str(s): round(a, 4) for s, (a, _) in by_size.items()},
             "test_acc_se_by_size": {str(s): round(e, 4) for s, (_, e) in by_size.items()},
             "test_questions": int(len(correct[cfg.size])),
