@@ -17,7 +17,8 @@ Measurement (``evaluation.py``): every ``eval_every`` steps X is evaluated on th
 which give the curve, stopping (``stop_at_acc``) and "steps to 95%"; the test sets are built and
 read once, after the last step. In the amplify modes the loop runs under ``truth_denied``
 (``truth.py``): a read of any true answer outside evaluation and the oracle curriculum raises, and
-``gt_labels_used == 0`` is asserted at the end.
+a run whose ``gt_labels_used`` is not 0 at the end raises ``GroundTruthLabelsUsed`` (not an
+``assert``: the check holds under ``python -O``).
 
 Checkpoints: ``train(cfg, checkpoint=path)`` saves the whole run (``checkpoint.py``: models, optimisers,
 generators, curriculum, H''s buffer, the workers' batches made ahead) every ``checkpoint_every``
@@ -72,7 +73,7 @@ from oversight.amplification.pacing import (
     hprime_schedule,
     make_optimizer,
 )
-from oversight.amplification.truth import policy_for
+from oversight.amplification.truth import GroundTruthLabelsUsed, policy_for
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
 from oversight.runtime import autocast, code_commit, provenance, resolve_device, seed_everything, set_threads
@@ -391,9 +392,10 @@ def final_test(model: FactSetLearner, cfg: AmplifyConfig, task: Task, device: st
 def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, stopped_by: str) -> dict[str, Any]:
     """The results row of a finished run (``wall_seconds`` is added by ``train``)."""
     acct, curve, largest = state.acct, state.curve, cfg.size
-    if cfg.mode != "supervised":
-        assert acct.gt_labels_used == 0 and state.ground_truth.non_primitive_labels == 0, \
-            "amplification used ground-truth labels of non-primitive questions"
+    if cfg.mode != "supervised" and (acct.gt_labels_used or state.ground_truth.non_primitive_labels):
+        raise GroundTruthLabelsUsed(
+            f"{cfg.mode} used ground-truth labels of non-primitive questions ({acct.gt_labels_used} in its "
+            f"batches, {state.ground_truth.non_primitive_labels} from its ledger): the run is not stored")
     return {
         "task": cfg.task, "mode": cfg.mode, "size": cfg.size, "seed": cfg.seed,
         "curriculum": cfg.curriculum, "oracle_curriculum": cfg.oracle_curriculum,

@@ -32,6 +32,11 @@ class GroundTruthRead(AssertionError):
     and the oracle curriculum)."""
 
 
+class GroundTruthLabelsUsed(GroundTruthRead):
+    """An amplify run's accounting shows ground-truth labels of non-primitive questions at its end: its
+    results would not be amplification's, so it is not stored."""
+
+
 @contextmanager
 def truth_denied() -> Iterator[None]:
     """No ground truth may be read inside, except within :func:`truth_allowed`."""

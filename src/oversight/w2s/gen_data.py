@@ -27,7 +27,6 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from itertools import combinations
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ from oversight.w2s.splits import (
     _hash,
     assign_splits,
     group_counts,
+    raise_on_leak,
 )
 
 Parser = Callable[[str, str], "str | None"]  # (context, generated text) -> canonical answer or None
@@ -73,15 +73,11 @@ class GenSplits:
         return {s: len(getattr(self, s)) for s in SPLIT_NAMES}
 
     def check_disjoint(self) -> None:
-        """Raise AssertionError naming the leak if two splits share an id, group or prompt."""
+        """Raise ``SplitLeakError`` (an AssertionError) naming the leak if two splits share an id,
+        group or prompt."""
         keys = {s: {"ids": {e.id for e in xs}, "groups": {e.group for e in xs}, "prompts": {e.prompt for e in xs}}
                 for s, xs in self.as_dict().items()}
-        for a, b in combinations(SPLIT_NAMES, 2):
-            for what in ("ids", "groups", "prompts"):
-                shared = keys[a][what] & keys[b][what]
-                if shared:
-                    raise AssertionError(f"leak in {self.name!r} (seed {self.seed}): {len(shared)} {what} shared "
-                                         f"between {a} and {b}, e.g. {sorted(shared)[:3]}")
+        raise_on_leak(self.name, self.seed, keys)
 
 
 # ----------------------------------------------------------------------------- registry lookups

@@ -57,6 +57,22 @@ MIN_MAX_EXAMPLES = 8  # two per split: one example of each class
 _DUPLICATE, _BOTH_LABELS = "repeating an earlier text", "whose text has both labels"
 
 
+class SplitLeakError(AssertionError):
+    """Two splits share an id, group, entity, text or prompt: a result on them would not be held out.
+    A real ``raise`` (not ``assert``), so the check survives ``python -O``."""
+
+
+def raise_on_leak(name: str, seed: int, keys: Mapping[str, Mapping[str, set[str]]]) -> None:
+    """Raise :class:`SplitLeakError` naming the first leak: ``keys`` maps each split to what it holds
+    ("ids" -> {...}, "groups" -> {...}, ...); no two splits may share any of it."""
+    for a, b in combinations(SPLIT_NAMES, 2):
+        for what in keys[a]:
+            shared = keys[a][what] & keys[b][what]
+            if shared:
+                raise SplitLeakError(f"leak in {name!r} (seed {seed}): {len(shared)} {what} shared "
+                                     f"between {a} and {b}, e.g. {sorted(shared)[:3]}")
+
+
 @dataclass
 class Splits:
     """The four disjoint, balanced splits of dataset ``name`` at ``seed`` (what ``load_dataset`` returns)."""
@@ -78,21 +94,14 @@ class Splits:
         return {s: (sum(e.label for e in xs) / len(xs) if xs else float("nan")) for s, xs in self.as_dict().items()}
 
     def check_disjoint(self) -> None:
-        """Raise AssertionError naming the leak if two splits share an id, group, entity or text.
-
-        A real ``raise`` rather than ``assert``, so the check survives ``python -O``.
-        """
+        """Raise :class:`SplitLeakError` (an AssertionError) naming the leak if two splits share an
+        id, group, entity or text."""
         keys: dict[str, dict[str, set[str]]] = {}
         for s, xs in self.as_dict().items():
             keys[s] = {"ids": {e.id for e in xs}, "groups": {e.group for e in xs},
                        "mentioned entities": {x for e in xs for x in (e.group, *e.entities)},
                        "texts": {normalize_text(e.text) for e in xs}}
-        for a, b in combinations(SPLIT_NAMES, 2):
-            for what in ("ids", "groups", "mentioned entities", "texts"):
-                shared = keys[a][what] & keys[b][what]
-                if shared:
-                    raise AssertionError(f"leak in {self.name!r} (seed {self.seed}): {len(shared)} {what} shared "
-                                         f"between {a} and {b}, e.g. {sorted(shared)[:3]}")
+        raise_on_leak(self.name, self.seed, keys)
 
 
 def _hash(*parts: object) -> int:
