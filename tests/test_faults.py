@@ -129,24 +129,21 @@ def test_fields_that_do_not_change_the_numbers_do_not_change_the_key(tiny):
     assert run_key(_cfg(tiny), kind="a") != run_key(_cfg(tiny), kind="b")
 
 
-def test_rows_stored_under_the_old_identity_are_rekeyed_once(tiny, tmp_path):
+def test_rows_stored_before_numerics_were_keyed_stay_apart(tiny, tmp_path):
+    """Identity version 3 keys the numerics that ran; rows stored before did not record them, so they
+    are not rekeyed (nor reused): they stay under their keys, and a rerun makes today's row."""
     store = ResultsStore(tmp_path / "o.db")
     cfg = _cfg(tiny)
-    results = run_experiment(cfg, store)
+    run_experiment(cfg, store)
     new_key = experiment_key(cfg)
     old_key = config_hash(asdict(cfg), kind="w2s", data_version=pipeline.data_version(cfg.dataset))
-    assert old_key != new_key
-    # as the previous release stored it: keyed by every field, device included
     record = store.get(new_key)
     store.delete(new_key)
     store.put(old_key, "w2s", record["config"], record["results"])
-    arts = artifacts_for(store)
-    arts.rename(f"labels{new_key}", f"labels{old_key}")
-    store.set_meta("identity_version:w2s", "1")
-    assert migrate_store(store) == 1
-    assert store.get(old_key) is None and store.get(new_key)["results"]["run_keys"] == results["run_keys"]
-    assert arts.has(f"labels{new_key}") and not arts.has(f"labels{old_key}")
-    assert migrate_store(store) == 0  # once per identity version
+    store.set_meta("identity_version:w2s", "2")
+    assert migrate_store(store) == 0
+    assert store.get(old_key) is not None and store.get(new_key) is None
+    assert store.meta("identity_version:w2s") == "3"
 
 
 def test_report_never_merges_runs_of_different_identities(tiny, tmp_path, capsys):

@@ -24,7 +24,7 @@ from torch import nn
 from oversight.config import config_hash, make_config
 from oversight.errors import ConfigError
 from oversight.w2s import losses, train
-from oversight.w2s.config import W2SConfig, data_version, experiment_key
+from oversight.w2s.config import W2SConfig, data_version, experiment_key, run_numerics
 from oversight.w2s.losses import LossContext
 from oversight.w2s.models import get_model_spec
 from oversight.w2s.pipeline import _hashable, _settings
@@ -263,11 +263,29 @@ def _old_hashable(settings: TrainSettings) -> dict:
 @pytest.mark.parametrize("mode", ["head", "finetune"])
 def test_todays_configs_keep_their_keys(loss, mode):
     cfg = W2SConfig(loss=loss, mode=mode, select="last")  # runs stored before selection kept their last weights
-    assert experiment_key(cfg) == config_hash(_old_identity(cfg), kind="w2s", data_version=data_version(cfg.dataset))
+    assert experiment_key(cfg) == config_hash(_old_identity(cfg), kind="w2s", data_version=data_version(cfg.dataset),
+                                              numerics=run_numerics(cfg))
     for model in ("bow", "minilm-l6", "mpnet-base"):
         for role_loss in ("xent", loss):
-            settings = _settings(cfg, get_model_spec(model), role_loss, "cpu")
+            settings = _settings(cfg, get_model_spec(model), role_loss, "cpu", student=True)
             assert _hashable(settings) == _old_hashable(settings)
+
+
+@pytest.mark.parametrize("mode", ["head", "finetune"])
+def test_select_changes_only_the_students_settings(mode):
+    """--select is an ablation of the students' selection: weak models and ceilings keep one key (and
+    one ground-truth selection) under every --select, so PGRs across selections share a denominator."""
+    keys = {}
+    for select in ("weak-val", "last", "oracle"):
+        cfg = W2SConfig(loss="xent", mode=mode, select=select)
+        for model in ("minilm-l6", "mpnet-base"):
+            keys[(select, model, "supervisor")] = _hashable(_settings(cfg, get_model_spec(model), "xent", "cpu"))
+            keys[(select, model, "student")] = _settings(cfg, get_model_spec(model), "xent", "cpu", student=True)
+    for model in ("minilm-l6", "mpnet-base"):
+        supervisors = [keys[(select, model, "supervisor")] for select in ("weak-val", "last", "oracle")]
+        assert all(k == supervisors[0] for k in supervisors) and supervisors[0]["select"] == "val-truth"
+        students = [keys[(select, model, "student")].select for select in ("weak-val", "last", "oracle")]
+        assert students == ["val-weak", "last", "val-truth"]
 
 
 def test_new_options_change_the_key_only_where_their_loss_reads_them():

@@ -35,7 +35,7 @@ def test_the_interval_covers_seeds_that_differ():
     assert out["pgr_ci_examples_low"] < np.mean(seed_pgrs) < out["pgr_ci_examples_high"]
     # accuracy intervals over seeds too: the w2s accuracy spans the seeds' 0.62 .. 0.78
     assert out["w2s_acc_ci_low"] <= 0.63 and out["w2s_acc_ci_high"] >= 0.77
-    assert out["ci_covers"] == interval_covers(3) and "seeds" in out["ci_covers"]
+    assert out["ci_covers"] == interval_covers(3, grouped=False) and "seeds" in out["ci_covers"]
 
 
 def test_identical_seeds_give_both_intervals_alike():
@@ -83,17 +83,25 @@ def test_brier_and_ece_against_hand_values():
     assert brier(np.full(4, 0.5), np.array([0, 1, 0, 1])) == 0.25
 
 
-def test_the_method_comparison_takes_each_datasets_largest_gap_pair():
-    from oversight.w2s.report import comparison_cells, median_pgr
+def test_the_method_comparison_takes_each_datasets_largest_validation_gap_pair():
+    from oversight.w2s.report import comparison_cells, median_pgr, median_text
 
-    def row(dataset, weak, strong, loss, gap, value):
-        return {"dataset": dataset, "weak": weak, "strong": strong, "loss": loss, "gap": gap, "pgr": value}
+    def row(dataset, weak, strong, loss, val_gap, value, gap=0.5, gap_low=0.01, **flags):
+        # the test gap is the same everywhere (or larger where the validation gap is small):
+        # only the validation gap may pick the headline pair
+        return {"dataset": dataset, "weak": weak, "strong": strong, "loss": loss, "val_gap": val_gap,
+                "gap": gap, "gap_ci_low": gap_low, "pgr": value, **flags}
 
-    rows = [row("a", "s", "m", "xent", 0.05, 0.9), row("a", "s", "l", "xent", 0.2, 0.1),
+    rows = [row("a", "s", "m", "xent", 0.05, 0.9, gap=0.9), row("a", "s", "l", "xent", 0.2, 0.1),
             row("a", "s", "l", "logconf", 0.2, 0.5), row("b", "s", "l", "xent", 0.1, 0.3),
-            row("b", "s", "l", "logconf", 0.1, None), row("c", "m", "l", "xent", None, None)]
+            row("b", "s", "l", "logconf", 0.1, None), row("c", "m", "l", "xent", None, None),
+            row("d", "s", "l", "xent", 0.1, -6.0, gap_low=-0.01), row("e", "s", "l", "xent", 0.1, 0.7,
+                                                                         ceiling_at_chance=True)]
     cells = comparison_cells(rows)
     assert {loss: r["pgr"] for loss, r in cells["a"].items()} == {"xent": 0.1, "logconf": 0.5}
-    assert median_pgr(cells, "xent") == 0.2  # a: 0.1, b: 0.3; c undefined, not averaged in
-    assert median_pgr(cells, "logconf") == 0.5  # b's is undefined
-    assert median_pgr(cells, "product") is None
+    assert "c" not in cells  # no validation gap: no headline pair
+    # a: 0.1, b: 0.3 enter; d's PGR is a ratio of noise (*), e's ceiling is at chance: left out, counted
+    assert median_pgr(cells, "xent") == (0.2, 2, 2)
+    assert median_text(median_pgr(cells, "xent")) == "0.20 (2 of 4; 2 left out: undefined, * or flagged)"
+    assert median_pgr(cells, "logconf") == (0.5, 1, 1)  # b's is undefined
+    assert median_pgr(cells, "product") == (None, 0, 0)

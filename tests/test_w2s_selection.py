@@ -95,11 +95,12 @@ def test_select_last_keeps_the_keys_of_runs_stored_before_selection(tiny):
     from dataclasses import asdict
 
     from oversight.config import config_hash
-    from oversight.w2s.config import data_version, experiment_key
+    from oversight.w2s.config import data_version, experiment_key, run_numerics
 
     cfg = _cfg(tiny, select="last")
     old = {k: v for k, v in asdict(cfg).items() if k not in ("select", "device", "top_k_layers", "alpha_max",
                                                              "warmup_frac", "threshold_window", "product_beta",
                                                              "window_radius", "method", "chain")}
-    assert experiment_key(cfg) == config_hash(old, kind="w2s", data_version=data_version(cfg.dataset))
+    assert experiment_key(cfg) == config_hash(old, kind="w2s", data_version=data_version(cfg.dataset),
+                                              numerics=run_numerics(cfg))
     assert experiment_key(_cfg(tiny, select="weak-val")) != experiment_key(cfg)

@@ -63,6 +63,14 @@ def bf16_is_fast(device: str) -> bool:
     return device == "cpu" and _cpu_has_native_bf16()
 
 
+def numerics(device: str, bf16: bool = True) -> str:
+    """The arithmetic a run actually uses, as part of its identity: the device type, and ``bf16-autocast``
+    where bf16 is asked for and :func:`autocast` turns it on there, else ``fp32`` (``cpu/fp32``,
+    ``cuda/bf16-autocast``). Two hosts that differ in it give different numbers for one config."""
+    kind = "cuda" if device.startswith("cuda") else device.split(":", 1)[0]
+    return f"{kind}/{'bf16-autocast' if bf16 and bf16_is_fast(device) else 'fp32'}"
+
+
 @contextlib.contextmanager
 def autocast(device: str, enabled: bool = True) -> Iterator[None]:
     """bf16 autocast where it is faster (2-3x on CPUs with native bf16); a no-op elsewhere."""
@@ -106,15 +114,31 @@ def code_commit() -> str | None:
     return f"{commit}+dirty" if commit and dirty else commit
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``; else what ``platform`` knows)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
 def provenance() -> dict[str, object]:
-    """Where and how a run was made, for its stored row: the code's commit (:func:`code_commit`), the
-    host, torch's threads, the load average, and the Python and torch versions."""
+    """Where and how a run was made, for its stored row: the code's commit (:func:`code_commit`,
+    ``+dirty`` for an uncommitted tree), the host and its CPU model, torch's threads, the load
+    average, and the Python and torch versions."""
     import platform
 
     try:
         load = [round(x, 2) for x in os.getloadavg()]
     except OSError:
         load = None
-    return {"commit": code_commit(), "host": platform.node(), "torch_threads": torch.get_num_threads(),
-            "load_average": load, "cpus": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__}
+    return {"commit": code_commit(), "host": platform.node(), "cpu_model": cpu_model(),
+            "torch_threads": torch.get_num_threads(), "load_average": load, "cpus": os.cpu_count(),
+            "python": platform.python_version(), "torch": torch.__version__}

@@ -30,7 +30,7 @@ from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
-from oversight.w2s.aggregate import aggregate, arm, seed_configs
+from oversight.w2s.aggregate import accuracy_text, aggregate, method_label, seed_configs
 from oversight.w2s.config import W2SConfig, migrate_store, uses_chain
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.pipeline import run_experiment
@@ -153,20 +153,16 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     header = ["dataset", "weak", "strong", "method", "weak", "w2s", "ceiling", "gap", "PGR [95% CI]",
-              "[examples only]", "PGR seeds", "n"]
+              "[test only]", "PGR seeds", "n"]
     lines = [header]
-
-    def acc(r: dict[str, Any], name: str) -> str:
-        return f"{r[name]:.3f}±{r[name + '_std']:.3f}"
 
     for r in rows:
         seed_pgr = (f"{r['pgr_seed_mean']:.2f}±{r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})"
                     if r["pgr_seed_mean"] is not None else "undefined")
         examples = format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                               r.get("gap_ci_examples_low"))
-        method = arm(r) + (f" via {r['chain']}" if r.get("chain") else "") + (" [ORACLE]" if r.get("oracle") else "")
-        lines.append([r["dataset"], r["weak"], r["strong"], method, acc(r, "weak_acc"), acc(r, "w2s_acc"),
-                      acc(r, "ceiling_acc"), f"{r['gap']:+.3f}",
+        lines.append([r["dataset"], r["weak"], r["strong"], method_label(r),
+                      *(accuracy_text(r, role, sep="±") for role in ("weak", "w2s", "ceiling")), f"{r['gap']:+.3f}",
                       format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                       examples.split(" ", 1)[1] if " " in examples else "-", seed_pgr, str(r["seeds"])])
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
@@ -181,9 +177,10 @@ def table_note(rows: list[dict[str, Any]]) -> str:
     selects = sorted({r.get("select", "last") for r in rows})
     oracle = ("\n[ORACLE]: ground-truth validation labels selected the student's weights, an upper bound, not a"
               " method." if any(r.get("oracle") for r in rows) else "")
-    return ("PGR = (w2s - weak) / (ceiling - weak); mean±std over seeds. PGR [95% CI]: bootstrap over seeds,\n"
-            "then test examples within each (paired across weak / w2s / ceiling); [examples only]: test\n"
-            "examples resampled, seeds kept." + (" Rows with n=1: both cover test sampling only." if one_seed else "")
+    return ("PGR = (w2s - weak) / (ceiling - weak); mean±std over seeds (n=1: SE over test groups). PGR [95% CI]:\n"
+            "bootstrap over seeds, then test groups within each (drawn whole, paired across weak / w2s /\n"
+            "ceiling); [test only]: test groups resampled, seeds kept."
+            + (" Rows with n=1: both cover test sampling only." if one_seed else "")
             + "\n'undefined': the ceiling is not above weak (not averaged). '*': the gap's 95% CI reaches 0, so the\n"
             f"PGR is a ratio of noise. Weights kept: --select {', '.join(selects)}." + oracle)
 

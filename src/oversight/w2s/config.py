@@ -9,12 +9,16 @@ Every field is a ``w2s run`` / ``w2s sweep`` flag with its help as the CLI help.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import functools
+import hashlib
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oversight.config import as_stored_by_now, config_hash, make_config, run_key
+from oversight.config import run_key
 from oversight.errors import ConfigError, UnknownNameError
+from oversight.runtime import numerics, resolve_device
 from oversight.store import ResultsStore
 from oversight.w2s.datasets import DatasetFileNotFoundError
 from oversight.w2s.gen_data import is_generative
@@ -90,8 +94,7 @@ class W2SConfig:
                 raise DatasetFileNotFoundError(f"dataset file {path} does not exist (from --dataset {self.dataset})")
         elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
             raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
-        for model in (self.weak, *self.chain_models(), self.strong):
-            get_model_spec(model)
+        self._check_order([get_model_spec(m) for m in (self.weak, *self.chain_models(), self.strong)])
         if uses_genft(self.method):  # the strong model must have an LM head: said now, not after the weak run
             from oversight.w2s.genft import require_lm_head
 
@@ -100,6 +103,18 @@ class W2SConfig:
             from oversight.w2s.generative import check_config
 
             check_config(self)
+
+    def _check_order(self, specs: list[Any]) -> None:
+        """weak < each rung of the chain < strong, by parameters (bow, with none, is the smallest): an
+        inverted pair is not a weak-to-strong experiment. Rungs of unknown size are not compared."""
+        sizes = [(s.name, 0 if s.kind == "bow" else s.params) for s in specs]
+        known = [(name, n) for name, n in sizes if n is not None]
+        for (low, n_low), (high, n_high) in zip(known, known[1:], strict=False):
+            if not n_low < n_high:
+                field_name = "strong" if high == self.strong and low == self.weak else "chain"
+                raise ConfigError(field_name, f"the rungs must grow weakest to strongest ({' -> '.join(s for s, _ in sizes)}), "
+                                  f"but {high} ({n_high / 1e6:.1f}M parameters) is not larger than {low} "
+                                  f"({n_low / 1e6:.1f}M)")
 
     def validate(self) -> None:
         LOSSES.get(self.loss)  # raises UnknownNameError listing the losses
@@ -153,42 +168,55 @@ class W2SConfig:
 
 def data_version(dataset: str) -> str:
     """What identifies the data beyond its name: for a local file or directory (``file:``, local
-    ``hf:``) its size and modification time, so editing the file invalidates cached runs; for a
-    built-in, the data package's version."""
+    ``hf:``) a SHA-256 of its content (names and bytes), so an edited file makes new runs and a
+    merely touched one keeps them; for a built-in, the data package's version."""
     if dataset.startswith(("file:", "hf:")):
         path = Path(dataset.split(":", 1)[1].split("?", 1)[0])
         if not path.exists() and dataset.startswith("hf:"):
             path = Path(str(path).split(":", 1)[0])  # hf:NAME:CONFIG
         if path.exists():
-            files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-            return ";".join(f"{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+            return content_digest(path)
         return ""
     from oversight.w2s.datasets import DATASETS
 
     return str(getattr(DATASETS.get(dataset), "source", ""))
 
 
-IDENTITY_VERSION = "2"  # bump when run_identity(W2SConfig) changes; stored rows are rekeyed once
+def content_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file's bytes, or of a directory's files (relative names and bytes, in
+    name order); memoised by (path, size, mtime) so one process hashes a large file once."""
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    stamp = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _digest(str(path), stamp)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(root: str, stamp: tuple[tuple[str, int, int], ...]) -> str:
+    digest = hashlib.sha256()
+    for name, _, _ in stamp:
+        digest.update(os.path.relpath(name, root).encode() + b"\0")
+        with open(name, "rb") as fh:
+            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
+
+
+# bump when run_identity(W2SConfig) changes. 3: the numerics that ran and the data's content are in
+# every key; rows keyed before cannot be rekeyed (their numerics were not recorded) and stay as they are.
+IDENTITY_VERSION = "3"
+
+
+def run_numerics(cfg: W2SConfig) -> str:
+    """The precision and device type this config runs with on this host (``--device auto`` and bf16
+    resolved first): part of every key, so a row is never reused where the numbers would differ."""
+    return numerics(resolve_device(cfg.device), cfg.bf16)
 
 
 def experiment_key(cfg: W2SConfig) -> str:
-    return run_key(cfg, kind="w2s", data_version=data_version(cfg.dataset))
+    return run_key(cfg, kind="w2s", data_version=data_version(cfg.dataset), numerics=run_numerics(cfg))
 
 
 def migrate_store(store: ResultsStore) -> int:
-    """Rekey rows stored under an earlier identity (every field, device included) to today's,
-    where the row's data is unchanged (its old key still matches the data's current version)."""
-
-    def key_of(record: dict[str, Any]) -> str | None:
-        try:
-            cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
-        except Exception:  # noqa: BLE001 - a config of a field set no longer valid stays as it is
-            return None
-        version = data_version(cfg.dataset)
-        if config_hash(asdict(cfg), kind="w2s", data_version=version) != record["key"]:
-            return None
-        return experiment_key(cfg)
-
-    return store.migrate_keys("w2s", IDENTITY_VERSION, key_of, lambda key: [f"labels{key}"])
-
-
+    """Rows stored under an earlier identity are left under their keys: version 3 adds the numerics
+    that ran, which those rows did not record. Reports still read them, as cells of their own."""
+    return store.migrate_keys("w2s", IDENTITY_VERSION, lambda record: None)

@@ -59,7 +59,7 @@ from oversight.runtime import autocast, resolve_device, seed_everything
 from oversight.store import ResultsStore
 from oversight.w2s import genft
 from oversight.w2s.aggregate import seed_metrics
-from oversight.w2s.config import W2SConfig, data_version, uses_genft
+from oversight.w2s.config import W2SConfig, data_version, run_numerics, uses_genft
 from oversight.w2s.gen_data import agreement, answers, exact_match, load_generative, parser
 from oversight.w2s.lm import train_lm
 from oversight.w2s.models import get_model_spec, list_models, load_lm
@@ -161,7 +161,8 @@ class GenCell:
                 genft.GenftSettings(seed=cfg.seed, bf16=cfg.bf16), device=self.device)
         # everything that determines a run and nothing else goes into its key
         self.data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
-                     "data_version": data_version(cfg.dataset), "task": "generate", "format": FORMAT,
+                     "data_version": data_version(cfg.dataset), "numerics": run_numerics(cfg),
+                     "task": "generate", "format": FORMAT,
                      "max_length": MAX_LENGTH, "new_tokens": NEW_TOKENS}
 
     def _settings(self, model: str, student: bool) -> TrainSettings:
@@ -194,7 +195,8 @@ class GenCell:
 
         watch.selected_step = train_lm(
             lm[0], lm[1], [prompts[i] for i in keep], settings, objective="causal", max_length=MAX_LENGTH,
-            completions=[" " + targets[i] for i in keep], desc=desc, evaluate=evaluate, evals=EVALS)
+            completions=[" " + targets[i] for i in keep], desc=desc, evaluate=evaluate, evals=EVALS,
+            on_diverged=watch.diverged)
         arrays: Arrays = {}
         for name, (texts, contexts) in answer.items():
             arrays[f"{name}_answers"] = self._answer(lm, texts, contexts, settings.bf16)
@@ -226,7 +228,7 @@ class GenCell:
         model, settings = self.cfg.strong, self._settings(self.cfg.strong, student=False)
         return self._unit("w2s_ceiling", model, "ceiling", settings, {}, lambda: self._train(
             model, settings, self.prompts["student_train"], self.truth["student_train"], self.truth["validation"],
-            self._split("test"), f"ceiling {model}"))
+            self._split("validation", "test"), f"ceiling {model}"))
 
     def _val_labels(self, supervisor: Arrays) -> np.ndarray:
         # a student sees its supervisor's validation answers; the truth only as the oracle ablation

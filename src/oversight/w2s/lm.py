@@ -134,7 +134,8 @@ OBJECTIVES = {"decoder": "causal", "encoder": "masked"}
 
 def train_lm(model: nn.Module, tokenizer: Any, texts: list[str], settings: TrainSettings, objective: str,
              max_length: int, completions: list[str] | None = None, desc: str = "lm",
-             evaluate: Callable[[int], float] | None = None, evals: int = 10) -> int | None:
+             evaluate: Callable[[int], float] | None = None, evals: int = 10,
+             on_diverged: Callable[[int], None] | None = None) -> int | None:
     """Train ``model`` as a language model on ``texts`` (``objective`` ``causal``: next-token, on the
     completions only when given; ``masked``: BERT masking) through ``train_loop``. Dropout and the
     masks are seeded by ``settings.seed``; ``evaluate`` and ``settings.select`` act as in
@@ -154,4 +155,5 @@ def train_lm(model: nn.Module, tokenizer: Any, texts: list[str], settings: Train
             tails = None if completions is None else [completions[i] for i in idx]
             return causal_lm_loss(model, tokenizer, batch, tails, max_length)
 
-    return train_loop(model, batch_loss, len(texts), settings, desc=desc, evaluate=evaluate, evals=evals)
+    return train_loop(model, batch_loss, len(texts), settings, desc=desc, evaluate=evaluate, evals=evals,
+                      on_diverged=on_diverged)

@@ -19,9 +19,9 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def auroc(probs: np.ndarray, labels: np.ndarray) -> float:
-    labels = np.asarray(labels)
-    if labels.min() == labels.max():
-        return float("nan")  # AUROC needs both classes
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    if labels.min() == labels.max() or not np.isfinite(probs).all():
+        return float("nan")  # AUROC needs both classes, and scores (a diverged run has none)
     return float(roc_auc_score(labels, probs))
 
 
@@ -82,21 +82,37 @@ def _correct(labels: list[np.ndarray], *probs: list[np.ndarray]) -> list[list[np
             for y, *ps in zip(labels, *probs, strict=True)]
 
 
+def group_totals(correct: list[np.ndarray], groups: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per test group: how many examples each role got right (``[groups, roles]``) and the group's
+    size. Without ``groups`` every example is its own group."""
+    n = len(correct[0])
+    codes = np.arange(n) if groups is None else np.unique(np.asarray(groups), return_inverse=True)[1]
+    sizes = np.bincount(codes).astype(np.float64)
+    rights = np.stack([np.bincount(codes, weights=np.asarray(c, dtype=np.float64), minlength=len(sizes))
+                       for c in correct], axis=1)
+    return rights, sizes
+
+
 def bootstrap_accuracies(correct: list[list[np.ndarray]], n_boot: int, rng: np.random.Generator,
-                         over_seeds: bool) -> np.ndarray:
+                         over_seeds: bool, groups: list[np.ndarray] | None = None) -> np.ndarray:
     """``[n_boot, roles]`` seed-mean accuracies of bootstrap resamples.
 
     ``over_seeds``: each resample first draws as many seeds as there are, with replacement, then
-    test examples within each drawn seed (a two-level bootstrap: split and training randomness, and
-    test sampling); otherwise every seed is kept and only its test examples are drawn. Within a seed
-    the same indices serve every role (paired), so the resamples carry the noise of differences."""
+    test groups within each drawn seed (a two-level bootstrap: split and training randomness, and
+    test sampling); otherwise every seed is kept and only its test groups are drawn. A group (a
+    movie's snippets, a country's statements, a position's candidate moves; ``groups[seed]`` gives
+    each test example's) is drawn whole, since its examples are not independent; without ``groups``
+    each example is a group. Within a seed the same draw serves every role (paired), so the
+    resamples carry the noise of the differences, not of each accuracy alone."""
     n_seeds, n_roles = len(correct), len(correct[0])
+    totals = [group_totals(correct[s], None if groups is None else groups[s]) for s in range(n_seeds)]
     accs = np.zeros((n_boot, n_roles))
     for b in range(n_boot):
         seeds = rng.integers(0, n_seeds, n_seeds) if over_seeds else range(n_seeds)
         for s in seeds:
-            idx = rng.integers(0, len(correct[s][0]), len(correct[s][0]))
-            accs[b] += [c[idx].mean() for c in correct[s]]
+            rights, sizes = totals[s]
+            idx = rng.integers(0, len(sizes), len(sizes))
+            accs[b] += rights[idx].sum(axis=0) / sizes[idx].sum()
     return accs / n_seeds
 
 
@@ -119,11 +135,12 @@ def _pgr_intervals(accs: np.ndarray, level: float, suffix: str = "") -> dict[str
 
 
 def paired_bootstrap_pgr(*columns: list[np.ndarray], n_boot: int = 1000, seed: int = 0,
-                         level: float = 0.95) -> dict[str, float]:
-    """Example-only bootstrap CI of the PGR of seed-mean accuracies; ``columns`` are labels, weak,
-    w2s and ceiling probabilities, one array per seed each. Every seed is kept and its test examples
+                         level: float = 0.95, groups: list[np.ndarray] | None = None) -> dict[str, float]:
+    """Test-only bootstrap CI of the PGR of seed-mean accuracies; ``columns`` are labels, weak, w2s
+    and ceiling probabilities, one array per seed each. Every seed is kept and its test groups
     resampled (paired across weak / w2s / ceiling): it leaves out how much seeds differ."""
-    accs = bootstrap_accuracies(_correct(*columns), n_boot, np.random.default_rng(seed), over_seeds=False)
+    accs = bootstrap_accuracies(_correct(*columns), n_boot, np.random.default_rng(seed), over_seeds=False,
+                                groups=groups)
     return _pgr_intervals(accs, level)
 
 
@@ -135,28 +152,33 @@ def hierarchical_bootstrap_pgr(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    groups: list[np.ndarray] | None = None,
 ) -> dict[str, float]:
-    """CIs that cover what varies: seeds resampled, then test examples within each resampled seed
-    (paired across roles). PGR and gap as ``pgr_ci_*`` / ``gap_ci_*``, each accuracy as
-    ``<role>_acc_ci_low/high``, and the example-only intervals beside them as ``pgr_ci_examples_*``
-    / ``gap_ci_examples_*``. With one seed both are the example-only interval."""
+    """CIs that cover what varies: seeds resampled, then test groups within each resampled seed
+    (paired across roles; ``groups`` per seed, else each example alone). PGR and gap as
+    ``pgr_ci_*`` / ``gap_ci_*``, each accuracy as ``<role>_acc_ci_low/high`` with its bootstrap
+    standard error ``<role>_acc_se``, and the test-only intervals beside them as
+    ``pgr_ci_examples_*`` / ``gap_ci_examples_*``. With one seed both are the test-only interval."""
     correct = _correct(labels, weak_probs, w2s_probs, ceiling_probs)
     tail = (1 - level) / 2
-    accs = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=len(correct) > 1)
+    accs = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=len(correct) > 1,
+                                groups=groups)
     out = _pgr_intervals(accs, level)
     for j, role in enumerate(ROLES):
         out[f"{role}_acc_ci_low"], out[f"{role}_acc_ci_high"] = (float(v) for v in np.quantile(accs[:, j], [tail, 1 - tail]))
-    examples = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=False)
+        out[f"{role}_acc_se"] = float(accs[:, j].std(ddof=1))
+    examples = bootstrap_accuracies(correct, n_boot, np.random.default_rng(seed), over_seeds=False, groups=groups)
     out.update(_pgr_intervals(examples, level, suffix="_examples"))
-    out["ci_covers"] = interval_covers(len(correct))
+    out["ci_covers"] = interval_covers(len(correct), grouped=groups is not None)
     return out
 
 
-def interval_covers(n_seeds: int) -> str:
+def interval_covers(n_seeds: int, grouped: bool = True) -> str:
     """What a reported interval accounts for: words for every table and figure caption."""
+    unit = "test groups" if grouped else "test examples"
     if n_seeds > 1:
-        return f"95% CI, bootstrap over {n_seeds} seeds and test examples within each"
-    return "95% CI over test examples only (1 seed: seed-to-seed variation is not in it)"
+        return f"95% CI, bootstrap over {n_seeds} seeds, then {unit} within each"
+    return f"95% CI over {unit} only (1 seed: seed-to-seed variation is not in it)"
 
 
 def mean_std(values: list[float]) -> tuple[float, float, int]:
@@ -179,6 +201,14 @@ def format_pgr(value: float | None, low: float | None = None, high: float | None
     if gap_low is not None and gap_low <= 0:
         text += " *"
     return text
+
+
+def format_accuracy(mean: float, std: float | None, seeds: int, se: float | None = None, sep: str = " ± ") -> str:
+    """``0.737 ± 0.012`` over seeds; one seed has no spread over seeds, so it shows its standard
+    error over test groups, ``0.737 (SE 0.009)``, never a spread of zero."""
+    if seeds > 1:
+        return f"{mean:.3f}{sep}{std:.3f}"
+    return f"{mean:.3f} (SE {se:.3f})" if se is not None else f"{mean:.3f} (1 seed)"
 
 
 def summarize(values: dict[str, Any]) -> dict[str, Any]:

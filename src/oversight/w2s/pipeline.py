@@ -41,7 +41,7 @@ from oversight.runtime import code_commit, provenance, resolve_device, seed_ever
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
 from oversight.w2s import genft, metrics, pairs
 from oversight.w2s.aggregate import seed_metrics
-from oversight.w2s.config import W2SConfig, data_version, experiment_key, uses_genft
+from oversight.w2s.config import W2SConfig, data_version, experiment_key, run_numerics, uses_genft
 from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
 from oversight.w2s.gen_data import is_generative
 from oversight.w2s.linear import BowClassifier, ProbeClassifier, probe_predictions
@@ -63,12 +63,14 @@ Arrays = dict[str, np.ndarray]
 # --------------------------------------------------------------------------- one training run
 
 def _selection(cfg: W2SConfig, student: bool) -> str:
-    """What selects a run's weights: nothing (``last``), ground-truth validation labels (weak
-    supervisors and ceilings, trained on ground truth; students only under ``oracle``), or the
-    supervisor's validation labels (students and bootstrap rungs)."""
-    if cfg.select == "last":
-        return "last"
-    return "val-weak" if student and cfg.select == "weak-val" else "val-truth"
+    """What selects a run's weights. Weak supervisors and ceilings, trained on ground truth, always
+    select on ground-truth validation labels, whatever ``--select`` says: so ``--select`` changes
+    the students and bootstrap rungs only, and a comparison of selections shares one denominator.
+    Students: the supervisor's validation labels (``weak-val``), nothing (``last``), or the ground
+    truth (``oracle``, an ablation)."""
+    if not student:
+        return "val-truth"
+    return {"weak-val": "val-weak", "last": "last", "oracle": "val-truth"}[cfg.select]
 
 
 def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str, student: bool = False) -> TrainSettings:
@@ -103,7 +105,7 @@ def _fit(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targe
         return BowClassifier(settings.seed).fit(train_texts, targets)
     if settings.mode == "finetune":
         return finetune(spec, train_texts, targets, settings, desc=desc, watch=watch)
-    featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus), settings.device)
+    featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus, settings.device), settings.device)
     if settings.mode == "probe":
         return ProbeClassifier(featurizer, seed=settings.seed).fit(train_texts, targets)
     return train_head(featurizer, train_texts, targets, settings, desc=desc, watch=watch)
@@ -111,7 +113,12 @@ def _fit(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targe
 
 def _curve(watch: Watch | None) -> dict[str, Any]:
     """What a unit's row keeps of its watch: the curve and the step whose weights were kept."""
-    return {} if watch is None or not watch.curve else {"curve": watch.curve, "selected_step": watch.selected_step}
+    out: dict[str, Any] = {}
+    if watch is not None and watch.curve:
+        out.update(curve=watch.curve, selected_step=watch.selected_step)
+    if watch is not None and watch.diverged_step is not None:
+        out["diverged_step"] = watch.diverged_step
+    return out
 
 
 def _run_unit(store: ResultsStore, kind: str, key: str, config: dict[str, Any],
@@ -181,7 +188,7 @@ class Cell:
                 genft.GenftSettings(seed=cfg.seed, bf16=cfg.bf16), device=self.device)
         # everything that determines a run and nothing else goes into its key
         self.data = {"dataset": cfg.dataset, "seed": cfg.seed, "max_examples": cfg.max_examples,
-                     "data_version": data_version(cfg.dataset)}
+                     "data_version": data_version(cfg.dataset), "numerics": run_numerics(cfg)}
         self.corpus = (_embed_corpus(cfg, tuple(self.specs.values()), self.artifacts, self.device)
                        if cfg.mode != "finetune" else "")
 
@@ -223,7 +230,7 @@ class Cell:
 
         def train() -> tuple[Arrays, dict[str, Any]]:
             return self._train(cfg.strong, settings, self.texts["student_train"], self.truth["student_train"],
-                               self.truth["validation"], ("test",), f"ceiling {cfg.strong}")
+                               self.truth["validation"], ("validation", "test"), f"ceiling {cfg.strong}")
 
         return key, _run_unit(self.store, "w2s_ceiling", key, config, train)
 
@@ -295,7 +302,7 @@ class Cell:
         spec = self.specs[self.cfg.strong]
         train, test = self.texts["student_train"], self.texts["test"]
         corpus = _embed_corpus(self.cfg, (spec,), self.artifacts, self.device)
-        pretrained = FrozenFeaturizer(FeatureCache(self.artifacts, spec, corpus), self.device)
+        pretrained = FrozenFeaturizer(FeatureCache(self.artifacts, spec, corpus, self.device), self.device)
         truth, seed = self.truth["student_train"], self.cfg.seed
         # of preference pairs, a probe reads f(A) - f(B): a Bradley–Terry model with a linear reward
         readable = pairs.side_difference if pairs.is_pairwise(train) else (lambda features: features)
@@ -332,6 +339,7 @@ class Roles:
     student: Arrays
     run_keys: dict[str, str]
     chain: list[dict[str, Any]]  # per rung: its own test accuracy and that of its labels
+    val_acc: dict[str, float]  # weak's and ceiling's ground-truth validation accuracy: the gap that picks a headline pair
 
 
 def run_roles(cell: Any, accuracy: Callable[[Arrays, str], float]) -> Roles:
@@ -348,7 +356,8 @@ def run_roles(cell: Any, accuracy: Callable[[Arrays, str], float]) -> Roles:
         chain.append({"model": model, "test_acc": accuracy(supervisor, "test"),
                       "label_acc": accuracy(supervisor, "student_train")})
     run_keys["w2s"], student = cell.student(supervisor_key, supervisor)
-    return Roles(weak, ceiling, supervisor, student, run_keys, chain)
+    val_acc = {"weak_val_acc": accuracy(weak, "validation"), "ceiling_val_acc": accuracy(ceiling, "validation")}
+    return Roles(weak, ceiling, supervisor, student, run_keys, chain, val_acc)
 
 
 def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
@@ -389,14 +398,39 @@ def store_seed_row(store: ResultsStore, cfg: W2SConfig, pair_key: str, cell: Any
         "split_sizes": cell.splits.sizes(),
         "run_keys": roles.run_keys,
         "data_version": cell.data["data_version"],
+        "numerics": cell.data["numerics"],
+        **roles.val_acc,
+        **run_flags(store, roles.run_keys, results["ceiling_acc"], test_labels, results.get("task", "classify")),
         "seconds": time.time() - start,
         "provenance": provenance(),
     })
     if roles.chain:
         results["chain"] = roles.chain
-    artifacts_for(store).save_arrays(f"labels{pair_key}", {"test": test_labels})
+    # the test groups go beside the labels: the bootstrap resamples whole groups (a movie, a country)
+    _, groups = np.unique([e.group for e in cell.splits.test], return_inverse=True)
+    artifacts_for(store).save_arrays(f"labels{pair_key}", {"test": test_labels,
+                                                           "test_groups": groups.astype(np.int32)})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
     return store.get(pair_key)["results"]
+
+
+def run_flags(store: ResultsStore, run_keys: dict[str, str], ceiling_acc: float, test_labels: np.ndarray,
+              task: str) -> dict[str, Any]:
+    """What makes a seed's numbers no result, for its row and every table: the roles whose training
+    loss stopped being finite (``diverged``), and a ceiling no better than chance (a majority guess,
+    within two standard errors; for generated answers, none right), so that its PGR means nothing."""
+    diverged = []
+    for role, key in run_keys.items():
+        row = store.get(key)
+        parts = [] if row is None else [row["results"], *(v for v in row["results"].values() if isinstance(v, dict))]
+        if any(part.get("diverged_step") is not None for part in parts):
+            diverged.append(role)
+    if task == "generate":
+        at_chance = ceiling_acc <= 0.0
+    else:
+        chance = max(float(np.mean(test_labels > 0.5)), float(np.mean(test_labels <= 0.5)))
+        at_chance = ceiling_acc <= chance + 2 * (chance * (1 - chance) / max(1, len(test_labels))) ** 0.5
+    return {"diverged": diverged, "ceiling_at_chance": bool(at_chance)}
 
 
 def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: ArtifactStore, device: str) -> str:
@@ -406,7 +440,7 @@ def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: Artif
     corpus = FeatureCache.corpus_key(texts)
     for spec in {s.name: s for s in specs}.values():
         if spec.kind != "bow":
-            FeatureCache(artifacts, spec, corpus).get(texts, device=device)
+            FeatureCache(artifacts, spec, corpus, device).get(texts)
     return corpus
 
 

@@ -27,12 +27,11 @@ from oversight.config import (
     canonical_json,
     label_fields,
     make_config,
-    run_identity,
     varying_fields,
 )
 from oversight.errors import OversightError
 from oversight.store import ResultsStore
-from oversight.w2s.aggregate import aggregate, arm
+from oversight.w2s.aggregate import accuracy_text, aggregate_records, arm, summarizable
 from oversight.w2s.config import W2SConfig, migrate_store
 from oversight.w2s.metrics import format_pgr
 
@@ -41,12 +40,12 @@ SHOWN = ("dataset", "weak", "strong", "loss", "method", "chain", "mode", "head",
 
 
 def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[str, Any]]:
-    """Aggregate every cell (one run identity, less the seed) over its seeds. Each row's ``variant``
-    names the fields by which its cell differs from the others ("" when nothing does); what cannot
-    be read is appended to ``skipped``."""
+    """Aggregate every cell (one run identity less the seed, on one version of the data, at one
+    numerics) over its seeds, one row per seed. Each row's ``variant`` names the fields by which its
+    cell differs from the others ("" when nothing does); what cannot be read is appended to ``skipped``."""
     skipped = [] if skipped is None else skipped
     migrate_store(store)
-    cells: dict[str, list[W2SConfig]] = defaultdict(list)
+    cells: dict[str, dict[int, tuple[W2SConfig, dict[str, Any]]]] = defaultdict(dict)
     identities: dict[str, dict[str, Any]] = {}
     for record in store.records(kind="w2s"):
         try:
@@ -54,23 +53,35 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         except (OversightError, TypeError) as err:
             skipped.append(f"run {record['key']}: its config is no longer valid ({err})")
             continue
-        identity = canonical_json({k: v for k, v in run_identity(cfg).items() if k != "seed"})
-        cells[identity].append(cfg)
-        identities[identity] = label_fields(cfg)
+        results = record["results"]
+        label = {**label_fields(cfg), "data": _short(results.get("data_version")),
+                 "numerics": results.get("numerics") or "not recorded"}
+        identity = canonical_json({k: v for k, v in label.items() if k != "seed"})
+        if cfg.seed in cells[identity]:  # records() is oldest first: the newer row of a seed is kept
+            skipped.append(f"run {cells[identity][cfg.seed][1]['key']}: an older row of seed {cfg.seed} of its cell")
+        cells[identity][cfg.seed] = (cfg, record)
+        identities[identity] = label
     skipped += [f"row {line}" for line in store.unreadable]
     # a field one cell does not use (alpha_max outside logconf) does not make it a variant
     differing = varying_fields(list(identities.values()), ignore=SHOWN, missing_is_value=False)
     rows = []
-    for cfgs in cells.values():
-        cfgs = sorted(cfgs, key=lambda c: c.seed)
+    for identity, by_seed in cells.items():
+        items = [by_seed[seed] for seed in sorted(by_seed)]
+        first = items[0][0]
         try:
-            row = aggregate(cfgs, store)
-        except (OversightError, RuntimeError) as err:
-            skipped.append(f"{cfgs[0].dataset} {cfgs[0].weak}->{cfgs[0].strong} {cfgs[0].loss}: {err}")
+            row = aggregate_records(items, store)
+        except (OversightError, RuntimeError, ValueError) as err:
+            skipped.append(f"{first.dataset} {first.weak}->{first.strong} {first.loss}: {err}")
             continue
-        row["variant"] = ", ".join(f"{k}={getattr(cfgs[0], k, None)}" for k in differing)
+        row["variant"] = ", ".join(f"{k}={identities[identity].get(k)}" for k in differing)
         rows.append(row)
     return rows
+
+
+def _short(version: Any) -> str:
+    """A data version short enough for a label (a content digest is cut to 12 hex digits)."""
+    text = str(version or "")
+    return text[:19] if text.startswith("sha256:") else text
 
 
 def _model_size(name: str) -> float:
@@ -104,20 +115,34 @@ def _save(fig: Any, caption: str, path: Path) -> Path:
 
 
 def comparison_cells(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Per dataset, the rows (by loss) of its (weak, strong) pair with the largest gap: the cell the
-    method comparison shows, as the paper's summary plots take the largest students."""
+    """Per dataset, the rows (by arm) of its (weak, strong) pair with the largest gap on
+    *validation* (ground-truth validation accuracy of ceiling less weak; test never picks it): the
+    cell the method comparison shows, as the paper's summary plots take the largest students. A
+    dataset whose rows have no validation gap is left out."""
     out: dict[str, dict[str, dict[str, Any]]] = {}
     for dataset in sorted({r["dataset"] for r in rows}):
-        mine = [r for r in rows if r["dataset"] == dataset]
-        best = max(mine, key=lambda r: (r["gap"] if r["gap"] is not None else -1.0))
+        mine = [r for r in rows if r["dataset"] == dataset and r.get("val_gap") is not None]
+        if not mine:
+            continue
+        best = max(mine, key=lambda r: r["val_gap"])
         out[dataset] = {arm(r): r for r in mine if (r["weak"], r["strong"]) == (best["weak"], best["strong"])}
     return out
 
 
-def median_pgr(cells: dict[str, dict[str, dict[str, Any]]], loss: str) -> float | None:
-    """The median over datasets of a loss's PGR, over the datasets where it is defined (None if none)."""
-    values = [by_loss[loss]["pgr"] for by_loss in cells.values() if loss in by_loss and by_loss[loss]["pgr"] is not None]
-    return float(np.median(values)) if values else None
+def median_pgr(cells: dict[str, dict[str, dict[str, Any]]], loss: str) -> tuple[float | None, int, int]:
+    """The median over datasets of an arm's PGR, over the datasets where it may be summarised
+    (:func:`summarizable`: defined, gap clear of zero, not flagged); with how many entered it and
+    how many were left out."""
+    present = [by_loss[loss] for by_loss in cells.values() if loss in by_loss]
+    values = [r["pgr"] for r in present if summarizable(r)]
+    return (float(np.median(values)) if values else None), len(values), len(present) - len(values)
+
+
+def median_text(median: tuple[float | None, int, int]) -> str:
+    """``0.44 (2 of 3; 1 left out)``: a median with what it is over."""
+    value, used, left = median
+    text = "-" if value is None else f"{value:.2f}"
+    return f"{text} ({used} of {used + left}" + (f"; {left} left out: undefined, * or flagged)" if left else ")")
 
 
 def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
@@ -151,7 +176,7 @@ def plot_comparison(rows: list[dict[str, Any]], out_dir: Path) -> Path | None:
                 low.append(r["pgr"] - r["pgr_ci_low"] if r["pgr_ci_low"] is not None else 0.0)
                 high.append(r["pgr_ci_high"] - r["pgr"] if r["pgr_ci_high"] is not None else 0.0)
             ax.errorbar(xs, ys, yerr=[low, high], fmt="o", capsize=3, label=loss)
-            median = median_pgr(cells, loss)
+            median = median_pgr(cells, loss)[0]
             if median is not None:
                 ax.plot([len(cells) + (j - (len(losses) - 1) / 2) * width], [median], marker="D", color="black")
         ax.axhline(0, color="grey", linewidth=0.8)
@@ -290,7 +315,7 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
     for loss in sorted({arm(r) for r in rows}, key=_loss_order):
         out.append(f"<h3>PGR, method = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
                    "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
-                   "<th>PGR [95% CI]</th><th>[examples only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
+                   "<th>PGR [95% CI]</th><th>[test only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
                    "<th>ECE weak / w2s / ceiling</th><th>Brier weak / w2s / ceiling</th>"
                    "<th>bootstrap rungs (test acc)</th><th>GT probe: pretrained → finetuned</th><th>seeds</th></tr>")
         for r in sorted((r for r in rows if arm(r) == loss),
@@ -300,10 +325,9 @@ def pgr_table_html(rows: list[dict[str, Any]]) -> str:
             # None where the supervisor is never wrong (or, generating answers, never right)
             agree = " / ".join("-" if r[k] is None else f"{r[k]:.2f}"
                                for k in ("agreement_supervisor_right", "agreement_supervisor_wrong"))
-            variant = (r.get("variant") or "-") + (" [ORACLE ablation]" if r.get("oracle") else "")
+            variant = " ".join([r.get("variant") or "-", *r.get("flags", [])])
             cells = [r["dataset"], f"{r['mode']}/{r['head']}", variant, r["weak"], r["strong"],
-                     f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
-                     f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
+                     *(accuracy_text(r, role) for role in ("weak", "w2s", "ceiling")), f"{r['gap']:+.3f}",
                      format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
                      format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                                 r.get("gap_ci_examples_low")), seeds, agree,
@@ -330,10 +354,10 @@ def section(store: ResultsStore, out_dir: Path) -> str:
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
     return ("<h2>Weak-to-strong generalization</h2>"
             "<p>PGR = (w2s − weak) / (ceiling − weak), and mean ± std over seeds. <em>PGR [95% CI]</em> and the "
-            "figures' bars: a bootstrap that resamples seeds, then test examples within each resampled seed "
-            "(paired across weak / w2s / ceiling), so the interval covers split and training randomness as well "
-            "as test sampling; with one seed it covers test sampling only. <em>[examples only]</em>: seeds kept, "
-            "test examples resampled. ECE: expected calibration error of the predicted class (10 bins of "
+            "figures' bars: a bootstrap that resamples seeds, then test groups (drawn whole) within each resampled "
+            "seed (paired across weak / w2s / ceiling), so the interval covers split and training randomness as well "
+            "as test sampling; with one seed it covers test sampling only. <em>[test only]</em>: seeds kept, "
+            "test groups resampled. ECE: expected calibration error of the predicted class (10 bins of "
             "confidence); Brier: mean squared error of P(class 1); both means over seeds. <em>bootstrap</em> rows: "
             "the student learns through a chain of rungs, each cross-fitted on the previous rung's labels; a rung's test "
             "accuracy is shown beside it. <em>GT probe</em> (finetune mode; an analysis, it changes no prediction): "

@@ -16,23 +16,26 @@ from collections import defaultdict
 from typing import Any
 
 from oversight.store import ResultsStore
-from oversight.w2s.aggregate import arm
+from oversight.w2s.aggregate import accuracy_text, arm, method_label
 from oversight.w2s.metrics import format_pgr
-from oversight.w2s.report import _loss_order, _model_size, collect, comparison_cells, median_pgr
+from oversight.w2s.report import _loss_order, _model_size, collect, comparison_cells, median_pgr, median_text
 
 MARKDOWN_FILE = "w2s.md"
-CAPTION = ("PGR = (w2s - weak) / (ceiling - weak). Accuracies: mean ± std over seeds. PGR [95% CI]: bootstrap "
-           "over seeds, then test examples within each (paired across weak / w2s / ceiling), so it covers split "
-           "and training randomness and test sampling; [examples only]: test examples resampled, seeds kept "
-           "(with one seed both cover test sampling only). 'undefined': the ceiling is not above weak; '*': the "
-           "gap's 95% CI reaches 0, so the PGR is a ratio of noise.")
+CAPTION = ("PGR = (w2s - weak) / (ceiling - weak). Accuracies: mean ± std over seeds (one seed: its standard "
+           "error over test groups). PGR [95% CI]: bootstrap over seeds, then test groups within each (a group, "
+           "e.g. a movie's snippets or a country's statements, is drawn whole; paired across weak / w2s / "
+           "ceiling), so it covers split and training randomness and test sampling; [test only]: test groups "
+           "resampled, seeds kept (with one seed both cover test sampling only). 'undefined': the ceiling is not "
+           "above weak; '*': the gap's 95% CI reaches 0, so the PGR is a ratio of noise. Weak models and ceilings "
+           "always keep the weights of best ground-truth validation accuracy; --select changes only the students'. "
+           "Flags: [ORACLE] ground truth selected the student; [DIVERGED: roles] a training loss stopped being "
+           "finite; [CEILING AT CHANCE] the ceiling is no better than a majority guess; [DIRTY TREE] made from "
+           "uncommitted code. Medians leave out undefined, '*' and flagged PGRs and say how many.")
 
 
 def _row_cells(r: dict[str, Any]) -> list[str]:
-    method = arm(r) + (f" via {r['chain']}" if r.get("chain") else "")
-    return [r["dataset"], r["weak"], r["strong"], method,
-            f"{r['weak_acc']:.3f} ± {r['weak_acc_std']:.3f}", f"{r['w2s_acc']:.3f} ± {r['w2s_acc_std']:.3f}",
-            f"{r['ceiling_acc']:.3f} ± {r['ceiling_acc_std']:.3f}", f"{r['gap']:+.3f}",
+    return [r["dataset"], r["weak"], r["strong"], method_label(r),
+            *(accuracy_text(r, role) for role in ("weak", "w2s", "ceiling")), f"{r['gap']:+.3f}",
             format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
             format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
                        r.get("gap_ci_examples_low")),
@@ -66,9 +69,8 @@ def comparison_table(rows: list[dict[str, Any]]) -> str:
         body.append([f"{dataset} ({pair['weak']} -> {pair['strong']})"]
                     + [format_pgr(by_arm[a]["pgr"], by_arm[a]["pgr_ci_low"], by_arm[a]["pgr_ci_high"],
                                   by_arm[a]["gap_ci_low"]) if a in by_arm else "-" for a in arms])
-    medians = [median_pgr(cells, a) for a in arms]
-    body.append(["median over datasets"] + ["-" if m is None else f"{m:.2f}" for m in medians])
-    return _table(["dataset (largest-gap pair)", *arms], body)
+    body.append(["median over datasets (entered of shown)"] + [median_text(median_pgr(cells, a)) for a in arms])
+    return _table(["dataset (largest validation gap)", *arms], body)
 
 
 # The paper's three kinds of task, in its order, and what "accuracy" counts in each.
@@ -113,7 +115,7 @@ def markdown(store: ResultsStore) -> str:
 
 def _section(title: str, group: list[dict[str, Any]]) -> list[str]:
     head = ["dataset", "weak", "strong", "method", "weak acc", "w2s acc", "ceiling acc", "gap", "PGR [95% CI]",
-            "[examples only]", "ECE w2s", "Brier w2s", "seeds"]
+            "[test only]", "ECE w2s", "Brier w2s", "seeds"]
     group.sort(key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]),
                               _loss_order(arm(r)), r.get("chain") or ""))
     return ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),

@@ -24,8 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from oversight.progress import progress
-from oversight.runtime import autocast, num_threads
+from oversight.progress import log, progress
+from oversight.runtime import autocast, num_threads, numerics
 from oversight.store import ArtifactStore
 from oversight.w2s import pairs
 from oversight.w2s.losses import (
@@ -83,6 +83,10 @@ class Watch:
     evals: int = 10  # evaluations per run (and one at the end)
     curve: list[dict[str, float]] = field(default_factory=list)
     selected_step: int | None = None
+    diverged_step: int | None = None  # the step whose loss was not finite (training stopped there)
+
+    def diverged(self, step: int) -> None:
+        self.diverged_step = step
 
     def record(self, step: int, val_probs: np.ndarray, test_probs: np.ndarray) -> float:
         """The predictions at ``step`` on the validation and test texts, into the curve; returns the
@@ -108,6 +112,7 @@ def train_loop(
     desc: str = "train",
     evaluate: Callable[[int], float] | None = None,
     evals: int = 10,
+    on_diverged: Callable[[int], None] | None = None,
 ) -> int | None:
     """Minimise ``batch_loss(batch_indices)`` (a scalar) over ``n`` examples: ``settings.epochs``
     shuffled passes (numpy generator seeded by ``settings.seed``), AdamW over the trainable
@@ -116,7 +121,8 @@ def train_loop(
 
     ``evaluate(step) -> validation score`` is called ``evals`` times and after the last step; unless
     ``settings.select`` is ``last`` the weights of the best score (the first, on ties) are kept, and
-    their step is returned (None without ``evaluate``)."""
+    their step is returned (None without ``evaluate``). A loss that is not finite stops training
+    before its update (one log line) and is reported to ``on_diverged(step)``: the run is flagged."""
     generator = np.random.default_rng(settings.seed)
     steps = total_steps(n, settings)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -131,10 +137,14 @@ def train_loop(
     step = 0
     model.train()
     bar = progress(total=steps, desc=desc, unit="step")
+    diverged = False
     for _epoch in range(settings.epochs):
         order = generator.permutation(n)
         for start in range(0, n, settings.batch_size):
             loss = batch_loss(order[start:start + settings.batch_size])
+            if not torch.isfinite(loss.detach()).all():
+                diverged = _stop_diverged(desc, float(loss.detach().float().mean()), step + 1, on_diverged)
+                break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -143,6 +153,8 @@ def train_loop(
             bar.update(1)
             if evaluate is not None and (step % eval_every == 0 or step == steps):
                 best = _evaluate(model, evaluate, step, best, keep=settings.select != "last")
+        if diverged:
+            break
     bar.close()
     model.eval()
     if evaluate is None:
@@ -154,6 +166,13 @@ def train_loop(
     return best[1]
 
 
+def _stop_diverged(desc: str, loss: float, step: int, on_diverged: Callable[[int], None] | None) -> bool:
+    log(f"{desc}: the loss is {loss} at step {step}; training stops there and the run is flagged as diverged")
+    if on_diverged is not None:
+        on_diverged(step)
+    return True
+
+
 def fit(
     model: nn.Module,
     forward: Callable[[np.ndarray], torch.Tensor],
@@ -162,6 +181,7 @@ def fit(
     desc: str = "train",
     evaluate: Callable[[int], float] | None = None,
     evals: int = 10,
+    on_diverged: Callable[[int], None] | None = None,
 ) -> int | None:
     """Train ``model`` so that ``forward(batch_indices)`` (logits ``[B, 2]``) fits ``targets``
     (P(class 1) per example) under ``settings.loss``, through :func:`train_loop` (whose
@@ -183,7 +203,8 @@ def fit(
         ctx.step += 1  # the steps taken once this one's update is applied, as the next loss reads it
         return loss
 
-    return train_loop(model, batch_loss, len(targets), settings, desc=desc, evaluate=evaluate, evals=evals)
+    return train_loop(model, batch_loss, len(targets), settings, desc=desc, evaluate=evaluate, evals=evals,
+                      on_diverged=on_diverged)
 
 
 def _evaluate(model: nn.Module, evaluate: Callable[[int], float], step: int,
@@ -234,10 +255,14 @@ class FeatureCache:
 
     CHUNK = 512  # texts between two saves: at most this much work is lost to an interruption
 
-    def __init__(self, artifacts: ArtifactStore, spec: ModelSpec, corpus: str = "") -> None:
+    def __init__(self, artifacts: ArtifactStore, spec: ModelSpec, corpus: str = "", device: str = "cpu") -> None:
         self.artifacts = artifacts
         self.spec = spec
-        self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}|{corpus}".encode()).hexdigest()[:24]
+        self.device = device
+        # the arithmetic that embeds (bf16 autocast where the device has it fast, else fp32) is part
+        # of the address: features from a host whose numerics differ are never reused
+        where = numerics(device, True)
+        self.key = hashlib.sha256(f"features|{spec.name}|{spec.max_length}|{corpus}|{where}".encode()).hexdigest()[:24]
         self._memo: tuple[dict[str, int], np.ndarray, tuple[int, int] | None] | None = None
 
     @classmethod
@@ -273,7 +298,10 @@ class FeatureCache:
             return {}, None
         return {h: i for i, h in enumerate(hashes.tolist())}, features
 
-    def get(self, texts: list[str], device: str = "cpu", batch_size: int = 64) -> np.ndarray:
+    def get(self, texts: list[str], device: str | None = None, batch_size: int = 64) -> np.ndarray:
+        if device is not None and numerics(device, True) != numerics(self.device, True):
+            raise ValueError(f"features keyed for {numerics(self.device, True)} asked on {device}")
+        device = device or self.device
         stored, features = self._load()
         hashes = [self.text_hash(t) for t in texts]
         missing = sorted({h: t for h, t in zip(hashes, texts, strict=True) if h not in stored}.items())
@@ -388,7 +416,8 @@ def train_head(featurizer: FrozenFeaturizer, texts: list[str], targets: np.ndarr
                                         for f in (val_f, test_f)))
 
     with num_threads(1):
-        selected = fit(head, lambda idx: head(_rows(features, idx)), targets, fp32, desc=desc, evaluate=evaluate)
+        selected = fit(head, lambda idx: head(_rows(features, idx)), targets, fp32, desc=desc, evaluate=evaluate,
+                       on_diverged=watch.diverged if watch is not None else None)
     if watch is not None:
         watch.selected_step = selected
     return HeadClassifier(featurizer, head, settings)
@@ -461,7 +490,8 @@ def finetune(spec: ModelSpec, texts: list[str], targets: np.ndarray, settings: T
         def evaluate(step: int) -> float:
             return watch.record(step, model.predict_proba(watch.val_texts), model.predict_proba(watch.test_texts))
 
-    selected = fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc, evaluate=evaluate)
+    selected = fit(model, lambda idx: model([texts[i] for i in idx]), targets, settings, desc=desc, evaluate=evaluate,
+                   on_diverged=watch.diverged if watch is not None else None)
     if watch is not None:
         watch.selected_step = selected
     return model
