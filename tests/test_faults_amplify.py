@@ -417,3 +417,33 @@ def test_a_read_only_artifacts_folder_is_refused_before_training(
         _assert_refused(code, err, str(root))
     finally:
         root.chmod(0o755)
+
+
+# ----------------------------------------------------------------------------------------------
+# a diverged run is flagged, not stored silently
+# ----------------------------------------------------------------------------------------------
+def test_a_diverged_run_stops_at_the_non_finite_step_and_every_table_flags_it(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from oversight.amplification.report import section
+    from oversight.amplification.results import measurement_table
+    from oversight.store import ResultsStore
+
+    store = tmp_path / "x.db"
+    argv = ["amplify", "run", *TINY_FLAGS, "--steps", "20", "--lr", "1e300", "--no-overlap-targets",
+            "--checkpoint-every", "0", "--store", str(store)]
+    code, _ = _run_cli(argv, capsys)
+    assert code == 0
+    (row,) = ResultsStore(store).records(kind="amplify")
+    res = row["results"]
+    assert res["diverged"] is True and res["stopped_by"] == "diverged"
+    assert 1 <= res["diverged_at_step"] == res["steps"] + 1 < 20  # stopped there, not run to its budget
+    flag = f"[DIVERGED at step {res['diverged_at_step']}]"
+    assert flag in measurement_table([row])
+    assert flag in section(ResultsStore(store), tmp_path / "report")
+    cli_main(["amplify", "run", *TINY_FLAGS, "--steps", "20", "--lr", "1e300", "--no-overlap-targets",
+              "--checkpoint-every", "0", "--store", str(store)])  # already stored: its table again
+    assert flag in capsys.readouterr().out
+    healthy = train(make_config(AmplifyConfig, task="union_find", size=8, steps=4, d_model=32, n_heads=2,
+                                contexts_per_step=4, questions_per_context=4, test_contexts=4,
+                                overlap_targets=False)).results
+    assert healthy["diverged"] is False and healthy["diverged_at_step"] is None and healthy["steps"] == 4

@@ -38,6 +38,7 @@ from oversight.amplification.env import (
 from oversight.amplification.evaluation import format_acc_by_level
 from oversight.amplification.expert import LearnedExpert, run_learned_expert
 from oversight.amplification.learner import FactSetLearner
+from oversight.amplification.results import diverged_flag
 from oversight.amplification.runs import KIND, migrate_store, run_key
 from oversight.amplification.train import TrainedRun, build_hprime, build_learner, train
 from oversight.config import (
@@ -141,7 +142,8 @@ def format_table(rows: list[dict[str, Any]]) -> str:
     lines = [header]
     for r in rows:
         hit = (r.get("reached") or {}).get("0.95")
-        lines.append([r["task"], r["mode"], str(r["size"]), f"{r['test_acc']:.3f}",
+        flag = diverged_flag([r.get("diverged_at_step")] if r.get("diverged") else [])
+        lines.append([r["task"], r["mode"], str(r["size"]), f"{r['test_acc']:.3f}{flag}",
                       " ".join(f"{s}:{a:.2f}" for s, a in r["test_acc_by_size"].items()),
                       format_acc_by_level(r.get("test_acc_by_level")),
                       str(r["steps"]), f"{r['seconds']:.0f}", "-" if hit is None else f"{hit['seconds']:.0f}",

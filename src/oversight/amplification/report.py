@@ -9,7 +9,8 @@ final test accuracy (test set read once, after training) with its standard error
 seconds to reach 95% and 99% on validation, the time each amplify mode took (relative to
 supervised) to the best validation accuracy both reached, expert calls, ground-truth labels, and
 amplify-learned's expert calls as a fraction of the labels the supervised run consumed. Runs of
-the oracle curriculum are flagged [ORACLE CURRICULUM]; time-limited runs, not reproducible.
+the oracle curriculum are flagged [ORACLE CURRICULUM]; time-limited runs, not reproducible; runs
+whose training loss went non-finite, [DIVERGED at step N].
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from oversight.amplification.evaluation import curve_accuracy, format_acc_by_level, stored_test_set  # noqa: E402
+from oversight.amplification.results import diverged_flag  # noqa: E402
 from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
 from oversight.config import varying_fields  # noqa: E402
 
@@ -160,6 +162,7 @@ def cost_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
                                            else "-"),
             "time_vs_supervised": "-" if ratio is None else f"{ratio[1]:.2f}x to {ratio[0]:.3f}",
             "final_stage": res.get("final_stage", {}),
+            "diverged_at": [res.get("diverged_at_step")] if res.get("diverged") else [],
         })
     return sorted(rows, key=lambda x: (x["task"], x["size"], list(MODE_STYLE).index(x["mode"])
                                        if x["mode"] in MODE_STYLE else 9, x["variant"], x["seed"]))
@@ -188,7 +191,8 @@ def section(source: Any, out_dir: Path) -> str:
         variant = ((row["variant"] or "-") + (" [ORACLE CURRICULUM]" if row["oracle_curriculum"] else "")
                    + ("" if row["reproducible"] else " (time-limited: not reproducible)"))
         se = "" if row["test_acc_se"] is None else f" ± {row['test_acc_se']:.3f}"
-        cells = [row["task"], row["mode"], row["size"], row["seed"], variant, f"{row['test_acc']:.3f}{se}",
+        acc = f"{row['test_acc']:.3f}{se}{diverged_flag(row['diverged_at'])}"
+        cells = [row["task"], row["mode"], row["size"], row["seed"], variant, acc,
                  " ".join(f"{s}:{a:.2f}" for s, a in row["acc_by_size"].items()),
                  format_acc_by_level(row["acc_by_level"]), row["steps"],
                  f"{row['seconds']:.0f}", row["steps_95"], row["seconds_95"], row["steps_99"], row["seconds_99"],
@@ -205,7 +209,8 @@ def section(source: Any, out_dir: Path) -> str:
         "amplification with the scripted expert H, and with the learned expert H'. The amplify modes use no "
         "ground-truth label of a non-primitive question (asserted, and any read of a true answer raises). "
         "[ORACLE CURRICULUM]: questions chosen by their true depth or distance, an upper bound. Wall time "
-        "excludes evaluation; it was measured on a shared CPU, so compare runs made together.</p>"
+        "excludes evaluation; it was measured on a shared CPU, so compare runs made together. [DIVERGED]: "
+        "training stopped at a non-finite loss or gradient.</p>"
         "<img src='amplify_acc_vs_steps.png' alt='accuracy vs steps'>"
         "<img src='amplify_acc_vs_seconds.png' alt='accuracy vs wall time'>"
         + table

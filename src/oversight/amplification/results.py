@@ -8,7 +8,8 @@
 A row is every run of one identity but the seed: the mean ± std of final test accuracy over seeds
 (with one seed: its standard error over test instances), steps to 95% validation accuracy per seed,
 expert calls and ground-truth labels, and two flags: ``[ORACLE CURRICULUM]`` where the questions
-were chosen with their true answers, and ``not reproducible`` where a wall-clock budget ended a run.
+were chosen with their true answers, and ``not reproducible`` where a wall-clock budget ended a run;
+a run whose training loss went non-finite is marked ``[DIVERGED at step N]`` beside its accuracy.
 Rows group by test set too (``evaluation.TEST_SET``); the table shows only runs measured on today's
 test set and says how many measured on a retired one it leaves out.
 """
@@ -63,6 +64,7 @@ def aggregate_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "gt_labels": statistics.fmean(x["gt_labels_used"] for x in res),
             "seconds": statistics.fmean(x["seconds"] for x in res),
             "final_stage_done": all((x.get("final_stage") or {}).get("final") for x in res),
+            "diverged_at": [x.get("diverged_at_step") for x in res if x.get("diverged")],
             "commits": sorted({(x.get("provenance") or {}).get("commit") or "?" for x in res}),
             "hosts": sorted({(x.get("provenance") or {}).get("host") or "?" for x in res}),
         })
@@ -87,11 +89,19 @@ def _variants(groups: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
     return out
 
 
+def diverged_flag(steps: list[int | None]) -> str:
+    """" [DIVERGED at step 2]" for runs whose training loss went non-finite ("" for none)."""
+    if not steps:
+        return ""
+    return " [DIVERGED at step " + ", ".join("?" if s is None else str(s) for s in steps) + "]"
+
+
 def format_accuracy(row: dict[str, Any]) -> str:
-    """"0.953 ± 0.012 (3 seeds)", or with one seed "0.953 (SE 0.006)"."""
+    """"0.953 ± 0.012 (3 seeds)", or with one seed "0.953 (SE 0.006)"; flagged where a seed diverged."""
+    flag = diverged_flag(row.get("diverged_at") or [])
     if row["test_acc_std"] is not None:
-        return f"{row['test_acc_mean']:.3f} ± {row['test_acc_std']:.3f} ({len(row['seeds'])} seeds)"
-    return f"{row['test_acc_mean']:.3f} (SE {row['test_acc_se']:.3f})"
+        return f"{row['test_acc_mean']:.3f} ± {row['test_acc_std']:.3f} ({len(row['seeds'])} seeds){flag}"
+    return f"{row['test_acc_mean']:.3f} (SE {row['test_acc_se']:.3f}){flag}"
 
 
 def on_current_test_set(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -121,7 +131,8 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
                "over seeds (one seed: its standard error over test instances). Steps to 95%: the first "
                "validation point at or above 0.95 ('-': never). A run stops at its step budget or once the "
                "curriculum is done and validation accuracy reaches 0.99. [ORACLE CURRICULUM]: questions were "
-               "chosen with their true depths or distances, an upper bound, not a method.")
+               "chosen with their true depths or distances, an upper bound, not a method. [DIVERGED]: training "
+               "stopped at a non-finite loss or gradient; the accuracy is that of a broken model.")
     caption += f" Test set {TEST_SET}"
     caption += (f"; {left_out} runs measured on a retired test set are left out." if left_out else ".")
     return "\n".join(lines) + "\n\n" + caption

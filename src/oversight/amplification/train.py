@@ -20,6 +20,9 @@ read once, after the last step. In the amplify modes the loop runs under ``truth
 a run whose ``gt_labels_used`` is not 0 at the end raises ``GroundTruthLabelsUsed`` (not an
 ``assert``: the check holds under ``python -O``).
 
+Divergence: a step whose loss or gradient norm is not finite (``--lr 1e300``) stops training there;
+the row records ``diverged`` and ``diverged_at_step``, and every table flags it ``[DIVERGED]``.
+
 Checkpoints: ``train(cfg, checkpoint=path)`` saves the whole run (``checkpoint.py``: models, optimisers,
 generators, curriculum, H''s buffer, the workers' batches made ahead) every ``checkpoint_every``
 steps and resumes from ``path`` when it is there, to exactly the steps, curve and weights of a run
@@ -108,6 +111,7 @@ class Accounting:
     dont_know_targets: int = 0  # amplify modes: questions Amplify(X) answered DONT_KNOW (not trained on)
     decisions_cached: int = 0  # amplify-learned: H' decisions looked up in the cache / computed
     decisions_computed: int = 0
+    diverged_at_step: int = 0  # the step whose loss or gradient was not finite (0: none); training stopped there
 
 
 @dataclass
@@ -233,7 +237,8 @@ def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
 
 def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh_batch: bool) -> float:
     """One gradient step of X on the current batch's targets, the teacher's EMA update and the
-    accounting; returns X's accuracy against the targets (a DONT_KNOW target counts as wrong)."""
+    accounting; returns X's accuracy against the targets (a DONT_KNOW target counts as wrong). A
+    non-finite loss or gradient norm sets ``acct.diverged_at_step`` and leaves X as it was."""
     batch, acct = state.current, state.acct
     assert batch is not None and batch.targets is not None
     questions, targets = batch.questions, batch.targets
@@ -248,7 +253,12 @@ def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh
     loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
+    if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # diverged: no update, the loop stops
+        acct.diverged_at_step = acct.steps + 1
+        log(f"amplify: step {acct.diverged_at_step}: training loss {float(loss.detach())}, gradient norm "
+            f"{float(grad_norm)}: X diverged; training stops and the run is flagged diverged")
+        return 0.0
     state.optimizer.step()
     state.schedule.step()
     ema_update(state.teacher, state.model, cfg.teacher_ema)
@@ -337,7 +347,7 @@ def _loop(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, val_se
           on_eval: Callable[[dict[str, Any]], None] | None, checkpoint: Path | None,
           saved: dict[str, Any] | None, wall_start: float) -> str:
     """The training loop, from step 0 or where a checkpoint left off; returns what stopped it
-    ("steps", "minutes" or "stop_at_acc")."""
+    ("steps", "minutes", "stop_at_acc" or "diverged": a non-finite loss or gradient)."""
     acct, largest = state.acct, str(cfg.size)
     # the batches and their targets are made ahead on another core
     worker = (TargetWorker(cfg, task, state.teacher, device, state.hprime, resume=saved and saved["workers"],
@@ -360,6 +370,8 @@ def _loop(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, val_se
             state.passes_left -= 1
             train_accuracy = x_step(state, cfg, task, device, fresh_batch)
             acct.seconds += time.perf_counter() - step_start
+            if acct.diverged_at_step:
+                return "diverged"
             # a repeated batch is partly memorised: only the first pass says how well X answers new questions
             if fresh_batch:
                 advance_curriculum(state, cfg, train_accuracy)
@@ -402,6 +414,8 @@ def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, 
         "steps": acct.steps, "seconds": round(acct.seconds, 2), "wall_seconds": None,
         "steps_per_second": round(acct.steps / max(acct.seconds, 1e-9), 2),
         "stopped_by": stopped_by,
+        # a non-finite loss or gradient stopped training: every table flags the row [DIVERGED]
+        "diverged": bool(acct.diverged_at_step), "diverged_at_step": acct.diverged_at_step or None,
         # a wall-clock budget depends on the machine's load: such a run is not reproducible
         "reproducible": not cfg.minutes,
         **final_test(state.model, cfg, task, device),
