@@ -301,6 +301,8 @@ def _assert_refused(code: int, err: str, *names: str) -> None:
     (["--grad-clip", "0"], ("grad_clip", "--grad-clip")),
     (["--decoder-layers", "0"], ("decoder_layers", "--decoder-layers")),
     (["--stop-at-acc", "2"], ("stop_at_acc", "--stop-at-acc")),
+    (["--target-workers", "1000"], ("target_workers", "--target-workers")),  # once: too many open files
+    (["--target-workers", "-1"], ("target_workers", "--target-workers")),
 ])
 def test_amplify_run_refuses_a_bad_flag_in_one_line(flags: list[str], names: tuple[str, ...], tmp_path: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
@@ -320,6 +322,7 @@ def test_amplify_run_refuses_a_bad_flag_in_one_line(flags: list[str], names: tup
     (["--seeds", "-3"], ("--seeds",)),
     (["--n-heads", "0"], ("n_heads", "--n-heads")),
     (["--lr", "inf"], ("--lr",)),
+    (["--target-workers", "65"], ("target_workers", "--target-workers")),
 ])
 def test_amplify_sweep_refuses_bad_lists_counts_and_configs_before_any_run(
         flags: list[str], names: tuple[str, ...], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -447,3 +450,10 @@ def test_a_diverged_run_stops_at_the_non_finite_step_and_every_table_flags_it(
                                 contexts_per_step=4, questions_per_context=4, test_contexts=4,
                                 overlap_targets=False)).results
     assert healthy["diverged"] is False and healthy["diverged_at_step"] is None and healthy["steps"] == 4
+
+
+def test_target_workers_up_to_the_cap_are_accepted() -> None:
+    from oversight.amplification.config import MAX_TARGET_WORKERS
+
+    AmplifyConfig(target_workers=MAX_TARGET_WORKERS).validate()
+    assert MAX_TARGET_WORKERS == 64

@@ -25,6 +25,8 @@ from oversight.config import check_finite
 from oversight.errors import ConfigError
 
 MODES = ("supervised", "amplify", "amplify-learned")
+# each target worker is a process with its pipes and a copy of X: a thousand exhaust the open files
+MAX_TARGET_WORKERS = 64
 STANDARD_TEST_SIZES = (8, 16, 32, 64)
 
 
@@ -57,7 +59,7 @@ class AmplifyConfig:
     questions_per_context: int = field(default=0, metadata={"help": "questions asked about each instance per step (0 = the task's own; more = more targets per encoding)"})
     target_passes: int = field(default=1, metadata={"help": "gradient steps X takes on each batch of targets (more = H and the teacher cost less per step, targets go staler)", "key_neutral": 1})
     overlap_targets: bool = field(default=True, metadata={"help": "make the next batch and its targets in a worker process while X trains (uses a second core; the teacher is one step older)", "key_neutral": False})
-    target_workers: int = field(default=0, metadata={"help": "batch-making worker processes with overlap_targets (0 = the mode's own: 2 in amplify-learned, else 1; more = faster, staler)", "key_neutral": 1})
+    target_workers: int = field(default=0, metadata={"help": "batch-making worker processes with overlap_targets, at most 64 (0 = the mode's own: 2 in amplify-learned, else 1; more = faster, staler)", "key_neutral": 1})
     lr: float = field(default=0.0, metadata={"help": "AdamW learning rate of X (0 = the task's own, task.learning_rate)"})
     warmup_steps: int = field(default=100, metadata={"help": "linear learning-rate warm-up steps (more = gentler start)"})
     lr_decay_steps: int = field(default=0, metadata={"help": "after this many steps X's learning rate falls as 1/sqrt(step) (0 = constant)", "key_neutral": 0})
@@ -130,6 +132,9 @@ class AmplifyConfig:
                                      ("hprime_loss_window", 1, ""), ("hprime_buffer", 1, "")):
             if getattr(self, name) < least:
                 raise ConfigError(name, f"must be >= {least}{meaning}, got {getattr(self, name)}")
+        if self.target_workers > MAX_TARGET_WORKERS:
+            raise ConfigError("target_workers", f"must be at most {MAX_TARGET_WORKERS} (each is a process; "
+                                                f"more than the cores gains nothing), got {self.target_workers}")
         if self.mix_sizes_from and not 2 <= self.mix_sizes_from <= 64:
             raise ConfigError("mix_sizes_from", f"must be 0 (off) or in 2..64, got {self.mix_sizes_from}")
         if self.lr_decay_steps < 0:
