@@ -64,8 +64,17 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from oversight.report import write_markdown, write_report
+    from oversight.report import write_markdown, write_markdown_from, write_report
 
+    if args.source is not None:
+        if not args.markdown:
+            raise ConfigError("from", "goes with --markdown DIR: the tables of committed exports are markdown")
+        try:
+            written = write_markdown_from(args.source, args.markdown)
+        except OSError as err:
+            raise ConfigError("markdown", f"cannot write the results docs into {args.markdown}: {err}") from None
+        print("\n".join(f"written {path}" for path in written))
+        return 0
     if args.markdown:
         command = f"oversight report --store {args.store} --markdown {args.markdown}"
         try:
@@ -76,6 +85,14 @@ def _cmd_report(args: argparse.Namespace) -> int:
         return 0
     index = write_report(args.store, args.out)
     print(f"report written to {index}")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from oversight.export import export_store
+
+    for path in export_store(args.store, args.out, args.name, args.subdir):
+        print(f"written {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 
@@ -96,7 +113,15 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default="runs/report", help="output directory")
     report.add_argument("--markdown", default=None, metavar="DIR",
                         help="write the results docs (one markdown file per family) into DIR instead of the HTML page")
+    report.add_argument("--from", dest="source", default=None, metavar="DIR",
+                        help="with --markdown: rebuild the tables from the committed exports in DIR (e.g. docs/results/data)")
     report.set_defaults(func=_cmd_report)
+    export = sub.add_parser("export", help="write a store's rows and test predictions as committed result data")
+    export.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store to export (default {DEFAULT_STORE})")
+    export.add_argument("--out", default="docs/results/data", help="folder of the exports (default docs/results/data)")
+    export.add_argument("--name", required=True, help="the export's file name stem, e.g. w2s")
+    export.add_argument("--subdir", default="", help="folder under the results docs its tables go to (default: none)")
+    export.set_defaults(func=_cmd_export)
     for module in FAMILY_CLIS:
         try:
             importlib.import_module(module).register(sub)

@@ -157,12 +157,13 @@ class ResultsStore:
         return self.get(key) is not None
 
     def put(self, key: str, kind: str, config: dict[str, Any], results: dict[str, Any],
-            seconds: float | None = None) -> None:
+            seconds: float | None = None, created: float | None = None) -> None:
+        """Store a finished run (``created``: now, unless an imported row brings its own time)."""
         with self._connect() as db:
             db.execute(
                 "INSERT OR REPLACE INTO runs (key, kind, config, results, created, seconds) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
-                (key, kind, _dumps(config), _dumps(results), time.time(), seconds),
+                (key, kind, _dumps(config), _dumps(results), time.time() if created is None else created, seconds),
             )
 
     def records(self, kind: str | None = None) -> list[dict[str, Any]]:
