@@ -457,3 +457,62 @@ def test_target_workers_up_to_the_cap_are_accepted() -> None:
 
     AmplifyConfig(target_workers=MAX_TARGET_WORKERS).validate()
     assert MAX_TARGET_WORKERS == 64
+
+
+# ----------------------------------------------------------------------------------------------
+# amplify show: a missing store, a damaged model file
+# ----------------------------------------------------------------------------------------------
+def test_amplify_show_of_a_store_that_does_not_exist_is_one_line_and_creates_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = tmp_path / "nowhere" / "x.db"
+    code, err = _run_cli(["amplify", "show", "--task", "union_find", "--store", str(store)], capsys)
+    _assert_refused(code, err, str(store))
+    assert "no results store" in err
+    assert not store.exists() and not store.parent.exists()
+
+
+def test_a_damaged_model_file_is_moved_aside_named_in_one_line_and_rebuilt_by_its_command(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import shlex
+
+    from oversight.store import ResultsStore, artifacts_for
+
+    store = tmp_path / "x.db"
+    flags = [f for f in TINY_FLAGS if f != "--quiet"]
+    assert cli_main(["amplify", "run", *flags, "--no-overlap-targets", "--store", str(store), "--quiet"]) == 0
+    show = ["amplify", "show", "--task", "union_find", "--store", str(store)]
+    (row,) = ResultsStore(store).records(kind="amplify")
+    path = artifacts_for(ResultsStore(store)).path(row["key"])
+    path.write_bytes(path.read_bytes()[:200])  # truncated
+    capsys.readouterr()
+    code, err = _run_cli(show, capsys)
+    _assert_refused(code, err, str(path))
+    assert "cannot be used" in err and "rebuild it with: oversight amplify run" in err
+    assert not path.exists() and path.with_name(path.name + ".damaged").exists()
+    code, second = _run_cli(show, capsys)  # the next try: one line again, no traceback
+    _assert_refused(code, second, "no trained X")
+    # the command it names is the same run (its key): it trains it again and rebuilds the model file
+    command = shlex.split(err.split("rebuild it with: ")[1])
+    assert command[:3] == ["oversight", "amplify", "run"] and command[-2:] == ["--store", str(store)]
+    assert cli_main([*command[1:], "--quiet"]) == 0
+    artifacts_for(ResultsStore(store)).load_arrays(row["key"])
+    assert [r["key"] for r in ResultsStore(store).records(kind="amplify")] == [row["key"]]
+    capsys.readouterr()
+    assert cli_main(show) == 0
+    assert f"run {row['key']}" in capsys.readouterr().out
+
+
+def test_a_missing_model_file_is_rebuilt_by_the_next_amplify_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from oversight.store import ResultsStore, artifacts_for
+
+    store = tmp_path / "x.db"
+    run = ["amplify", "run", *TINY_FLAGS, "--no-overlap-targets", "--checkpoint-every", "0", "--store", str(store)]
+    assert cli_main(run) == 0
+    (row,) = ResultsStore(store).records(kind="amplify")
+    path = artifacts_for(ResultsStore(store)).path(row["key"])
+    path.unlink()
+    assert cli_main(run) == 0
+    assert path.exists()
+    (again,) = ResultsStore(store).records(kind="amplify")
+    assert _without_time(again["results"]) == _without_time(row["results"])  # the same run, retrained

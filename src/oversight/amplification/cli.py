@@ -9,15 +9,20 @@ Every run is keyed by the hash of its full config in the SQLite results store sh
 experiments (``--store``); a finished run is not repeated (``--force`` reruns it). X (and H') are
 saved as artifacts beside the store, which is what ``show`` loads. A run in progress is checkpointed
 there too (``--checkpoint-every``, ``<artifacts>/checkpoints/<key>.pt``): rerunning an interrupted
-run resumes it to the numbers it would have reached unstopped. Bad flags, an empty task or mode
+run resumes it to the numbers it would have reached unstopped. A stored run whose model file is
+missing is trained again to rebuild it; ``show`` moves a damaged one aside and prints the command. Bad flags, an empty task or mode
 list and an unwritable artifacts folder are refused before any run starts, in one line.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
+import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,7 +44,7 @@ from oversight.amplification.evaluation import format_acc_by_level
 from oversight.amplification.expert import LearnedExpert, run_learned_expert
 from oversight.amplification.learner import FactSetLearner
 from oversight.amplification.results import diverged_flag
-from oversight.amplification.runs import KIND, migrate_store, run_key
+from oversight.amplification.runs import KIND, migrate_store, run_key, stored_config
 from oversight.amplification.train import TrainedRun, build_hprime, build_learner, train
 from oversight.config import (
     add_arguments,
@@ -50,7 +55,7 @@ from oversight.config import (
     make_config,
     split_list,
 )
-from oversight.errors import ConfigError, OversightError, UnknownNameError
+from oversight.errors import ConfigError, DamagedArtifactError, OversightError, UnknownNameError
 from oversight.progress import log, set_quiet
 from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
@@ -106,8 +111,11 @@ def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) 
     key = run_key(cfg)
     existing = store.get(key)
     if existing is not None and not force:
-        log(f"  already in the store ({key}); --force reruns")
-        return existing["results"]
+        if artifacts_for(store).has(key):
+            log(f"  already in the store ({key}); --force reruns")
+            return existing["results"]
+        log(f"  run {key} is in the store but its model file {artifacts_for(store).path(key)} is missing or was "
+            "moved aside as damaged: training it again to rebuild it")
     check_writable(store, cfg)
     checkpoint = checkpoint_path(artifacts_for(store).root, key)
     trained = train(cfg, checkpoint=checkpoint)  # resumes from the checkpoint of an interrupted run
@@ -211,16 +219,46 @@ def sweep_configs(args: argparse.Namespace) -> list[AmplifyConfig]:
 # ----------------------------------------------------------------------------------------------
 def load_models(store: ResultsStore, record: dict[str, Any]) -> tuple[AmplifyConfig, Task, FactSetLearner,
                                                                       LearnedExpert | None]:
+    """X (and H') of a stored run. A model file that cannot be read, or does not fit the run's
+    models, is moved aside (``<file>.damaged``) and named in one line with the command that rebuilds it."""
     cfg = make_config(AmplifyConfig, **record["config"])
     task = make_task(cfg.task)
-    arrays = artifacts_for(store).load_arrays(record["key"])
-    model = build_learner(cfg, task)
-    model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("x.")})
-    hprime = None
-    if any(k.startswith("hprime.") for k in arrays):
-        hprime = build_hprime(cfg, task)
-        hprime.load_state_dict({k[7:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("hprime.")})
+    arts = artifacts_for(store)
+    try:
+        arrays = arts.load_arrays(record["key"])
+        model = build_learner(cfg, task)
+        model.load_state_dict({k[2:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("x.")})
+        hprime = None
+        if any(k.startswith("hprime.") for k in arrays):
+            hprime = build_hprime(cfg, task)
+            hprime.load_state_dict({k[7:]: torch.from_numpy(v) for k, v in arrays.items() if k.startswith("hprime.")})
+    except (DamagedArtifactError, RuntimeError, KeyError, ValueError) as err:
+        path = arts.path(record["key"])
+        aside = path.with_name(path.name + ".damaged")
+        os.replace(path, aside)
+        why = " ".join(str(err).split()) if isinstance(err, DamagedArtifactError) else f"{path} does not fit the run"
+        raise OversightError(f"the model file of run {record['key']} cannot be used ({why}); moved aside to "
+                             f"{aside}; rebuild it with: {run_command(record['config'], store.path)}") from None
     return cfg, task, model.eval(), hprime.eval() if hprime is not None else None
+
+
+def run_command(config: dict[str, Any], store: str | Path) -> str:
+    """The ``oversight amplify run`` command line of a stored config (its key's run): task, mode,
+    size, steps and seed, and every other field that decides its numbers and is not at its default."""
+    cfg, default = stored_config(config), AmplifyConfig()
+    words = ["oversight", "amplify", "run"]
+    for f in dataclasses.fields(AmplifyConfig):
+        value = getattr(cfg, f.name)
+        if f.metadata.get("identity") is False:
+            continue
+        if f.name not in ("task", "mode", "size", "steps", "seed") and value == getattr(default, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        else:
+            words += [flag, str(value)]
+    return shlex.join([*words, "--store", str(store)])
 
 
 def _pick_record(store: ResultsStore, task_name: str, mode: str | None) -> dict[str, Any]:
@@ -290,6 +328,9 @@ def _check_show_args(args: argparse.Namespace) -> None:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     _check_show_args(args)
+    if not Path(args.store).exists():  # opening it would make an empty store
+        raise OversightError(f"no results store at {args.store}; train X first: oversight amplify run "
+                             f"--task {args.task} --store {args.store}")
     store = ResultsStore(args.store)
     record = _pick_record(store, args.task, args.mode)
     cfg, task, model, hprime = load_models(store, record)
