@@ -165,7 +165,7 @@ def test_results_docs_are_generated_from_the_store_with_flags_and_provenance(tmp
     [path] = write_markdown(tmp_path / "runs.db", tmp_path / "docs", "the command")
     text = path.read_text()
     assert path.name == "amplification.md" and "by `the command`" in text
-    assert "5 runs; seeds 0, 1; made at commit" in text
+    assert "5 runs on test set v2; seeds 0, 1; made at commit" in text
     assert text.count("| union_find | 8 | amplify |") == 3 and "| oracle [ORACLE CURRICULUM] (mix_sizes_from=0) |" in text
     assert "| label-free (mix_sizes_from=4) |" in text  # a variant is named by what tells it apart
     assert "(2 seeds)" in text
@@ -195,3 +195,16 @@ def test_results_docs_into_an_unwritable_folder_is_one_line(tmp_path: Path, caps
     assert "--markdown" in err or "markdown" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert len(ResultsStore(tmp_path / "runs.db").records(kind="amplify")) == 1  # nothing lost
+
+
+def test_amplify_sweep_help_shows_its_defaults_and_runs_three_seeds_by_default(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from oversight.amplification.cli import sweep_configs
+    from oversight.cli import build_parser
+
+    assert cli_main(["amplify", "sweep", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "default: 3, as w2s" in text and "(default: all)" in text and "(default: local)" in text
+    assert "(default: supervised,amplify,amplify-learned)" in text
+    args = build_parser().parse_args(["amplify", "sweep", "--tasks", "union_find", "--modes", "supervised"])
+    assert [cfg.seed for cfg in sweep_configs(args)] == [0, 1, 2]

@@ -2,7 +2,7 @@
 
     oversight amplify run --task permutation_powering --mode amplify --size 8 --minutes 5
     oversight amplify run --task union_find --mode supervised --steps 2000 --json   # final JSON object on stdout
-    oversight amplify sweep --size 16 --minutes 15          # all tasks x modes into the results store (resumes)
+    oversight amplify sweep --size 16 --steps 4000          # all tasks x modes x 3 seeds into the store (resumes)
     oversight amplify show --task permutation_powering      # one question's decomposition tree
 
 Every run is keyed by the hash of its full config in the SQLite results store shared with the w2s
@@ -60,6 +60,7 @@ from oversight.progress import log, set_quiet
 from oversight.store import DEFAULT_STORE, ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
 
+DEFAULT_SEEDS = 3  # seeds per sweep cell: a mean ± std over seeds, as w2s sweeps give
 SUMMARY_FIELDS = ("task", "mode", "size", "steps", "seconds", "test_acc", "expert_calls", "gt_labels_used")
 
 
@@ -82,9 +83,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep = amplify_sub.add_parser("sweep", help="every task x mode (x seed) into the results store; resumes")
     add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
     sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
-    sweep.add_argument("--modes", default=",".join(MODES), help="comma-separated modes")
-    sweep.add_argument("--seeds", type=count, default=1, help="seeds per cell, 0..N-1 (at least 1; more = tighter means)")
-    sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray")
+    sweep.add_argument("--modes", default=",".join(MODES), help=f"comma-separated modes (default: {','.join(MODES)})")
+    sweep.add_argument("--seeds", type=count, default=DEFAULT_SEEDS,
+                       help=f"seeds per cell, 0..N-1 (at least 1; more = tighter means; default: {DEFAULT_SEEDS}, as w2s)")
+    sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray (default: local)")
     _common(sweep)
     sweep.set_defaults(func=_cmd_sweep)
 
@@ -92,9 +94,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     show.add_argument("--task", required=True, help="environment name")
     show.add_argument("--size", type=int, default=None, help="instance size (default: the stored run's size)")
     show.add_argument("--mode", default=None, choices=MODES, help="which stored run (default: the latest, H' first)")
-    show.add_argument("--depth", type=int, default=2, help="levels of the tree to expand")
-    show.add_argument("--seed", type=int, default=0, help="seed of the instance and question")
-    show.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
+    show.add_argument("--depth", type=int, default=2, help="levels of the tree to expand (default: 2)")
+    show.add_argument("--seed", type=int, default=0, help="seed of the instance and question (default: 0)")
+    show.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default: {DEFAULT_STORE})")
     show.set_defaults(func=_cmd_show)
 
 
