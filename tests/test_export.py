@@ -82,3 +82,15 @@ def test_the_committed_exports_rebuild_the_committed_tables_byte_for_byte(tmp_pa
         rebuilt = tmp_path / doc.relative_to(RESULTS)
         assert rebuilt.exists(), f"no export rebuilds {doc.relative_to(ROOT)}"
         assert rebuilt.read_bytes() == doc.read_bytes(), f"{doc.relative_to(ROOT)} differs from its export's tables"
+
+
+@pytest.mark.slow
+def test_the_readme_results_summary_is_the_one_the_exports_give(tmp_path):
+    from oversight.report import README_END, README_START, write_markdown_from
+
+    readme = ROOT / "README.md"
+    assert README_START in readme.read_text() and README_END in readme.read_text()
+    copy = tmp_path / "README.md"
+    copy.write_text(readme.read_text())
+    write_markdown_from(RESULTS / "data", tmp_path / "docs", readme=copy)
+    assert copy.read_text() == readme.read_text(), "README's results summary drifted from docs/results/data"

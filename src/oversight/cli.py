@@ -70,7 +70,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         if not args.markdown:
             raise ConfigError("from", "goes with --markdown DIR: the tables of committed exports are markdown")
         try:
-            written = write_markdown_from(args.source, args.markdown)
+            written = write_markdown_from(args.source, args.markdown, args.readme)
         except OSError as err:
             raise ConfigError("markdown", f"cannot write the results docs into {args.markdown}: {err}") from None
         print("\n".join(f"written {path}" for path in written))
@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the results docs (one markdown file per family) into DIR instead of the HTML page")
     report.add_argument("--from", dest="source", default=None, metavar="DIR",
                         help="with --markdown: rebuild the tables from the committed exports in DIR (e.g. docs/results/data)")
+    report.add_argument("--readme", default=None, metavar="FILE",
+                        help="with --from: rewrite FILE's results summary block from the same data (e.g. README.md)")
     report.set_defaults(func=_cmd_report)
     export = sub.add_parser("export", help="write a store's rows and test predictions as committed result data")
     export.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store to export (default {DEFAULT_STORE})")

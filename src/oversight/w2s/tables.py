@@ -16,7 +16,7 @@ from collections import defaultdict
 from typing import Any
 
 from oversight.store import ResultsStore
-from oversight.w2s.aggregate import accuracy_text, arm, method_label
+from oversight.w2s.aggregate import accuracy_text, arm, method_label, summarizable
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.report import _loss_order, _model_size, collect, comparison_cells, median_pgr, median_text
 
@@ -121,3 +121,30 @@ def _section(title: str, group: list[dict[str, Any]]) -> list[str]:
     return ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),
             "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest-gap pair.", "",
             comparison_table(group)]
+
+
+def summary(store: ResultsStore) -> list[str]:
+    """The README's results lines for this store: per kind of task, under the default selection
+    (``weak-val``) and each variant, every arm's median PGR over datasets at their largest
+    validation-gap pair (with what entered it), and the best single PGR with its interval."""
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in collect(store):
+        if r["select"] == "weak-val":
+            variant = ", ".join(p for p in (r.get("variant") or "").split(", ") if p and not p.startswith("select="))
+            groups[(list(FAMILIES).index(family(r)), variant)].append(r)
+    lines = []
+    for (rank, variant), group in sorted(groups.items()):
+        cells = comparison_cells(group)
+        if not cells:
+            continue
+        arms = sorted({a for by_arm in cells.values() for a in by_arm}, key=_loss_order)
+        seeds = sorted({r["seeds"] for r in group})
+        medians = "; ".join(f"{a} {median_text(median_pgr(cells, a))}" for a in arms)
+        best = max((r for by_arm in cells.values() for r in by_arm.values() if summarizable(r)),
+                   key=lambda r: r["pgr"], default=None)
+        top = ("" if best is None else f" Highest: {best['dataset']} {best['weak']} -> {best['strong']} "
+               f"{method_label(best)} {format_pgr(best['pgr'], best['pgr_ci_low'], best['pgr_ci_high'], best['gap_ci_low'])}.")
+        where = FAMILIES[list(FAMILIES)[rank]][0] + (f", {variant}" if variant else "")
+        lines.append(f"- **{where}** ({'/'.join(map(str, seeds))} seeds, --select weak-val): median PGR over "
+                     f"{len(cells)} datasets at each one's largest validation-gap pair: {medians}.{top}")
+    return lines
