@@ -51,7 +51,7 @@ def variants(records: list[dict[str, Any]]) -> dict[int, str]:
         # labelled by identity: the fields that decide a run's numbers, as the store keys it
         fields = varying_fields([identity_of(r) for r in runs], NOT_A_VARIANT)
         for r in runs:  # the values as the run had them (a field added later: its key_neutral value)
-            c = dataclasses.asdict(stored_config(r["config"])) | {"test_set": stored_test_set(r["results"])}
+            c = dataclasses.asdict(stored_config(r["config"])) | {"test_set": stored_test_set(r.get("results") or {})}
             labels[id(r)] = ", ".join(f"{k}={c.get(k)}" for k in fields)
     return labels
 

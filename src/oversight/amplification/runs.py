@@ -42,7 +42,7 @@ def stored_config(config: dict[str, Any]) -> AmplifyConfig:
 
 def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored row's identity: its config's, and the test set it was measured on."""
-    return {**run_identity(stored_config(record["config"])), "test_set": stored_test_set(record["results"])}
+    return {**run_identity(stored_config(record["config"])), "test_set": stored_test_set(record.get("results") or {})}
 
 
 def migrate_store(store: ResultsStore) -> int:
