@@ -516,3 +516,23 @@ def test_a_missing_model_file_is_rebuilt_by_the_next_amplify_run(
     assert path.exists()
     (again,) = ResultsStore(store).records(kind="amplify")
     assert _without_time(again["results"]) == _without_time(row["results"])  # the same run, retrained
+
+
+def test_a_batch_without_targets_is_no_divergence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Amplify(X) may answer every question of a batch "don't know": nothing to train on, a nan mean
+    loss and zero gradients. That step is taken as before, not flagged as divergence."""
+    import oversight.amplification.train as train_module
+    from oversight.amplification.env import DONT_KNOW
+
+    make_batch = train_module.make_batch
+
+    def nothing_known(*args: Any, **kwargs: Any) -> Any:
+        batch = make_batch(*args, **kwargs)
+        batch.targets = np.full_like(batch.targets, DONT_KNOW)
+        return batch
+
+    monkeypatch.setattr(train_module, "make_batch", nothing_known)
+    results = train(make_config(AmplifyConfig, task="union_find", mode="amplify", size=8, steps=4, d_model=32,
+                                n_heads=2, contexts_per_step=4, questions_per_context=4, test_contexts=4,
+                                overlap_targets=False)).results
+    assert results["diverged"] is False and results["steps"] == 4 and results["dont_know_targets"] == 4 * 16

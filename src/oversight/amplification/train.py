@@ -238,7 +238,8 @@ def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
 def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh_batch: bool) -> float:
     """One gradient step of X on the current batch's targets, the teacher's EMA update and the
     accounting; returns X's accuracy against the targets (a DONT_KNOW target counts as wrong). A
-    non-finite loss or gradient norm sets ``acct.diverged_at_step`` and leaves X as it was."""
+    non-finite gradient norm, or loss on a batch with targets, sets ``acct.diverged_at_step`` and
+    leaves X as it was."""
     batch, acct = state.current, state.acct
     assert batch is not None and batch.targets is not None
     questions, targets = batch.questions, batch.targets
@@ -254,7 +255,8 @@ def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
-    if not bool(torch.isfinite(loss) & torch.isfinite(grad_norm)):  # diverged: no update, the loop stops
+    # diverged: no update, the loop stops (a batch with no target to train on has a nan loss and zero gradients)
+    if not bool(torch.isfinite(grad_norm) & (torch.isfinite(loss) | (target_t == IGNORE).all())):
         acct.diverged_at_step = acct.steps + 1
         log(f"amplify: step {acct.diverged_at_step}: training loss {float(loss.detach())}, gradient norm "
             f"{float(grad_norm)}: X diverged; training stops and the run is flagged diverged")
