@@ -1,4 +1,6 @@
-"""Progress bars that one ``--quiet`` flag silences everywhere."""
+"""Progress bars and log lines that one ``--quiet`` flag silences everywhere; warnings (what was
+skipped or lost) that it does not. Every line is :func:`printable`: a file name or a value read from
+a file cannot move the cursor, clear the screen or ring the bell."""
 
 from __future__ import annotations
 
@@ -30,6 +32,16 @@ def progress(iterable: Iterable[T] | None = None, **kwargs: Any) -> Any:
     return tqdm(iterable, disable=_QUIET or kwargs.pop("disable", False), **kwargs)
 
 
+def printable(text: str) -> str:
+    """``text`` with every non-printable character but the newline escaped (``\\x1b``, ``\\x00``, ``\\u2028``)."""
+    return "".join(c if c.isprintable() or c == "\n" else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 def log(message: str) -> None:
     if not _QUIET:
-        print(message, file=sys.stderr, flush=True)
+        print(printable(message), file=sys.stderr, flush=True)
+
+
+def warn(message: str) -> None:
+    """A line on stderr that ``--quiet`` keeps: something the user asked for was skipped."""
+    print(printable(message), file=sys.stderr, flush=True)

@@ -1,0 +1,171 @@
+"""What a new user ran into: a report that invents a store, a copied store that reads its original's
+artifacts, a store on a read-only disk, runs skipped without a word, tracebacks instead of one line,
+help that does not say what a flag takes, a report page wider than the window. Each test fails on the
+code before its fix."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+from test_faults_data import _one_line_error
+from tiny_models import save_tiny_bert, write_sentiment_jsonl
+
+from oversight.cli import main
+from oversight.errors import StoreError
+from oversight.store import LEGACY_ARTIFACTS, ResultsStore, artifacts_for
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("probe")
+    return {"data": write_sentiment_jsonl(root / "sent.jsonl", n=400), "bert": save_tiny_bert(root / "bert")}
+
+
+def _w2s(tiny, store: Path, *extra: str) -> list[str]:
+    return ["w2s", "run", "--dataset", f"file:{tiny['data']}", "--weak", "bow", "--strong", f"hf:{tiny['bert']}",
+            "--store", str(store), "--quiet", "--seeds", "1", "--epochs", "1", "--device", "cpu", *extra]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, bytes]]:
+    """Every file under ``folder`` with its modification time and bytes."""
+    return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.read_bytes())
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _store_with_rows(path: Path, n: int = 3) -> ResultsStore:
+    store = ResultsStore(path)
+    for i in range(n):
+        store.put(f"k{i}", "w2s", {"i": i}, {"v": i})
+    return store
+
+
+def _damage_row(path: Path, key: str) -> None:
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE runs SET results = 'not json {' WHERE key = ?", (key,))
+    db.close()
+
+
+# ------------------------------------------------------------------ 1. a missing store is not invented
+
+@pytest.mark.parametrize("output", ["--out", "--markdown"])
+def test_report_on_a_missing_store_is_one_line_and_creates_nothing(tmp_path, capsys, output):
+    store = tmp_path / "runs" / "typo.db"
+    line = _one_line_error(capsys, ["report", "--store", str(store), output, str(tmp_path / "out")], str(store))
+    assert "no store" in line
+    assert list(tmp_path.iterdir()) == []  # neither the store, its folder, nor the output folder
+
+
+def test_opening_a_store_for_reading_never_creates_it(tmp_path):
+    with pytest.raises(StoreError, match="no store"):
+        ResultsStore(tmp_path / "sub" / "x.db", read_only=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------ 2. a copied store has artifacts of its own
+
+def test_a_copied_store_uses_the_artifacts_folder_of_its_own_name(tmp_path):
+    a = _store_with_rows(tmp_path / "a.db")
+    artifacts_for(a).save_arrays("k0", {"x": np.arange(3)})
+    shutil.copy(tmp_path / "a.db", tmp_path / "b.db")
+    b = ResultsStore(tmp_path / "b.db")
+    assert artifacts_for(b).root == tmp_path / "b.artifacts"
+    assert artifacts_for(ResultsStore(tmp_path / "b.db", read_only=True)).root == tmp_path / "b.artifacts"
+    artifacts_for(b).save_arrays("k1", {"x": np.arange(2)})
+    assert not artifacts_for(a).has("k1") and artifacts_for(a).has("k0")
+    assert artifacts_for(ResultsStore(tmp_path / "a.db")).root == tmp_path / "a.artifacts"
+
+
+def test_a_copied_legacy_store_keeps_the_shared_folder(tmp_path):
+    db = sqlite3.connect(tmp_path / "old.db")  # a store as the release before per-store folders made it
+    db.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, kind TEXT NOT NULL, config TEXT NOT NULL, "
+               "results TEXT NOT NULL, created REAL NOT NULL, seconds REAL)")
+    db.commit()
+    db.close()
+    assert artifacts_for(ResultsStore(tmp_path / "old.db")).root == tmp_path / LEGACY_ARTIFACTS
+    shutil.copy(tmp_path / "old.db", tmp_path / "copy.db")
+    assert artifacts_for(ResultsStore(tmp_path / "copy.db")).root == tmp_path / LEGACY_ARTIFACTS
+    assert artifacts_for(ResultsStore(tmp_path / "copy.db", read_only=True)).root == tmp_path / LEGACY_ARTIFACTS
+
+
+# ------------------------------------------------------------------ 3. reading writes nothing
+
+def test_a_store_opened_read_only_reads_without_writing(tmp_path):
+    _store_with_rows(tmp_path / "runs" / "o.db")
+    before = _files(tmp_path)
+    store = ResultsStore(tmp_path / "runs" / "o.db", read_only=True)
+    assert [r["key"] for r in store.records()] == ["k0", "k1", "k2"]
+    assert store.get("k1")["results"] == {"v": 1} and store.meta("artifacts_dir") == "o.artifacts"
+    assert _files(tmp_path) == before  # no byte, no mtime, no -wal or -shm file
+    with pytest.raises(StoreError, match="read-only"):
+        store.put("k9", "w2s", {}, {})
+
+
+def test_a_damaged_row_read_only_is_skipped_not_dropped(tmp_path):
+    _store_with_rows(tmp_path / "o.db")
+    _damage_row(tmp_path / "o.db", "k1")
+    before = _files(tmp_path)
+    store = ResultsStore(tmp_path / "o.db", read_only=True)
+    assert store.get("k1") is None and [r["key"] for r in store.records()] == ["k0", "k2"]
+    assert _files(tmp_path) == before
+
+
+def test_read_only_sees_rows_a_live_writer_committed(tmp_path):
+    """A sweep still running keeps its rows in the write-ahead log: the report reads them too."""
+    path = tmp_path / "o.db"
+    _store_with_rows(path, 1)
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA journal_mode=WAL")
+    writer.execute("INSERT INTO runs VALUES ('live', 'w2s', '{}', '{}', 1e10, NULL)")
+    writer.commit()
+    try:
+        assert Path(f"{path}-wal").exists()
+        assert [r["key"] for r in ResultsStore(path, read_only=True).records()] == ["k0", "live"]
+    finally:
+        writer.close()
+
+
+def test_report_opens_the_store_read_only(tmp_path, capsys):
+    _store_with_rows(tmp_path / "runs" / "o.db")
+    before = _files(tmp_path / "runs")
+    assert main(["report", "--store", str(tmp_path / "runs" / "o.db"), "--out", str(tmp_path / "r")]) == 0
+    assert _files(tmp_path / "runs") == before
+    assert main(["report", "--store", str(tmp_path / "runs" / "o.db"), "--markdown", str(tmp_path / "md")]) == 0
+    assert _files(tmp_path / "runs") == before
+
+
+# ------------------------------------------------------------------ 4. skipped runs are said
+
+def test_report_says_on_the_terminal_which_rows_it_skipped(tmp_path, capsys):
+    _store_with_rows(tmp_path / "o.db")
+    _damage_row(tmp_path / "o.db", "k1")
+    assert main(["report", "--store", str(tmp_path / "o.db"), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "skipped" in err and "k1" in err and "k0" not in err
+
+
+def test_markdown_of_a_store_whose_runs_are_all_skipped_says_so(tmp_path, capsys):
+    _store_with_rows(tmp_path / "o.db", 2)
+    for key in ("k0", "k1"):
+        _damage_row(tmp_path / "o.db", key)
+    code = main(["report", "--store", str(tmp_path / "o.db"), "--markdown", str(tmp_path / "md")])
+    out, err = capsys.readouterr()
+    assert code != 0 and "no runs" not in out + err
+    assert "2 runs" in err and "could not be read" in err and "k0" in err, err
+
+
+def test_report_says_which_runs_it_skipped_for_a_missing_artifact(tiny, tmp_path, capsys):
+    store = tmp_path / "o.db"
+    assert main(_w2s(tiny, store)) == 0
+    [record] = ResultsStore(store).records(kind="w2s")
+    missing = artifacts_for(ResultsStore(store)).path(record["results"]["run_keys"]["w2s"])
+    missing.unlink()
+    capsys.readouterr()
+    assert main(["report", "--store", str(store), "--out", str(tmp_path / "r")]) == 0
+    assert str(missing) in capsys.readouterr().err
+    code = main(["report", "--store", str(store), "--markdown", str(tmp_path / "md")])
+    out, err = capsys.readouterr()
+    assert code != 0 and "no runs" not in out + err and str(missing) in err
