@@ -370,7 +370,7 @@ def test_amplify_rows_keyed_with_device_and_threads_are_rekeyed_once(tmp_path):
     twin = dict(stored, threads=2)  # the same run on more threads: one identity, one row
     store.put("twin", KIND, twin, {"test_acc": 0.5})
     assert migrate_store(store) == 1
-    new_key = run_key(cfg)
+    new_key = run_key(cfg, test_set="v1")  # a row of before the fresh test set: measured on v1
     assert new_key != old_key and store.get(new_key)["results"] == {"test_acc": 0.5}
     assert [r["key"] for r in store.records(KIND)] == [new_key]
     np.testing.assert_array_equal(artifacts_for(store).load_arrays(new_key)["x.w"], np.ones(3))
