@@ -5,16 +5,18 @@ code before its fix."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
+from test_faults import _one_line_error as _one_line_naming
 from test_faults_data import _one_line_error
 from tiny_models import save_tiny_bert, write_sentiment_jsonl
 
-from oversight.cli import main
+from oversight.cli import build_parser, main
 from oversight.errors import StoreError
 from oversight.store import LEGACY_ARTIFACTS, ResultsStore, artifacts_for
 
@@ -47,6 +49,10 @@ def _damage_row(path: Path, key: str) -> None:
     with sqlite3.connect(path) as db:
         db.execute("UPDATE runs SET results = 'not json {' WHERE key = ?", (key,))
     db.close()
+
+
+def _printable(line: str) -> bool:
+    return all(c.isprintable() for c in line)
 
 
 # ------------------------------------------------------------------ 1. a missing store is not invented
@@ -169,3 +175,98 @@ def test_report_says_which_runs_it_skipped_for_a_missing_artifact(tiny, tmp_path
     code = main(["report", "--store", str(store), "--markdown", str(tmp_path / "md")])
     out, err = capsys.readouterr()
     assert code != 0 and "no runs" not in out + err and str(missing) in err
+
+
+# ------------------------------------------------------------------ 5. one line, not a traceback
+
+@pytest.mark.parametrize(("extra", "field"), [
+    (["--lr", "1e300"], "lr"), (["--lr", "1e38"], "lr"), (["--lr=-1e300"], "lr"), (["--alpha-max", "1e300"], "alpha"),
+    (["--loss", "product", "--product-beta", "1e300"], "product"), (["--window-radius=-inf"], "window"),
+    (["--seed", "4294967296"], "seed"), (["--seed", "4294967295", "--seeds", "2"], "seed"),
+])
+def test_out_of_range_numbers_are_one_line_naming_the_field(tiny, tmp_path, capsys, extra, field):
+    store = tmp_path / "o.db"
+    _one_line_naming(capsys, _w2s(tiny, store, *extra), field)
+    assert not store.exists()
+
+
+def test_report_into_a_file_or_an_unwritable_folder_is_one_line(tmp_path, capsys):
+    _store_with_rows(tmp_path / "o.db")
+    (tmp_path / "afile").write_text("mine\n")
+    _one_line_naming(capsys, ["report", "--store", str(tmp_path / "o.db"), "--out", str(tmp_path / "afile")], "out")
+    assert (tmp_path / "afile").read_text() == "mine\n"
+    unwritable = Path("/sys/oversight-report")
+    try:
+        unwritable.mkdir()
+    except OSError:
+        _one_line_naming(capsys, ["report", "--store", str(tmp_path / "o.db"), "--out", str(unwritable)], "out")
+    else:
+        unwritable.rmdir()
+        pytest.skip("/sys is writable here")
+
+
+def test_an_unknown_device_is_refused_even_when_the_run_is_stored(tiny, tmp_path, capsys):
+    store = tmp_path / "o.db"
+    assert main(_w2s(tiny, store)) == 0
+    capsys.readouterr()
+    argv = [a if a != "cpu" else "tpu" for a in _w2s(tiny, store)]
+    _one_line_error(capsys, argv, "device", "tpu")
+
+
+def test_a_folder_given_as_a_data_file_is_said_to_be_a_folder(tiny, tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    argv = [a if not a.startswith("file:") else f"file:{tmp_path / 'data'}" for a in _w2s(tiny, tmp_path / "o.db")]
+    line = _one_line_error(capsys, argv, str(tmp_path / "data"))
+    assert "directory" in line and "does not exist" not in line and "no such" not in line
+
+
+def test_a_binary_data_file_is_one_printable_line(tiny, tmp_path, capsys):
+    data = tmp_path / "model.csv"
+    data.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x1b[2J\x00\x03\x00>\x00\x01" * 20 + b"\n1,2\n")
+    argv = [a if not a.startswith("file:") else f"file:{data}?encoding=latin-1" for a in _w2s(tiny, tmp_path / "o.db")]
+    line = _one_line_error(capsys, argv, str(data))
+    assert _printable(line), line
+    assert "binary" in line
+
+
+def test_control_characters_in_an_error_are_escaped(tmp_path, capsys):
+    line = _one_line_error(capsys, ["w2s", "run", "--dataset", "file:/no/such\x1b[2J.csv", "--weak", "bow",
+                                    "--strong", "minilm-l6", "--store", str(tmp_path / "o.db"), "--quiet"], "such")
+    assert _printable(line) and "\\x1b[2J" in line, line
+
+
+# ------------------------------------------------------------------ 6. help says what a flag takes
+
+def _help(capsys, *argv: str) -> str:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--help"])
+    return capsys.readouterr().out
+
+
+def _flag_help(text: str, flag: str) -> str:
+    """The help of ``flag``: its lines up to the next flag's, whitespace joined."""
+    block = re.search(rf"^  {flag} [A-Z]+(.*?)(?=^  -)", text, re.S | re.M).group(1)
+    return " ".join(block.split())
+
+
+def test_top_level_help_says_what_the_tool_is(capsys):
+    text = " ".join(_help(capsys).split())
+    assert "``" not in text and "weak-to-strong" in text.lower() and "amplification" in text.lower()
+    for command in ("w2s", "amplify", "report", "datasets", "models"):
+        assert command in text
+
+
+def test_help_gives_defaults_and_comma_lists(capsys):
+    report = _help(capsys, "report")
+    assert "(default: runs/oversight.db)" in _flag_help(report, "--store")
+    assert "(default: runs/report)" in _flag_help(report, "--out")
+    run = _help(capsys, "w2s", "run")
+    assert "(default: runs/oversight.db)" in _flag_help(run, "--store")
+    for flag in ("--dataset", "--loss", "--method", "--weak", "--strong"):
+        assert "comma list" in _flag_help(run, flag), flag
+    dataset = _flag_help(run, "--dataset")
+    for needle in (".tsv", ".json", "?encoding=", "?text=", "?label=", "(default: rotten_tomatoes)"):
+        assert needle in dataset, needle
+    sweep = _help(capsys, "w2s", "sweep")
+    for flag in ("--dataset", "--method"):
+        assert "comma list" in _flag_help(sweep, flag), flag

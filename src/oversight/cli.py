@@ -21,7 +21,17 @@ import typing
 from collections.abc import Sequence
 
 from oversight.errors import ConfigError, OversightError
+from oversight.progress import printable
 from oversight.store import DEFAULT_STORE
+
+DESCRIPTION = (
+    "Scalable-oversight experiments: train strong learners when the only supervision comes from weaker "
+    "ones, and measure how much of the gap they recover. `w2s run|sweep` trains weak supervisors, "
+    "weak-to-strong students and strong ceilings (performance gap recovered, PGR); `amplify run|sweep|show` "
+    "runs Iterated Amplification on algorithmic tasks; every finished run goes to a SQLite results store "
+    f"({DEFAULT_STORE} unless --store), which `report` turns into an HTML page or the markdown results docs "
+    "and `export` into committed data; `datasets` and `models` list what the experiments can use. "
+    "`oversight COMMAND --help` tells each command's flags.")
 
 # Each family contributes its subcommands through a `register(subparsers)` function.
 FAMILY_CLIS = ("oversight.w2s.cli", "oversight.amplification.cli")
@@ -37,6 +47,7 @@ def _table(rows: list[dict], columns: list[str]) -> str:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from oversight.w2s.datasets import list_datasets
+    from oversight.w2s.files import FILE_HELP
     from oversight.w2s.hub_datasets import HUB_DATASETS, MISSING
 
     rows = list_datasets()
@@ -44,7 +55,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
         if not row["installed"] and row["name"] in HUB_DATASETS:
             row["installed"] = MISSING
     print(_table(rows, ["name", "size", "installed", "source", "description"]))
-    print("\nAlso: file:PATH (JSONL/CSV with text,label[,group]) and hf:NAME[:CONFIG] (Hugging Face datasets);"
+    print(f"\nAlso: {FILE_HELP};\nhf:NAME[:CONFIG] (Hugging Face datasets);"
           "\na local copy of a hub dataset above: hf:PATH?format=NAME. Hub datasets download with HF_HUB_OFFLINE=0;"
           "\nchess and chess-gen need the Stockfish engine (apt-get install stockfish, or make setup);"
           "\nchess-gen (generate the best move) runs decoder rungs with --mode finetune.")
@@ -100,17 +111,19 @@ class OneLineParser(argparse.ArgumentParser):
     """A refused flag is one line that names it (argparse would print the whole usage first)."""
 
     def error(self, message: str) -> typing.NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineParser(prog="oversight", description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(prog="oversight", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("datasets", help="list the registered datasets").set_defaults(func=_cmd_datasets)
     sub.add_parser("models", help="list the model ladder").set_defaults(func=_cmd_models)
     report = sub.add_parser("report", help="write PNG plots and an HTML page from the results store")
-    report.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store")
-    report.add_argument("--out", default="runs/report", help="output directory")
+    report.add_argument("--store", default=DEFAULT_STORE,
+                        help=f"SQLite results store to read, never written or made (default: {DEFAULT_STORE})")
+    report.add_argument("--out", default="runs/report",
+                        help="folder the HTML page (index.html) and its PNG figures go to (default: runs/report)")
     report.add_argument("--markdown", default=None, metavar="DIR",
                         help="write the results docs (one markdown file per family) into DIR instead of the HTML page")
     report.add_argument("--from", dest="source", default=None, metavar="DIR",
@@ -146,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except OversightError as err:
-        print(f"oversight: error: {err}", file=sys.stderr)
+        print(f"oversight: error: {printable(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("\noversight: interrupted. Finished runs are saved in the store; run the same command to resume.",

@@ -16,7 +16,9 @@ function that keys, labels and migrates stored runs of every family): ``"identit
 field that changes how a run executes but not its numbers (device, threads, checkpoints), and
 ``"key_neutral": value`` for a field added after runs were stored, left out at the value that
 reproduces them. Flags record whether the user gave them (:func:`given_flags`), so a preset fills
-only the others. Float fields refuse nan and inf, whatever the config's own ``validate`` says.
+only the others. Float fields refuse nan and inf, and a ``seed`` field what numpy cannot seed
+(>= 2**32), whatever the config's own ``validate`` says; a command whose training overflows on huge
+settings also refuses floats beyond ``float_limit`` (:data:`FLOAT_LIMIT`) at its flags.
 """
 
 from __future__ import annotations
@@ -33,6 +35,10 @@ from typing import Any, TypeVar
 from oversight.errors import ConfigError
 
 C = TypeVar("C")
+# beyond any sensible setting, and far enough below float32's largest (3.4e38) that what training
+# computes from a setting (Adam's step is 10 x lr at its first step) stays finite: add_arguments(float_limit=)
+FLOAT_LIMIT = 1e30
+SEED_LIMIT = 2**32  # numpy's legacy generator, which every family seeds, takes 0 <= seed < 2**32
 
 
 GIVEN = "given_flags"  # namespace attribute: the dests the user gave on the command line
@@ -89,15 +95,19 @@ def _base_type(tp: Any) -> tuple[Any, bool]:
     return tp, False
 
 
-def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """Add one ``--flag`` per dataclass field; the help text is the field's documentation."""
+def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, ...] = (),
+                  lists: tuple[str, ...] = (), notes: dict[str, str] | None = None,
+                  float_limit: float | None = None) -> None:
+    """Add one ``--flag`` per dataclass field; the help text is the field's documentation, then the
+    command's ``notes`` on it, then, for the fields in ``lists``, that a comma list runs each value.
+    With ``float_limit``, a float flag larger in size is refused (one line naming the flag)."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         if f.name in skip or not f.init:
             continue
         tp, optional = _base_type(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f.metadata.get("help", "").replace("%", "%%")  # argparse formats help with %
+        help_text = field_help(f, lists, notes or {}).replace("%", "%%")  # argparse formats help with %
         choices = f.metadata.get("choices")
         if tp is bool:
             parser.add_argument(_flag(f.name), dest=f.name, action=BooleanGiven, default=default, help=help_text)
@@ -111,8 +121,9 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
                 value = conv(text)
             except ValueError:
                 raise argparse.ArgumentTypeError(f"expected {conv.__name__}, got {text!r}") from None
-            if isinstance(value, float) and not math.isfinite(value):
-                raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+            problem = out_of_range(name, value, float_limit)
+            if problem:
+                raise argparse.ArgumentTypeError(problem)
             return value
 
         if default is not None and "default" not in help_text:
@@ -122,6 +133,14 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
         parser.add_argument(_flag(f.name), dest=f.name, type=convert, default=default, action=StoreGiven,
                             choices=choices, help=help_text,
                             metavar=f.metadata.get("metavar", conv.__name__.upper()))
+
+
+def field_help(f: dataclasses.Field, lists: tuple[str, ...] = (), notes: dict[str, str] | None = None) -> str:
+    """A field's ``--help``: its documentation, a command's note on it, and whether it takes a comma list."""
+    text = f.metadata.get("help", "")
+    if notes and f.name in notes:
+        text = f"{text}; {notes[f.name]}"
+    return f"{text}; a comma list runs each" if f.name in lists else text
 
 
 def from_args(cls: type[C], namespace: argparse.Namespace, **overrides: Any) -> C:
@@ -146,13 +165,25 @@ def make_config(cls: type[C], **values: Any) -> C:
     return cfg
 
 
+def out_of_range(name: str, value: Any, float_limit: float | None = None) -> str | None:
+    """Why field ``name`` may not hold ``value`` (None when it may): nan and inf pass ``x > 0``
+    checks (inf) or every comparison (nan) and are not valid JSON; a seed outside numpy's range;
+    a float beyond ``float_limit`` (where given) overflows to inf in float32 training."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"must be a finite number, got {value}"
+    if float_limit is not None and isinstance(value, float) and abs(value) > float_limit:
+        return f"must be at most {float_limit:g} in size (float32 training overflows near it), got {value:g}"
+    if name == "seed" and isinstance(value, int) and not isinstance(value, bool) and value >= SEED_LIMIT:
+        return f"must be < 2**32 = {SEED_LIMIT} (numpy seeds are 32-bit), got {value}"
+    return None
+
+
 def check_finite(cfg: Any) -> None:
-    """nan and inf are refused in every float field: they pass ``x > 0`` checks (inf) or every
-    comparison (nan), and a stored config with them is not valid JSON."""
+    """Refuse (one ConfigError naming the field) a value no config may hold: :func:`out_of_range`."""
     for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ConfigError(f.name, f"must be a finite number, got {value}")
+        problem = out_of_range(f.name, getattr(cfg, f.name))
+        if problem:
+            raise ConfigError(f.name, problem)
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -252,7 +283,8 @@ def add_output_flags(parser: argparse.ArgumentParser) -> None:
     """The flags every experiment command shares: where results go and how they are printed."""
     from oversight.store import DEFAULT_STORE
 
-    parser.add_argument("--store", default=DEFAULT_STORE, help="SQLite results store (artifacts go beside it)")
+    parser.add_argument("--store", default=DEFAULT_STORE,
+                        help=f"SQLite results store, made if missing; artifacts go beside it (default: {DEFAULT_STORE})")
     parser.add_argument("--json", action="store_true", help="print the results as JSON on stdout instead of a table")
     parser.add_argument("--quiet", action="store_true", help="no progress bars or log lines")
 

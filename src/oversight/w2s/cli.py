@@ -18,6 +18,8 @@ import sys
 from typing import Any
 
 from oversight.config import (
+    FLOAT_LIMIT,
+    SEED_LIMIT,
     StoreGiven,
     add_arguments,
     add_output_flags,
@@ -28,10 +30,12 @@ from oversight.config import (
 )
 from oversight.errors import ConfigError
 from oversight.progress import log, set_quiet
+from oversight.runtime import resolve_device
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
 from oversight.w2s.aggregate import accuracy_text, aggregate, method_label, seed_configs
 from oversight.w2s.config import W2SConfig, migrate_store, uses_chain
+from oversight.w2s.files import FILE_HELP, file_path
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.pipeline import run_experiment
 
@@ -58,12 +62,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     w2s_sub = w2s.add_subparsers(dest="w2s_command", required=True)
 
     run = w2s_sub.add_parser("run", help="train weak, weak-to-strong and ceiling; print test metrics and PGR")
-    add_arguments(run, W2SConfig)
+    add_arguments(run, W2SConfig, lists=LIST_FIELDS, notes={"dataset": FILE_HELP}, float_limit=FLOAT_LIMIT)
     _common(run)
     run.set_defaults(func=_cmd_run)
 
     sweep = w2s_sub.add_parser("sweep", help="every weak<strong pair of a model ladder, for every loss")
-    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss", "chain"))
+    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss", "chain"), lists=("dataset", "method"),
+                  notes={"dataset": FILE_HELP}, float_limit=FLOAT_LIMIT)
     sweep.add_argument("--models", default=None, action=StoreGiven,
                        help="comma-separated ladder, weakest first (default: the preset's)")
     sweep.add_argument("--losses", default=None, action=StoreGiven, help="comma-separated losses (default: xent,logconf)")
@@ -92,8 +97,17 @@ def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
         chain = args.chain if uses_chain(method) else ""
         cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, method=method,
                           chain=chain, **base)
-        cells.append(seed_configs(cfg, args.seeds or 3))
+        cells.append(_seeds(cfg, args.seeds or 3))
     return cells
+
+
+def _seeds(cfg: W2SConfig, seeds: int) -> list[W2SConfig]:
+    """The configs of seeds seed .. seed+seeds-1; one past numpy's seed range is refused, naming --seed."""
+    last = cfg.seed + seeds - 1
+    if last >= SEED_LIMIT:
+        raise ConfigError("seed", f"--seed {cfg.seed} with --seeds {seeds} runs seeds up to {last}, and numpy seeds "
+                                  f"are < 2**32; give --seed at most {SEED_LIMIT - seeds}")
+    return seed_configs(cfg, seeds)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -122,7 +136,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             continue
         cfg = make_config(W2SConfig, dataset=dataset, weak=models[i], strong=models[j], loss=loss, method=method,
                           chain=chain, **base)
-        cells.append(seed_configs(cfg, args.seeds or 3))
+        cells.append(_seeds(cfg, args.seeds or 3))
     if not cells:
         raise ConfigError("method", "bootstrap needs a rung between weak and strong: give --models with 3 or more")
     return _execute(cells, args)
@@ -132,9 +146,13 @@ def _execute(cells: list[list[W2SConfig]], args: argparse.Namespace) -> int:
     if args.quiet or (args.json and not sys.stderr.isatty()):
         set_quiet(True)
     jobs = [cfg for cell in cells for cfg in cell]
+    for device in sorted({cfg.device for cfg in jobs}):  # before the store: a stored run would skip the check
+        resolve_device(device)
     resolved: set[tuple[str, str, str, str]] = set()
     for cfg in jobs:  # every name of the sweep is looked up before the first run starts
         if (cfg.dataset, cfg.weak, cfg.strong, cfg.chain) not in resolved:
+            if cfg.dataset.startswith("file:"):
+                file_path(cfg.dataset)  # a folder is said to be one (resolve_names would call it missing)
             cfg.resolve_names()
             resolved.add((cfg.dataset, cfg.weak, cfg.strong, cfg.chain))
     store = ResultsStore(args.store)

@@ -35,9 +35,15 @@ from typing import Any
 from urllib.parse import unquote
 
 from oversight.errors import ConfigError, MissingPackageError, OversightError
+from oversight.progress import printable
 
 COMMON_OPTIONS = {"text", "label", "positive", "negative", "group", "id"}
 FILE_OPTIONS = COMMON_OPTIONS | {"encoding"}
+FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
+# what --dataset's help and `oversight datasets` say of file: names (every FILE_OPTIONS option)
+FILE_HELP = ("file:PATH reads .jsonl, .json, .csv or .tsv (columns text, label, optional group and id), "
+             "options joined by &: ?text=COL[,COL], ?label=COL, ?positive=V[,V], ?negative=V[,V], ?group=COL, "
+             "?id=COL, ?encoding=CODEC (utf-8 unless given)")
 HF_OPTIONS = COMMON_OPTIONS | {"split", "cache_dir", "format"}
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8; a leading byte-order mark (Excel writes one) is not data
 # Why a row was dropped, as the count line shows it.
@@ -163,7 +169,8 @@ def rows_to_examples(rows: Iterable[Mapping[str, Any]], columns: list[str], opti
     for col in [*text_cols, label_col, group_col, id_col]:
         if col is not None and col not in columns:
             option = {label_col: "label", group_col: "group", id_col: "id"}.get(col, "text")
-            raise DatasetFormatError(f"{where}: no column {col!r} (columns: {', '.join(columns) or 'none'}); "
+            shown = ", ".join(_shown(c) for c in columns[:20]) + (", ..." if len(columns) > 20 else "")
+            raise DatasetFormatError(f"{where}: no column {col!r} (columns: {shown or 'none'}); "
                                      f"choose one with ?{option}=COLUMN")
     out, dropped, n = [], Counter(), 0
     for n, row in enumerate(rows, 1):
@@ -190,6 +197,12 @@ def rows_to_examples(rows: Iterable[Mapping[str, Any]], columns: list[str], opti
     return Source(where, out, n, dropped)
 
 
+def _shown(name: str, limit: int = 40) -> str:
+    """A name read from a file, as a message may show it: escaped (no terminal control) and short."""
+    name = printable(str(name)).replace("\n", "\\n")
+    return name if len(name) <= limit else name[:limit] + "..."
+
+
 # ----------------------------------------------------------------------------- file:
 
 
@@ -200,7 +213,7 @@ def read_text(path: Path, encoding: str) -> str:
     if data[:4] == b"PK\x03\x04":
         raise DatasetFormatError(f"{where}: is a zip archive (an Excel workbook?), not text; save it as CSV")
     try:
-        return data.decode(encoding).removeprefix("\ufeff")
+        text = data.decode(encoding).removeprefix("\ufeff")
     except LookupError:
         raise ConfigError("dataset", f"?encoding={encoding} is not a text encoding Python knows; "
                                      "e.g. utf-8, latin-1, cp1252, utf-16") from None
@@ -216,6 +229,10 @@ def read_text(path: Path, encoding: str) -> str:
         name = "UTF-8" if codec.startswith("utf-8") else codec
         raise DatasetFormatError(f"{where}: byte 0x{data[offset]:02x} at offset {offset}{line} is not valid "
                                  f"{name}; if the file is in another encoding, name it with {hint}") from None
+    if "\x00" in text:  # no text format has NUL characters; a binary file decoded as latin-1 does
+        raise DatasetFormatError(f"{where}: is a binary file, not text (a NUL character at position "
+                                 f"{text.index(chr(0))}); give a {', '.join(FILE_SUFFIXES)} text file")
+    return text
 
 
 def _read_csv(text: str, where: str, delimiter: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -261,13 +278,24 @@ def _read_json(text: str, where: str) -> tuple[list[dict[str, Any]], list[str]]:
     return [defaultdict(lambda: None, r) for r in data], sorted({k for r in data for k in r})
 
 
-def load_file(spec: str) -> Source:
+def file_path(spec: str) -> tuple[Path, dict[str, str]]:
+    """The path and options of a ``file:`` name; a path that is missing or a folder is one error naming it."""
     body, options = parse_spec(spec, "file:", FILE_OPTIONS)
     path = Path(body).expanduser()
+    if path.is_dir():
+        inside = sorted(p.name for p in path.iterdir() if p.suffix.lower() in FILE_SUFFIXES)[:5]
+        raise DatasetFormatError(f"{str(path)!r} (from {spec!r}) is a directory, not a data file; give file: one "
+                                 f"{'/'.join(FILE_SUFFIXES)} file" + (f" (it holds {', '.join(map(_shown, inside))})"
+                                                                      if inside else ""))
     if not path.is_file():
         raise DatasetFileNotFoundError(f"no such file: {str(path)!r} (from {spec!r})")
+    return path, options
+
+
+def load_file(spec: str) -> Source:
+    path, options = file_path(spec)
     suffix, where = path.suffix.lower(), str(path)
-    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+    if suffix not in FILE_SUFFIXES:
         raise DatasetFormatError(f"{where}: unsupported file type {suffix!r}; use .jsonl, .json, .csv or .tsv")
     encoding = options.get("encoding") or DEFAULT_ENCODING
     text = read_text(path, encoding)
