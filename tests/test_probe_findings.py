@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -270,3 +271,39 @@ def test_help_gives_defaults_and_comma_lists(capsys):
     sweep = _help(capsys, "w2s", "sweep")
     for flag in ("--dataset", "--method"):
         assert "comma list" in _flag_help(sweep, flag), flag
+
+
+# ------------------------------------------------------------------ 7. the report page fits the window
+
+@pytest.fixture(scope="module")
+def page(tiny, tmp_path_factory) -> Path:
+    """A report of runs whose names are long (an hf: path) with two losses: wide PGR tables."""
+    root = tmp_path_factory.mktemp("page")
+    store = root / "o.db"
+    assert main(_w2s(tiny, store, "--loss", "xent,logconf")) == 0
+    assert main(["report", "--store", str(store), "--out", str(root / "report")]) == 0
+    return root / "report" / "index.html"
+
+
+def test_every_table_of_the_report_has_a_layout_that_cannot_overflow(page):
+    """Tables as wide as the page with fixed column shares, cells that wrap, no width of their own, and
+    few enough columns (at most 13: about 90 px each in 1,200) that a number is not broken."""
+    text = page.read_text()
+    style = " ".join(re.search(r"<style>(.*?)</style>", text, re.S).group(1).split())
+    table = re.search(r"(?:^| |\})table \{([^}]*)\}", style).group(1)
+    assert "table-layout: fixed" in table and "width: 100%" in table
+    cells = re.search(r"th, td \{([^}]*)\}", style).group(1)
+    assert re.search(r"overflow-wrap: (anywhere|break-word)", cells)
+    assert "<table" in text and "nowrap" not in text and not re.search(r"<t(able|h|d|r)[^>]* (width|style)=", text)
+    assert max(len(re.findall("<th>", t)) for t in re.findall("<table>.*?</table>", text, re.S)) <= 13
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="no headless chromium installed")
+def test_the_report_page_fits_a_1400_pixel_window_in_a_browser(page, tmp_path):
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.read_text().replace(
+        "</body>", "<script>document.title = 'W=' + document.documentElement.scrollWidth;</script></body>"))
+    out = subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1400,900",
+                          "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120).stdout
+    width = int(re.search(r"<title>W=(\d+)</title>", out).group(1))
+    assert width <= 1400, f"the page is {width} px wide in a 1400 px window"

@@ -22,14 +22,18 @@ SECTIONS = ("oversight.w2s.report", "oversight.amplification.report")
 # modules with ``markdown(store) -> str`` and ``MARKDOWN_FILE``: the results docs, one file each
 MARKDOWN_SECTIONS = ("oversight.w2s.tables", "oversight.amplification.results")
 
+# Nothing on the page can be wider than the window: every table takes the page's width with columns
+# of fixed share (table-layout: fixed) whose cells wrap, breaking a word only where it alone is wider
+# than its column (a long path), long names in text wrap, and figures shrink to fit.
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: right; }
-th { background: #f3f3f3; } td:nth-child(-n+4) { text-align: left; }
-img { max-width: 100%; margin: 0.5em 0; border: 1px solid #eee; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; color: #222;
+       overflow-wrap: break-word; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.85em; width: 100%; table-layout: fixed; }
+th, td { border: 1px solid #ccc; padding: 3px 4px; text-align: right; vertical-align: top; overflow-wrap: break-word; }
+th { background: #f3f3f3; } td:nth-child(-n+4), th:nth-child(-n+4) { text-align: left; }
+img { max-width: 100%; height: auto; margin: 0.5em 0; border: 1px solid #eee; }
+code, pre { white-space: pre-wrap; overflow-wrap: anywhere; }
 """
-
 
 def write_report(store_path: str | Path, out_dir: str | Path) -> Path:
     """The page and its figures in ``out_dir``, from a store read and never written (nor created)."""

@@ -310,30 +310,43 @@ def _saliency(r: dict[str, Any]) -> str:
     return f"{r['saliency_pretrained_acc']:.3f} → {r['saliency_finetuned_acc']:.3f}"
 
 
+PGR_COLUMNS = ("dataset", "mode / head", "variant", "weak", "strong", "weak acc", "w2s acc", "ceiling acc", "gap",
+               "PGR [95% CI]", "[test only]", "PGR over seeds", "seeds")
+DIAGNOSTIC_COLUMNS = ("dataset", "variant", "weak", "strong", "agreement (sup. right / wrong)",
+                      "ECE weak / w2s / ceiling", "Brier weak / w2s / ceiling", "bootstrap rungs (test acc)",
+                      "GT probe: pretrained → finetuned")
+
+
+def _table(title: str, columns: tuple[str, ...], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>" for cells in rows)
+    return f"<h3>{html.escape(title)}</h3><table><tr>{head}</tr>{body}</table>"
+
+
 def pgr_table_html(rows: list[dict[str, Any]]) -> str:
+    """Per method, the PGR table and, under it, the diagnostics of the same rows: two tables of few
+    enough columns that each fits the page's width without breaking a number or a word."""
     out = []
     for loss in sorted({arm(r) for r in rows}, key=_loss_order):
-        out.append(f"<h3>PGR, method = {html.escape(loss)}</h3><table><tr><th>dataset</th><th>mode/head</th>"
-                   "<th>variant</th><th>weak</th><th>strong</th><th>weak acc</th><th>w2s acc</th><th>ceiling acc</th><th>gap</th>"
-                   "<th>PGR [95% CI]</th><th>[test only]</th><th>PGR over seeds</th><th>agreement (sup. right / wrong)</th>"
-                   "<th>ECE weak / w2s / ceiling</th><th>Brier weak / w2s / ceiling</th>"
-                   "<th>bootstrap rungs (test acc)</th><th>GT probe: pretrained → finetuned</th><th>seeds</th></tr>")
-        for r in sorted((r for r in rows if arm(r) == loss),
-                        key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"]))):
+        mine = sorted((r for r in rows if arm(r) == loss),
+                      key=lambda r: (r["dataset"], r.get("variant", ""), _model_size(r["weak"]), _model_size(r["strong"])))
+        pgr, diagnostics = [], []
+        for r in mine:
             seeds = ("undefined" if r["pgr_seed_mean"] is None
                      else f"{r['pgr_seed_mean']:.2f} ± {r['pgr_seed_std']:.2f} ({r['pgr_defined_seeds']}/{r['seeds']})")
             # None where the supervisor is never wrong (or, generating answers, never right)
             agree = " / ".join("-" if r[k] is None else f"{r[k]:.2f}"
                                for k in ("agreement_supervisor_right", "agreement_supervisor_wrong"))
             variant = " ".join([r.get("variant") or "-", *r.get("flags", [])])
-            cells = [r["dataset"], f"{r['mode']}/{r['head']}", variant, r["weak"], r["strong"],
-                     *(accuracy_text(r, role) for role in ("weak", "w2s", "ceiling")), f"{r['gap']:+.3f}",
-                     format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
-                     format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
-                                r.get("gap_ci_examples_low")), seeds, agree,
-                     _triple(r, "ece"), _triple(r, "brier"), _rungs(r), _saliency(r), str(r["seeds"])]
-            out.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
-        out.append("</table>")
+            pgr.append([r["dataset"], f"{r['mode']}/{r['head']}", variant, r["weak"], r["strong"],
+                        *(accuracy_text(r, role) for role in ("weak", "w2s", "ceiling")), f"{r['gap']:+.3f}",
+                        format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"]),
+                        format_pgr(r["pgr"], r.get("pgr_ci_examples_low"), r.get("pgr_ci_examples_high"),
+                                   r.get("gap_ci_examples_low")), seeds, r["seeds"]])
+            diagnostics.append([r["dataset"], variant, r["weak"], r["strong"], agree, _triple(r, "ece"),
+                                _triple(r, "brier"), _rungs(r), _saliency(r)])
+        out.append(_table(f"PGR, method = {loss}", PGR_COLUMNS, pgr))
+        out.append(_table(f"Diagnostics, method = {loss}", DIAGNOSTIC_COLUMNS, diagnostics))
     return "\n".join(out)
 
 
