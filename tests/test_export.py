@@ -59,7 +59,7 @@ def test_export_and_from_refuse_what_is_not_there(tmp_path, capsys):
     assert main(["export", "--store", str(tmp_path / "none.db"), "--name", "x", "--out", str(tmp_path)]) != 0
     assert main(["report", "--markdown", str(tmp_path / "out"), "--from", str(tmp_path)]) != 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "does not exist" in err[0] and "holds no export" in err[1]
+    assert len(err) == 2 and "no store" in err[0] and "holds no export" in err[1]
     assert not (tmp_path / "none.db").exists()
 
 

@@ -39,9 +39,7 @@ def export_store(store_path: str | Path, out_dir: str | Path = DEFAULT_DIR, name
     import time
 
     store_path = Path(store_path)
-    if not store_path.is_file():
-        raise StoreError(f"store {store_path} does not exist")
-    store = ResultsStore(store_path)
+    store = ResultsStore(store_path, read_only=True)
     records = store.records()
     if not records:
         raise StoreError(f"store {store_path} holds no finished runs: nothing to export")

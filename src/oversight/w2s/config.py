@@ -20,7 +20,6 @@ from oversight.config import run_key
 from oversight.errors import ConfigError, UnknownNameError
 from oversight.runtime import numerics, resolve_device
 from oversight.store import ResultsStore
-from oversight.w2s.datasets import DatasetFileNotFoundError
 from oversight.w2s.gen_data import is_generative
 from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import get_model_spec
@@ -89,9 +88,9 @@ class W2SConfig:
             if not value.strip():
                 raise ConfigError(name, "is empty")
         if self.dataset.startswith("file:"):
-            path = Path(self.dataset[5:].split("?", 1)[0])
-            if not path.is_file():
-                raise DatasetFileNotFoundError(f"dataset file {path} does not exist (from --dataset {self.dataset})")
+            from oversight.w2s.files import file_path
+
+            file_path(self.dataset)  # a missing path, or a folder, is one error naming it
         elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
             raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
         self._check_order([get_model_spec(m) for m in (self.weak, *self.chain_models(), self.strong)])

@@ -44,6 +44,7 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
     numerics) over its seeds, one row per seed. Each row's ``variant`` names the fields by which its
     cell differs from the others ("" when nothing does); what cannot be read is appended to ``skipped``."""
     skipped = [] if skipped is None else skipped
+    own: list[str] = []  # what this function leaves out: said on the terminal too (report.tell_skipped)
     migrate_store(store)
     cells: dict[str, dict[int, tuple[W2SConfig, dict[str, Any]]]] = defaultdict(dict)
     identities: dict[str, dict[str, Any]] = {}
@@ -51,14 +52,14 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         try:
             cfg = make_config(W2SConfig, **as_stored_by_now(W2SConfig, record["config"]))
         except (OversightError, TypeError) as err:
-            skipped.append(f"run {record['key']}: its config is no longer valid ({err})")
+            own.append(f"run {record['key']}: its config is no longer valid ({err})")
             continue
         results = record["results"]
         label = {**label_fields(cfg), "data": _short(results.get("data_version")),
                  "numerics": results.get("numerics") or "not recorded"}
         identity = canonical_json({k: v for k, v in label.items() if k != "seed"})
         if cfg.seed in cells[identity]:  # records() is oldest first: the newer row of a seed is kept
-            skipped.append(f"run {cells[identity][cfg.seed][1]['key']}: an older row of seed {cfg.seed} of its cell")
+            own.append(f"run {cells[identity][cfg.seed][1]['key']}: an older row of seed {cfg.seed} of its cell")
         cells[identity][cfg.seed] = (cfg, record)
         identities[identity] = label
     skipped += [f"row {line}" for line in store.unreadable]
@@ -71,10 +72,12 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         try:
             row = aggregate_records(items, store)
         except (OversightError, RuntimeError, ValueError) as err:
-            skipped.append(f"{first.dataset} {first.weak}->{first.strong} {first.loss}: {err}")
+            own.append(f"{first.dataset} {first.weak}->{first.strong} {first.loss}: {err}")
             continue
         row["variant"] = ", ".join(f"{k}={identities[identity].get(k)}" for k in differing)
         rows.append(row)
+    skipped += own
+    store.unreadable_artifacts.extend(line for line in own if line not in store.unreadable_artifacts)
     return rows
 
 
