@@ -182,3 +182,29 @@ def test_diverged_and_untrained_runs_are_flagged(tiny, tmp_path, capsys, lr, fla
 
     (row,) = collect(ResultsStore(tmp_path / "o.db"))
     assert any(flag in f for f in row["flags"])
+
+
+def test_amplification_keys_name_numerics_other_than_plain_cpu(monkeypatch):
+    from oversight.amplification.config import AmplifyConfig
+    from oversight.amplification.runs import run_key
+    from oversight.config import run_key as shared_run_key
+
+    cfg = AmplifyConfig(task="union_find", mode="amplify", size=8, steps=10, bf16=True, device="cpu")
+    monkeypatch.setattr(runtime, "_cpu_has_native_bf16", lambda: False)
+    plain = run_key(cfg)  # bf16 asked for, not fast here: fp32 ran, the key of every row before
+    assert plain == shared_run_key(cfg.with_task_defaults(), kind="amplify", test_set="v2")
+    monkeypatch.setattr(runtime, "_cpu_has_native_bf16", lambda: True)
+    assert run_key(cfg) != plain and run_key(cfg, ran_with="cpu/fp32") == plain
+
+
+def test_amplification_table_flags_rows_made_from_a_dirty_tree():
+    from oversight.amplification.results import measurement_table
+
+    def record(commit: str) -> dict:
+        config = {"task": "union_find", "mode": "amplify", "size": 8, "steps": 10, "seed": 0}
+        results = {"test_acc": 0.5, "test_acc_se": 0.01, "steps": 10, "expert_calls": 1, "gt_labels_used": 0,
+                   "seconds": 1.0, "test_set": "v2", "provenance": {"commit": commit, "host": "h"}}
+        return {"key": commit, "kind": "amplify", "config": config, "results": results}
+
+    assert "[DIRTY TREE]" in measurement_table([record("abc+dirty")])
+    assert "[DIRTY TREE] |" not in measurement_table([record("abc")]).split("\n\n")[0]

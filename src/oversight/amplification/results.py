@@ -122,6 +122,8 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
         curriculum += f" ({row['variant']})" if row["variant"] else ""
         if not row["reproducible"]:
             curriculum += " (time-limited: not reproducible)"
+        if any(str(c).endswith("+dirty") for c in row["commits"]):
+            curriculum += " [DIRTY TREE]"  # made from uncommitted code: no commit reproduces it
         reach = ", ".join("-" if s is None else str(s) for s in row["steps_to_95"])
         cells = [row["task"], row["size"], row["mode"], curriculum, format_accuracy(row), reach,
                  ", ".join(str(s) for s in sorted(set(row["steps_run"]))), f"{row['expert_calls']:,.0f}",
@@ -132,7 +134,8 @@ def measurement_table(records: list[dict[str, Any]]) -> str:
                "validation point at or above 0.95 ('-': never). A run stops at its step budget or once the "
                "curriculum is done and validation accuracy reaches 0.99. [ORACLE CURRICULUM]: questions were "
                "chosen with their true depths or distances, an upper bound, not a method. [DIVERGED]: training "
-               "stopped at a non-finite loss or gradient; the accuracy is that of a broken model.")
+               "stopped at a non-finite loss or gradient; the accuracy is that of a broken model. [DIRTY TREE]: "
+               "made from uncommitted code.")
     caption += f" Test set {TEST_SET}"
     caption += (f"; {left_out} runs measured on a retired test set are left out." if left_out else ".")
     return "\n".join(lines) + "\n\n" + caption

@@ -20,17 +20,36 @@ from oversight.amplification.config import AmplifyConfig
 from oversight.amplification.evaluation import TEST_SET, stored_test_set
 from oversight.config import as_stored_by_now, run_identity
 from oversight.config import run_key as shared_run_key
+from oversight.runtime import numerics, resolve_device
 from oversight.store import ResultsStore
 
 KIND = "amplify"
-# bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once (4: the test set joined the key)
-IDENTITY_VERSION = "4"
+# bump when run_identity(AmplifyConfig) changes; stored rows are rekeyed once (4: the test set joined
+# the key; 5: the numerics that ran, where they are not plain CPU fp32)
+IDENTITY_VERSION = "5"
+PLAIN = "cpu/fp32"  # the numerics every row had before they were keyed: left out of the key, so those keys hold
 
 
-def run_key(cfg: AmplifyConfig, test_set: str = TEST_SET) -> str:
+def run_numerics(cfg: AmplifyConfig) -> str:
+    """The device type and precision this config runs with on this host (``--device auto`` resolved)."""
+    return numerics(resolve_device(cfg.device), cfg.bf16)
+
+
+def stored_numerics(record: dict[str, Any]) -> str:
+    """The numerics a stored row ran with: recorded, or read off its device and bf16 setting."""
+    results = record.get("results") or {}
+    if results.get("numerics"):
+        return str(results["numerics"])
+    return numerics(str(results.get("device") or "cpu"), bool(record["config"].get("bf16", False)))
+
+
+def run_key(cfg: AmplifyConfig, test_set: str = TEST_SET, ran_with: str | None = None) -> str:
     """Results-store key of a run: its identity, with the fields left to the task filled in (so
-    ``--lr 0`` and the task's own rate are one run), and the test set it is measured on."""
-    return shared_run_key(cfg.with_task_defaults(), kind=KIND, test_set=test_set)
+    ``--lr 0`` and the task's own rate are one run), the test set it is measured on, and the
+    numerics it runs with (``ran_with``, else this host's) unless they are plain CPU fp32."""
+    where = ran_with or run_numerics(cfg)
+    extra = {} if where == PLAIN else {"numerics": where}
+    return shared_run_key(cfg.with_task_defaults(), kind=KIND, test_set=test_set, **extra)
 
 
 def stored_config(config: dict[str, Any]) -> AmplifyConfig:
@@ -42,7 +61,8 @@ def stored_config(config: dict[str, Any]) -> AmplifyConfig:
 
 def identity_of(record: dict[str, Any]) -> dict[str, Any]:
     """A stored row's identity: its config's, and the test set it was measured on."""
-    return {**run_identity(stored_config(record["config"])), "test_set": stored_test_set(record.get("results") or {})}
+    return {**run_identity(stored_config(record["config"])), "test_set": stored_test_set(record.get("results") or {}),
+            "numerics": stored_numerics(record)}
 
 
 def migrate_store(store: ResultsStore) -> int:
@@ -51,7 +71,7 @@ def migrate_store(store: ResultsStore) -> int:
 
     def key_of(record: dict[str, Any]) -> str | None:
         try:
-            return run_key(stored_config(record["config"]), stored_test_set(record["results"]))
+            return run_key(stored_config(record["config"]), stored_test_set(record["results"]), stored_numerics(record))
         except (TypeError, ValueError, KeyError):  # a config this release cannot read stays as it is
             return None
 

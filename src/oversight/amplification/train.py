@@ -79,7 +79,15 @@ from oversight.amplification.pacing import (
 from oversight.amplification.truth import GroundTruthLabelsUsed, policy_for
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
-from oversight.runtime import autocast, code_commit, provenance, resolve_device, seed_everything, set_threads
+from oversight.runtime import (
+    autocast,
+    code_commit,
+    numerics,
+    provenance,
+    resolve_device,
+    seed_everything,
+    set_threads,
+)
 
 # The loop's own names, and (second group) those tests and benchmarks import from here that live in
 # the modules the loop uses; ``evaluate``, ``make_test_sets`` and ``accuracy_by_level`` are looked up
@@ -435,6 +443,7 @@ def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, 
         "curve": curve,
         "x_parameters": count_parameters(state.model),
         "device": device,
+        "numerics": numerics(device, cfg.bf16),
         "provenance": provenance(),
     }
 
