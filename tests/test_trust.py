@@ -208,3 +208,15 @@ def test_amplification_table_flags_rows_made_from_a_dirty_tree():
 
     assert "[DIRTY TREE]" in measurement_table([record("abc+dirty")])
     assert "[DIRTY TREE] |" not in measurement_table([record("abc")]).split("\n\n")[0]
+
+
+@pytest.mark.slow
+def test_an_absent_device_is_refused_even_when_the_run_is_stored(tmp_path, capsys):
+    store = str(tmp_path / "a.db")
+    base = ["amplify", "run", "--task", "union_find", "--mode", "supervised", "--size", "8", "--steps", "3",
+            "--no-overlap-targets", "--threads", "1", "--store", store]
+    assert main(base) == 0
+    capsys.readouterr()
+    assert main([*base, "--device", "tpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "device" in err[0]
