@@ -64,7 +64,13 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         identities[identity] = label
     skipped += [f"row {line}" for line in store.unreadable]
     # a field one cell does not use (alpha_max outside logconf) does not make it a variant
-    differing = varying_fields(list(identities.values()), ignore=SHOWN, missing_is_value=False)
+    differing = varying_fields(list(identities.values()), ignore=(*SHOWN, "data"), missing_is_value=False)
+    # each dataset has a version of its own: the data tells cells apart only where one dataset has two
+    versions: dict[str, set[str]] = defaultdict(set)
+    for label in identities.values():
+        versions[label["dataset"]].add(label["data"])
+    if any(len(v) > 1 for v in versions.values()):
+        differing.append("data")
     rows = []
     for identity, by_seed in cells.items():
         items = [by_seed[seed] for seed in sorted(by_seed)]
