@@ -6,7 +6,7 @@
 
 One part per kind of task (classification, chess puzzles, reward modelling), and in it one
 section per weight selection (``--select``; ``oracle`` flagged as an ablation) and run variant, each with its provenance (seeds, commits and hosts of its runs): the PGR table (both
-intervals), and the method comparison at each dataset's largest-gap pair with the median over
+intervals), and the method comparison at each dataset's largest validation-gap pair with the median over
 datasets, as the paper's summary plots.
 """
 
@@ -119,7 +119,7 @@ def _section(title: str, group: list[dict[str, Any]]) -> list[str]:
     group.sort(key=lambda r: (r["dataset"], _model_size(r["weak"]), _model_size(r["strong"]),
                               _loss_order(arm(r)), r.get("chain") or ""))
     return ["", f"### {title}", "", _provenance(group), "", _table(head, [_row_cells(r) for r in group]),
-            "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest-gap pair.", "",
+            "", f"Method comparison ({title}): PGR [95% CI] at each dataset's largest validation-gap pair.", "",
             comparison_table(group)]
 
 
