@@ -145,6 +145,7 @@ def summary(store: ResultsStore) -> list[str]:
         top = ("" if best is None else f" Highest: {best['dataset']} {best['weak']} -> {best['strong']} "
                f"{method_label(best)} {format_pgr(best['pgr'], best['pgr_ci_low'], best['pgr_ci_high'], best['gap_ci_low'])}.")
         where = FAMILIES[list(FAMILIES)[rank]][0] + (f", {variant}" if variant else "")
+        datasets = f"{len(cells)} dataset" + ("s" if len(cells) > 1 else "")
         lines.append(f"- **{where}** ({'/'.join(map(str, seeds))} seeds, --select weak-val): median PGR over "
-                     f"{len(cells)} datasets at each one's largest validation-gap pair: {medians}.{top}")
+                     f"{datasets} at each one's largest validation-gap pair: {medians}.{top}")
     return lines
