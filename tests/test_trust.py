@@ -220,3 +220,12 @@ def test_an_absent_device_is_refused_even_when_the_run_is_stored(tmp_path, capsy
     assert main([*base, "--device", "tpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "device" in err[0]
+
+
+def test_w2s_rows_made_from_an_uncommitted_tree_are_flagged():
+    from oversight.w2s.aggregate import method_label, row_flags
+
+    row = {"loss": "xent", "method": "direct", "dirty": True, "oracle": True, "diverged": ["w2s"]}
+    assert row_flags(row) == ["[ORACLE]", "[DIVERGED: w2s]", "[DIRTY TREE]"]
+    assert method_label({**row, "flags": row_flags(row)}) == "xent [ORACLE] [DIVERGED: w2s] [DIRTY TREE]"
+    assert row_flags({"loss": "xent"}) == []
