@@ -93,7 +93,7 @@ class W2SConfig:
             file_path(self.dataset)  # a missing path, or a folder, is one error naming it
         elif not self.dataset.startswith("hf:") and self.dataset not in DATASETS:
             raise UnknownNameError("dataset", self.dataset, DATASETS.names(), hint="Or pass file:PATH or hf:NAME[:CONFIG]")
-        self._check_order([get_model_spec(m) for m in (self.weak, *self.chain_models(), self.strong)])
+        specs = [get_model_spec(m) for m in (self.weak, *self.chain_models(), self.strong)]
         if uses_genft(self.method):  # the strong model must have an LM head: said now, not after the weak run
             from oversight.w2s.genft import require_lm_head
 
@@ -102,6 +102,7 @@ class W2SConfig:
             from oversight.w2s.generative import check_config
 
             check_config(self)
+        self._check_order(specs)  # after the checks that say what kind of rung a task needs
 
     def _check_order(self, specs: list[Any]) -> None:
         """weak < each rung of the chain < strong, by parameters (bow, with none, is the smallest): an
