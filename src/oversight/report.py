@@ -138,6 +138,8 @@ def summary_lines(store: ResultsStore, meta: dict[str, str]) -> list[str]:
 
 
 def _replace_summary(readme: Path, lines: list[str]) -> Path:
+    if not readme.is_file():
+        raise ConfigError("readme", f"{readme} is not a file; give the README whose results summary to rewrite")
     text = readme.read_text(encoding="utf-8")
     if README_START not in text or README_END not in text:
         raise ConfigError("readme", f"{readme} has no results summary block ({README_START} ... {README_END})")

@@ -157,3 +157,27 @@ def markdown(store: Any) -> str:
             f"{sum(len(row['seeds']) for row in rows)} runs on test set {TEST_SET}; seeds "
             f"{', '.join(map(str, seeds)) or '-'}; made at commit {', '.join(commits) or '-'} "
             f"on {', '.join(hosts) or '-'}.\n\n{measurement_table(records)}\n")
+
+
+def summary(store: Any) -> list[str]:
+    """The README's results line: per task, the test accuracy of amplify (label-free curriculum)
+    at each size where it has 3 or more seeds, beside the oracle-curriculum ablation where run."""
+    records = store.records(kind="amplify")
+    rows = [r for r in aggregate_runs(on_current_test_set(records)) if r["mode"] == "amplify" and len(r["seeds"]) >= 3
+            and not r["variant"]]
+    parts = []
+    for size in sorted({r["size"] for r in rows}):
+        here = [r for r in rows if r["size"] == size]
+        for task in sorted({r["task"] for r in here}):
+            label_free = [r for r in here if r["task"] == task and not r["oracle_curriculum"]]
+            oracle = [r for r in here if r["task"] == task and r["oracle_curriculum"]]
+            if not label_free:
+                continue
+            text = f"{task} n={size} {format_accuracy(label_free[0]).replace(' (3 seeds)', '')}"
+            if oracle:
+                text += f" (oracle curriculum {format_accuracy(oracle[0]).replace(' (3 seeds)', '')})"
+            parts.append(text)
+    if not parts:
+        return []
+    return [f"- **Amplification** (test set {TEST_SET}, 3 seeds): amplify's test accuracy with the label-free "
+            f"curriculum: {'; '.join(parts)}."]
