@@ -45,7 +45,7 @@ class W2SConfig:
     """One weak-to-strong experiment: a (dataset, weak, strong, loss) cell at one seed."""
 
     dataset: str = field(default="rotten_tomatoes", metadata={
-        "help": "dataset name (see `oversight datasets`), file:PATH (JSONL/CSV with text,label) or hf:NAME[:CONFIG]"})
+        "help": "a name (`oversight datasets`), file:PATH or hf:NAME[:CONFIG]"})
     weak: str = field(default="minilm-l6", metadata={"help": "weak supervisor model (see `oversight models`) or hf:ID_OR_PATH"})
     strong: str = field(default="mpnet-base", metadata={"help": "strong student model (see `oversight models`) or hf:ID_OR_PATH"})
     loss: str = field(default="xent", metadata={"help": "student loss on weak labels: xent, logconf, product, entropy or window (see oversight.w2s.losses)"})

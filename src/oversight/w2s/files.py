@@ -41,9 +41,7 @@ COMMON_OPTIONS = {"text", "label", "positive", "negative", "group", "id"}
 FILE_OPTIONS = COMMON_OPTIONS | {"encoding"}
 FILE_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv")
 # what --dataset's help and `oversight datasets` say of file: names (every FILE_OPTIONS option)
-FILE_HELP = ("file:PATH reads .jsonl, .json, .csv or .tsv (columns text, label, optional group and id), "
-             "options joined by &: ?text=COL[,COL], ?label=COL, ?positive=V[,V], ?negative=V[,V], ?group=COL, "
-             "?id=COL, ?encoding=CODEC (utf-8 unless given)")
+FILE_HELP = "file: .jsonl/.json/.csv/.tsv; ?text=,?label=,?group=,?encoding=... (README)"
 HF_OPTIONS = COMMON_OPTIONS | {"split", "cache_dir", "format"}
 DEFAULT_ENCODING = "utf-8-sig"  # UTF-8; a leading byte-order mark (Excel writes one) is not data
 # Why a row was dropped, as the count line shows it.
