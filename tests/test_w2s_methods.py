@@ -18,7 +18,8 @@ from oversight.w2s import pipeline  # noqa: E402
 from oversight.w2s.config import W2SConfig  # noqa: E402
 from oversight.w2s.datasets import load_dataset  # noqa: E402
 from oversight.w2s.linear import LinearProbe  # noqa: E402
-from oversight.w2s.pipeline import cross_fit_folds, run_experiment  # noqa: E402
+from oversight.w2s.pipeline import run_experiment  # noqa: E402
+from oversight.w2s.splits import cross_fit_folds  # noqa: E402
 
 
 @pytest.fixture(scope="module")

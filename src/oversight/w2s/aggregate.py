@@ -26,6 +26,8 @@ def seed_metrics(cfg: W2SConfig, weak_test: np.ndarray, w2s_test: np.ndarray, ce
         "dataset": cfg.dataset, "weak": cfg.weak, "strong": cfg.strong, "loss": cfg.loss, "seed": cfg.seed,
         "mode": cfg.mode, "head": cfg.head, "method": cfg.method, "chain": cfg.chain_models(),
         "select": cfg.select, "oracle": cfg.select == "oracle",  # ground truth selected the student: an ablation
+        "supervisor": cfg.supervisor, "supervisor_accuracy": cfg.supervisor_accuracy, "student": cfg.student,
+        "truth_budget": cfg.truth_budget,
     }
     for role, probs in (("weak", weak_test), ("w2s", w2s_test), ("ceiling", ceiling_test)):
         out[f"{role}_acc"] = metrics.accuracy(probs, test_labels)
@@ -33,6 +35,25 @@ def seed_metrics(cfg: W2SConfig, weak_test: np.ndarray, w2s_test: np.ndarray, ce
     out.update(metrics.agreement(w2s_test, weak_test, test_labels))
     out["pgr"] = metrics.pgr(out["weak_acc"], out["w2s_acc"], out["ceiling_acc"])
     return out
+
+
+def run_flags(store: ResultsStore, run_keys: dict[str, str], ceiling_acc: float, test_labels: np.ndarray,
+              task: str) -> dict[str, Any]:
+    """What makes a seed's numbers no result, for its row and every table: the roles whose training
+    loss stopped being finite (``diverged``), and a ceiling no better than chance (a majority guess,
+    within two standard errors; for generated answers, none right), so that its PGR means nothing."""
+    diverged = []
+    for role, key in run_keys.items():
+        row = store.get(key)
+        parts = [] if row is None else [row["results"], *(v for v in row["results"].values() if isinstance(v, dict))]
+        if any(part.get("diverged_step") is not None for part in parts):
+            diverged.append(role)
+    if task == "generate":
+        at_chance = ceiling_acc <= 0.0
+    else:
+        chance = max(float(np.mean(test_labels > 0.5)), float(np.mean(test_labels <= 0.5)))
+        at_chance = ceiling_acc <= chance + 2 * (chance * (1 - chance) / max(1, len(test_labels))) ** 0.5
+    return {"diverged": diverged, "ceiling_at_chance": bool(at_chance)}
 
 
 # --------------------------------------------------------------------------- over seeds
@@ -84,7 +105,7 @@ def aggregate_records(items: list[tuple[W2SConfig, dict[str, Any]]], store: Resu
     out["seed_values"] = seeds
     for name in ("weak_acc", "w2s_acc", "ceiling_acc", "weak_auroc", "w2s_auroc", "ceiling_auroc",
                  "agreement", "agreement_supervisor_right", "agreement_supervisor_wrong",
-                 "weak_val_acc", "ceiling_val_acc"):
+                 "weak_val_acc", "ceiling_val_acc", "error_auroc", "weak_model_acc", "truth_labels_read"):
         mean, std, _ = metrics.mean_std([r.get(name) for r in rows])
         out[name], out[name + "_std"] = mean, std
     for name in ("saliency_pretrained_acc", "saliency_finetuned_acc"):  # finetune mode only

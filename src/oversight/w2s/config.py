@@ -20,6 +20,7 @@ from oversight.config import run_key
 from oversight.errors import ConfigError, UnknownNameError
 from oversight.runtime import numerics, resolve_device
 from oversight.store import ResultsStore
+from oversight.w2s import supervisors
 from oversight.w2s.gen_data import is_generative
 from oversight.w2s.losses import LOSSES, loss_options, loss_specific_options
 from oversight.w2s.models import get_model_spec
@@ -28,6 +29,7 @@ MODES = ("head", "finetune", "probe")
 METHODS = ("direct", "bootstrap", "genft", "bootstrap+genft")
 SELECTS = ("weak-val", "last", "oracle")
 HEADS = ("logistic", "mlp")
+STUDENTS = ("naive", "two-head")
 
 
 def uses_chain(method: str) -> bool:
@@ -69,6 +71,10 @@ class W2SConfig:
     select: str = field(default="weak-val", metadata={"key_neutral": "last", "choices": SELECTS, "help": "weights kept: weak-val (best validation agreement with the weak labels), last, or oracle (ground truth; flagged)"})
     bf16: bool = field(default=True, metadata={"help": "bf16 autocast for backbone passes (faster on CPU, slightly less precise)"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:N", "identity": False})
+    supervisor: str = field(default="model", metadata={"key_neutral": "model", "help": "who labels the student's data: model (the weak model), flip:random, flip:rule:RULE or flip:model (see oversight.w2s.supervisors)"})
+    supervisor_accuracy: str = field(default="", metadata={"key_neutral": "", "help": "a flip: supervisor's accuracy on every split it labels: a number in (0.5, 1] or weak (the weak model's own)"})
+    student: str = field(default="naive", metadata={"key_neutral": "naive", "choices": STUDENTS, "help": "naive (one head fits the labels with --loss) or two-head (a truth head and a model of the supervisor's errors)"})
+    truth_budget: int = field(default=0, metadata={"key_neutral": 0, "help": "ground-truth labels of student_train the student may read (random ones; counted and stored; 0 = none)"})
 
     def unused_fields(self, values: dict[str, Any]) -> set[str]:
         """Fields this config's mode and loss ignore: they do not tell runs apart."""
@@ -153,6 +159,22 @@ class W2SConfig:
             raise ConfigError("select", f"{self.select!r} is not one of {', '.join(SELECTS)}")
         if self.weak == self.strong:
             raise ConfigError("strong", "the strong model must differ from the weak model")
+        self._validate_student()
+
+    def _validate_student(self) -> None:
+        """The supervisor, the student kind and the truth budget: the beyond-the-paper options."""
+        supervisors.check(self.supervisor, self.supervisor_accuracy)
+        if self.supervisor != "model" and (self.method != "direct" or is_generative(self.dataset)):
+            raise ConfigError("supervisor", "a flip: supervisor labels a direct student of a classification dataset only")
+        if self.student not in STUDENTS:
+            raise ConfigError("student", f"{self.student!r} is not one of {', '.join(STUDENTS)}")
+        if self.student == "two-head" and (self.mode != "head" or self.method != "direct" or self.loss != "xent"):
+            raise ConfigError("student", "two-head trains a head on frozen features (--mode head, --method direct) "
+                              "with its own loss (leave --loss xent)")
+        if self.truth_budget < 0:
+            raise ConfigError("truth_budget", f"must be >= 0, got {self.truth_budget}")
+        if self.truth_budget and (self.method != "direct" or is_generative(self.dataset)):
+            raise ConfigError("truth_budget", "is read by a direct student of a classification dataset only")
 
     def _validate_chain(self) -> None:
         chain = self.chain_models()

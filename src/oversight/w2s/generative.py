@@ -19,7 +19,7 @@ and move parser in ``chess_puzzles.py``. For one seed, as ``pipeline.py`` does f
    ``student_train``, ``validation`` and ``test``; its generated answers are the weak labels;
 2. ``bootstrap``: each rung of the chain learns from the previous rung's generated answers and
    answers ``student_train`` for the next, cross-fitted like ``pipeline.Cell.link`` (two halves by
-   group, ``pipeline.cross_fit_folds``; a model trained on each half answers the other). Answers
+   group, ``splits.cross_fit_folds``; a model trained on each half answers the other). Answers
    cannot be averaged, so validation and test are answered by the first half's model;
 3. weak-to-strong: the strong decoder is LM-finetuned on its supervisor's answers of
    ``student_train``; a generation that names no answer (not a legal move) gives no label, and its
@@ -69,10 +69,10 @@ from oversight.w2s.pipeline import (
     _hashable,
     _run_unit,
     _settings,
-    cross_fit_folds,
     run_roles,
     store_seed_row,
 )
+from oversight.w2s.splits import cross_fit_folds
 from oversight.w2s.train import TrainSettings, Watch
 
 EPOCHS, BATCH_SIZE = 4, 16  # defaults for --epochs / --batch-size: ~50 steps on ~200 training prompts

@@ -26,7 +26,6 @@ Aggregation over seeds is in ``aggregate.py``.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
@@ -34,19 +33,20 @@ from typing import Any
 
 import numpy as np
 
-from oversight.config import config_hash
+from oversight.config import config_hash, key_fields
 from oversight.errors import ArtifactError
 from oversight.progress import log
 from oversight.runtime import code_commit, provenance, resolve_device, seed_everything, set_threads
 from oversight.store import ArtifactStore, ResultsStore, artifacts_for
-from oversight.w2s import genft, metrics, pairs
-from oversight.w2s.aggregate import seed_metrics
+from oversight.w2s import genft, metrics, pairs, supervisors
+from oversight.w2s.aggregate import run_flags, seed_metrics
 from oversight.w2s.config import W2SConfig, data_version, experiment_key, run_numerics, uses_genft
 from oversight.w2s.datasets import Splits, dataset_texts, load_dataset
 from oversight.w2s.gen_data import is_generative
 from oversight.w2s.linear import BowClassifier, ProbeClassifier, probe_predictions
 from oversight.w2s.losses import loss_options, loss_specific_options
 from oversight.w2s.models import ModelSpec, get_model_spec
+from oversight.w2s.splits import cross_fit_folds
 from oversight.w2s.train import (
     Classifier,
     FeatureCache,
@@ -57,6 +57,7 @@ from oversight.w2s.train import (
     finetune,
     train_head,
 )
+from oversight.w2s.two_head import train_two_head
 
 Arrays = dict[str, np.ndarray]
 
@@ -99,8 +100,10 @@ def _settings(cfg: W2SConfig, spec: ModelSpec, loss: str, device: str, student: 
 
 
 def _fit(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targets: np.ndarray,
-         artifacts: ArtifactStore, desc: str, corpus: str = "", watch: Watch | None = None) -> Classifier:
-    """One classifier trained on ``targets`` (P(class 1) per text) as ``settings`` say."""
+         artifacts: ArtifactStore, desc: str, corpus: str = "", watch: Watch | None = None,
+         trusted: dict[int, float] | None = None) -> Classifier:
+    """One classifier trained on ``targets`` (P(class 1) per text) as ``settings`` say; with
+    ``trusted`` (index -> ground truth), a two-head student whose truth head also fits those."""
     if spec.kind == "bow":  # fitted in one solve: no steps to watch or select among
         return BowClassifier(settings.seed).fit(train_texts, targets)
     if settings.mode == "finetune":
@@ -108,6 +111,8 @@ def _fit(spec: ModelSpec, settings: TrainSettings, train_texts: list[str], targe
     featurizer = FrozenFeaturizer(FeatureCache(artifacts, spec, corpus, settings.device), settings.device)
     if settings.mode == "probe":
         return ProbeClassifier(featurizer, seed=settings.seed).fit(train_texts, targets)
+    if trusted is not None:
+        return train_two_head(featurizer, train_texts, targets, settings, trusted, desc=desc, watch=watch)
     return train_head(featurizer, train_texts, targets, settings, desc=desc, watch=watch)
 
 
@@ -150,22 +155,6 @@ def _labels(examples: list[Any]) -> np.ndarray:
     return np.array([e.label for e in examples], dtype=np.float32)
 
 
-def cross_fit_folds(groups: list[str], seed: int) -> np.ndarray:
-    """Fold 0 or 1 per example, whole groups to one fold, balanced in examples: groups in
-    SHA-1(seed, group) order, each to the fold with fewer examples so far. A single group is split
-    by position (there is nothing else to split by)."""
-    sizes: dict[str, int] = {}
-    for g in groups:
-        sizes[g] = sizes.get(g, 0) + 1
-    if len(sizes) < 2:
-        return np.arange(len(groups)) % 2
-    fold_of, counts = {}, [0, 0]
-    for g in sorted(sizes, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest()):
-        fold = int(counts[1] < counts[0])
-        fold_of[g], counts[fold] = fold, counts[fold] + sizes[g]
-    return np.array([fold_of[g] for g in groups])
-
-
 # --------------------------------------------------------------------------- one seed of one cell
 
 class Cell:
@@ -195,13 +184,14 @@ class Cell:
     def _train(self, model: str, settings: TrainSettings, texts: list[str], targets: np.ndarray,
                val_labels: np.ndarray, predict_on: tuple[str, ...], desc: str,
                on_model: Callable[[Classifier], Arrays] | None = None,
-               extra: dict[str, list[str]] | None = None) -> tuple[Arrays, dict[str, Any]]:
+               extra: dict[str, list[str]] | None = None,
+               trusted: dict[int, float] | None = None) -> tuple[Arrays, dict[str, Any]]:
         """Train one model, selecting on ``val_labels``; its predictions on the splits of
         ``predict_on`` and on the texts of ``extra``, and what ``on_model`` makes of it."""
         seed_everything(self.cfg.seed)
         watch = Watch(self.texts["validation"], val_labels, self.texts["test"], self.truth["test"])
         fitted = _fit(self.specs[model], settings, texts, targets, self.artifacts, desc=desc, corpus=self.corpus,
-                      watch=watch)
+                      watch=watch, trusted=trusted)
         texts_of = {**{name: self.texts[name] for name in predict_on}, **(extra or {})}
         arrays = {name: fitted.predict_proba(t).astype(np.float32) for name, t in texts_of.items()}
         if on_model is not None:
@@ -272,27 +262,75 @@ class Cell:
 
         return key, _run_unit(self.store, "w2s_link", key, config, train)
 
+    def supervise(self, weak_key: str, weak: Arrays) -> tuple[str, Arrays]:
+        """A synthetic supervisor's hard labels of each split (``--supervisor flip:...``), made from
+        that split's ground truth at ``--supervisor-accuracy``; the measured accuracies go in its row."""
+        cfg = self.cfg
+        config = {**self.data, "role": "supervisor", "supervisor": cfg.supervisor,
+                  "accuracy": cfg.supervisor_accuracy, "weak_run": weak_key}
+        key = config_hash(config, kind="w2s_supervisor")
+
+        def train() -> tuple[Arrays, dict[str, Any]]:
+            arrays = {split: supervisors.synthetic_labels(
+                cfg.supervisor, cfg.supervisor_accuracy, getattr(self.splits, split), self.truth[split],
+                weak[split], cfg.seed, split) for split in ("student_train", "validation", "test")}
+            measured = {split: metrics.accuracy(arrays[split], self.truth[split]) for split in arrays}
+            return arrays, {"test_acc": measured["test"], "accuracy": measured}
+
+        return key, _run_unit(self.store, "w2s_supervisor", key, config, train)
+
     def student(self, supervisor_key: str, supervisor: Arrays) -> tuple[str, Arrays]:
-        """The weak-to-strong student, trained on its supervisor's labels of ``student_train``."""
+        """The weak-to-strong student, trained on its supervisor's labels of ``student_train`` (and
+        the ground truth of ``--truth-budget`` of them: mixed in, or to a two-head student's truth head)."""
         cfg = self.cfg
         settings = self._student_settings(cfg.strong)
+        beyond = {name: value for name, value in key_fields(cfg).items() if name in ("student", "truth_budget")}
         config = {**self.data, "model": self.specs[cfg.strong].name, "role": "w2s", "weak_run": supervisor_key,
-                  **_hashable(settings)}
+                  **_hashable(settings), **beyond}
         key = config_hash(config, kind="w2s_student")
         finetuning = settings.mode == "finetune"
 
         def train() -> tuple[Arrays, dict[str, Any]]:
+            budget = supervisors.TruthBudget(self.truth["student_train"], cfg.truth_budget, cfg.seed)
+            trusted = budget.read() if cfg.truth_budget else {}
+            targets = supervisor["student_train"]
+            if cfg.student == "naive" and trusted:
+                targets = supervisors.mix_in(targets, trusted)
             arrays, results = self._train(cfg.strong, settings, self.texts["student_train"],
-                                          supervisor["student_train"], self._val_labels(supervisor), ("test",),
+                                          targets, self._val_labels(supervisor), ("test",),
                                           f"w2s {cfg.weak}->{cfg.strong} {cfg.loss}",
-                                          on_model=self._saliency if finetuning else None)
+                                          on_model=self._saliency if finetuning else None,
+                                          trusted=trusted if cfg.student == "two-head" else None)
             for name in ("probe_pretrained", "probe_finetuned"):
                 if name in arrays:
                     results[f"{name}_acc"] = metrics.accuracy(arrays[name], self.truth["test"])
-            return arrays, results
+            return arrays, {**results, "truth_labels_read": budget.reads}
 
         needs = ("probe_finetuned",) if finetuning else ()
         return key, _run_unit(self.store, "w2s_student", key, config, train, needs=needs)
+
+    def error_analysis(self, supervisor_key: str, supervisor: Arrays) -> dict[str, Any]:
+        """How predictable the supervisor's mistakes are from the student's pretrained features: a
+        linear probe for "supervisor wrong" fitted on ``student_train``, its AUROC on validation. An
+        analysis that reads ground truth: nothing trains, selects or stops on it."""
+        spec = self.specs[self.cfg.strong]
+        config = {**self.data, "model": spec.name, "role": "error_probe", "supervisor_run": supervisor_key}
+        key = config_hash(config, kind="w2s_error_probe")
+
+        def train() -> tuple[Arrays, dict[str, Any]]:
+            corpus = self.corpus or _embed_corpus(self.cfg, (spec,), self.artifacts, self.device)
+            pretrained = FrozenFeaturizer(FeatureCache(self.artifacts, spec, corpus, self.device), self.device)
+            readable = pairs.side_difference if pairs.is_pairwise(self.texts["test"]) else (lambda f: f)
+            wrong = {s: supervisors.wrong(supervisor[s], self.truth[s]) for s in ("student_train", "validation")}
+            if wrong["student_train"].all() or not wrong["student_train"].any():
+                return {"validation": np.full(len(wrong["validation"]), np.nan, np.float32)}, {"error_auroc": None}
+            probs = probe_predictions(readable(pretrained.transform(self.texts["student_train"])),
+                                      wrong["student_train"].astype(np.float32),
+                                      readable(pretrained.transform(self.texts["validation"])), self.cfg.seed)
+            return {"validation": probs.astype(np.float32)}, {"error_auroc": metrics.auroc(probs, wrong["validation"])}
+
+        _run_unit(self.store, "w2s_error_probe", key, config, train)
+        return {"error_auroc": self.store.get(key)["results"].get("error_auroc")}
 
     def _saliency(self, model: Classifier) -> Arrays:
         """The paper's saliency analysis (an analysis, not a method: it changes no prediction): a
@@ -349,6 +387,10 @@ def run_roles(cell: Any, accuracy: Callable[[Arrays, str], float]) -> Roles:
     weak_key, weak = cell.weak()
     ceiling_key, ceiling = cell.ceiling()
     run_keys = {"weak": weak_key, "ceiling": ceiling_key}
+    if getattr(cell.cfg, "supervisor", "model") != "model":  # a synthetic supervisor takes the weak role
+        run_keys["weak_model"] = weak_key
+        weak_key, weak = cell.supervise(weak_key, weak)
+        run_keys["weak"] = weak_key
     supervisor_key, supervisor, chain = weak_key, weak, []
     for i, model in enumerate(cell.cfg.chain_models(), 1):
         supervisor_key, supervisor = cell.link(model, supervisor_key, supervisor)
@@ -383,7 +425,11 @@ def run_experiment(cfg: W2SConfig, store: ResultsStore) -> dict[str, Any]:
     results.update({
         "weak_label_acc": metrics.accuracy(weak["student_train"], cell.truth["student_train"]),
         "task": "preference" if pairs.is_pairwise(cell.texts["test"]) else "classify",
+        "truth_labels_read": store.get(roles.run_keys["w2s"])["results"].get("truth_labels_read", 0),
+        **cell.error_analysis(roles.run_keys["weak"], weak),
     })
+    if "weak_model" in roles.run_keys:  # the weak model's own accuracy, beside its synthetic stand-in's
+        results["weak_model_acc"] = store.get(roles.run_keys["weak_model"])["results"]["test_acc"]
     for name in ("probe_pretrained", "probe_finetuned"):
         if name in student:
             results[f"saliency_{name[6:]}_acc"] = metrics.accuracy(student[name], test_labels)
@@ -412,25 +458,6 @@ def store_seed_row(store: ResultsStore, cfg: W2SConfig, pair_key: str, cell: Any
                                                            "test_groups": groups.astype(np.int32)})
     store.put(pair_key, "w2s", asdict(cfg), results, seconds=results["seconds"])
     return store.get(pair_key)["results"]
-
-
-def run_flags(store: ResultsStore, run_keys: dict[str, str], ceiling_acc: float, test_labels: np.ndarray,
-              task: str) -> dict[str, Any]:
-    """What makes a seed's numbers no result, for its row and every table: the roles whose training
-    loss stopped being finite (``diverged``), and a ceiling no better than chance (a majority guess,
-    within two standard errors; for generated answers, none right), so that its PGR means nothing."""
-    diverged = []
-    for role, key in run_keys.items():
-        row = store.get(key)
-        parts = [] if row is None else [row["results"], *(v for v in row["results"].values() if isinstance(v, dict))]
-        if any(part.get("diverged_step") is not None for part in parts):
-            diverged.append(role)
-    if task == "generate":
-        at_chance = ceiling_acc <= 0.0
-    else:
-        chance = max(float(np.mean(test_labels > 0.5)), float(np.mean(test_labels <= 0.5)))
-        at_chance = ceiling_acc <= chance + 2 * (chance * (1 - chance) / max(1, len(test_labels))) ** 0.5
-    return {"diverged": diverged, "ceiling_at_chance": bool(at_chance)}
 
 
 def _embed_corpus(cfg: W2SConfig, specs: tuple[ModelSpec, ...], artifacts: ArtifactStore, device: str) -> str:

@@ -42,6 +42,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+import numpy as np
+
 from oversight.w2s.files import EMPTY_TEXT, DatasetFormatError, Example, normalize_text
 
 TEST_FRACTION = 0.2
@@ -242,3 +244,19 @@ def group_counts(examples: Iterable[Example]) -> dict[str, float]:
     for e in examples:
         counts[e.group] += 1
     return counts
+
+
+def cross_fit_folds(groups: list[str], seed: int) -> np.ndarray:
+    """Fold 0 or 1 per example, whole groups to one fold, balanced in examples: groups in
+    SHA-1(seed, group) order, each to the fold with fewer examples so far. A single group is split
+    by position (there is nothing else to split by)."""
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    if len(sizes) < 2:
+        return np.arange(len(groups)) % 2
+    fold_of, counts = {}, [0, 0]
+    for g in sorted(sizes, key=lambda g: hashlib.sha1(f"{seed}|{g}".encode()).hexdigest()):
+        fold = int(counts[1] < counts[0])
+        fold_of[g], counts[fold] = fold, counts[fold] + sizes[g]
+    return np.array([fold_of[g] for g in groups])
