@@ -255,7 +255,7 @@ def test_a_preset_fills_only_the_flags_not_given():
     active.register(parser.add_subparsers())
     args = parser.parse_args(["active", "--preset", "active", "--rounds", "3"])
     passes = active.apply_preset(args)
-    assert (args.dataset, args.rounds, args.seeds) == ("rotten_tomatoes,geo_facts", 3, 3)
+    assert (args.dataset, args.rounds, args.seeds) == ("rotten_tomatoes,tweet_sentiment", 3, 3)
     assert passes == ((0, "random"), (100, "random"), (100, "targeted"))
     args = parser.parse_args(["active", "--preset", "active", "--truth-budget", "5"])
     assert active.apply_preset(args) == ((5, "random"),)

@@ -226,3 +226,55 @@ def test_config_refuses_supervisors_and_students_where_they_do_not_apply(tiny):
     with pytest.raises(ConfigError) as err:
         _cfg(tiny, truth_budget=-1).validate()
     assert err.value.field == "truth_budget"
+
+
+# --------------------------------------------------------------------------- the command and the report
+
+def _planned(monkeypatch, argv):
+    from oversight.cli import main
+
+    seen = []
+    monkeypatch.setattr("oversight.w2s.cli._execute", lambda cells, args: seen.extend(cells) or 0)
+    assert main(argv) == 0
+    return [cell[0] for cell in seen]
+
+
+def test_the_uncanny_valley_preset_plans_every_error_kind_at_both_accuracies(monkeypatch):
+    cfgs = _planned(monkeypatch, ["w2s", "sweep", "--preset", "uncanny-valley"])
+    assert {c.weak for c in cfgs} == {"bow"} and {c.strong for c in cfgs} == {"minilm-l3", "minilm-l6", "mpnet-base"}
+    kinds = {(c.supervisor, c.supervisor_accuracy) for c in cfgs}
+    assert kinds == {("model", ""), *((s, a) for s in ("flip:random", "flip:rule:length", "flip:model")
+                                       for a in ("0.65", "0.7"))}
+    assert len(cfgs) == 2 * 3 * 7 and {c.dataset for c in cfgs} == {"rotten_tomatoes", "tweet_sentiment"}
+
+
+def test_the_mistake_theory_preset_pairs_each_student_with_each_budget(monkeypatch):
+    cfgs = _planned(monkeypatch, ["w2s", "sweep", "--preset", "mistake-theory", "--dataset", "rotten_tomatoes"])
+    arms = {(c.supervisor, c.student, c.loss, c.truth_budget) for c in cfgs}
+    # naive students with both losses, the two-head student with its own; each with and without 100 truth labels
+    assert len(arms) == len(cfgs) == 3 * 3 * 2
+    assert all(c.loss == "xent" for c in cfgs if c.student == "two-head")
+
+
+def test_a_typed_comma_list_checks_each_value(capsys):
+    from oversight.cli import main
+
+    assert main(["w2s", "run", "--truth-budget", "0,ten"]) == 2
+    assert "ten" in capsys.readouterr().err
+
+
+def test_the_report_draws_the_uncanny_valley_and_the_mistake_table(tiny, tmp_path):
+    from oversight.cli import main
+
+    store = str(tmp_path / "o.db")
+    base = ["--dataset", f"file:{tiny['data']}", "--weak", "bow", "--strong", f"hf:{tiny['strong']}", "--mode", "head",
+            "--epochs", "3", "--no-bf16", "--device", "cpu", "--seeds", "1", "--store", store, "--quiet"]
+    assert main(["w2s", "run", *base, "--supervisor", "model,flip:random,flip:rule:length",
+                 "--supervisor-accuracy", "0.7"]) == 0
+    assert main(["w2s", "run", *base, "--student", "two-head", "--truth-budget", "0,20"]) == 0
+    assert main(["report", "--store", store, "--out", str(tmp_path / "r")]) == 0
+    page = (tmp_path / "r" / "index.html").read_text()
+    assert "uncanny valley" in page and "flip:rule:length" in page and "Mistake theory" in page
+    assert any(p.name.startswith("uncanny_") for p in (tmp_path / "r").iterdir())
+    # the main tables keep to the paper's runs: no synthetic supervisor's method table
+    assert "method = xent [flip" not in page

@@ -114,9 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type, skip: tuple[str, .
             continue
         conv = tp if tp in (int, float, str) else str
 
-        def convert(text: str, conv: Any = conv, optional: bool = optional, name: str = f.name) -> Any:
+        def convert(text: str, conv: Any = conv, optional: bool = optional, name: str = f.name,
+                    whole: bool = True) -> Any:
             if optional and text.lower() in ("none", "null", ""):
                 return None
+            if whole and name in lists and conv is not str:  # a typed comma list: each value checked, the text kept
+                return ",".join(str(convert(part, whole=False)) for part in split_list(text))
             try:
                 value = conv(text)
             except ValueError:

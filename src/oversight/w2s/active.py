@@ -430,7 +430,7 @@ def caption(rows: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- command line
 
 ACTIVE_PRESETS: dict[str, dict[str, Any]] = {
-    "active": {"dataset": "rotten_tomatoes,geo_facts", "weak": "bow", "strong": "minilm-l6", "budget": 0,
+    "active": {"dataset": "rotten_tomatoes,tweet_sentiment", "weak": "bow", "strong": "mpnet-base", "budget": 0,
                "rounds": 6, "strategy": ",".join(STRATEGIES), "seeds": 3,
                # (truth_budget, truth_placement) passes; each truth pass extends the stored runs without truth
                "truth_passes": ((0, "random"), (100, "random"), (100, "targeted"))},

@@ -59,10 +59,17 @@ def run_flags(store: ResultsStore, run_keys: dict[str, str], ceiling_acc: float,
 # --------------------------------------------------------------------------- over seeds
 
 def arm(row: dict[str, Any]) -> str:
-    """What a row compares as a method in tables and figures: its loss, prefixed by its method
-    unless that is ``direct`` (``xent``, ``logconf``, ``bootstrap-xent``, ...)."""
+    """What a row compares as a method in tables and figures: its loss (or ``two-head``), prefixed
+    by its method unless that is ``direct``, then its truth budget and a synthetic supervisor
+    (``xent``, ``bootstrap-logconf``, ``two-head +100 truth``, ``xent [flip:random@0.7]``, ...)."""
     method = row.get("method") or "direct"
-    return row["loss"] if method == "direct" else f"{method}-{row['loss']}"
+    base = "two-head" if row.get("student") == "two-head" else row["loss"]
+    name = base if method == "direct" else f"{method}-{base}"
+    if row.get("truth_budget"):
+        name += f" +{row['truth_budget']} truth"
+    if (row.get("supervisor") or "model") != "model":
+        name += f" [{row['supervisor']}@{row['supervisor_accuracy']}]"
+    return name
 
 
 def method_label(row: dict[str, Any]) -> str:
@@ -141,6 +148,8 @@ def _describe(cfg: W2SConfig, rows: list[dict[str, Any]]) -> dict[str, Any]:
     first = rows[0]
     out: dict[str, Any] = {k: first[k] for k in ("dataset", "weak", "strong", "loss", "mode", "head")}
     out["method"], out["chain"] = cfg.method, ",".join(cfg.chain_models())
+    for name in ("supervisor", "supervisor_accuracy", "student", "truth_budget"):
+        out[name] = getattr(cfg, name)
     out["arm"] = arm(out)
     # what the accuracy counts: labels (classify), pairs ranked right (preference), exact moves (generate)
     out["task"] = first.get("task", "classify")

@@ -33,6 +33,7 @@ from oversight.progress import log, set_quiet
 from oversight.runtime import resolve_device
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
+from oversight.w2s.active import register as register_active
 from oversight.w2s.aggregate import accuracy_text, aggregate, method_label, seed_configs
 from oversight.w2s.config import W2SConfig, migrate_store, uses_chain
 from oversight.w2s.files import FILE_HELP, file_path
@@ -45,8 +46,22 @@ PRESETS: dict[str, dict[str, Any]] = {
              "losses": "xent,logconf", "seeds": 3, "mode": "head", "head": "mlp"},
     "geo-finetune": {"dataset": "geo_facts", "models": "minilm-l6,mpnet-base", "losses": "xent,logconf",
                      "seeds": 1, "mode": "finetune"},
+    # random, rule and model errors at two equal accuracies, across a ladder of students: PGR and imitation
+    "uncanny-valley": {"dataset": "rotten_tomatoes,tweet_sentiment", "models": "bow,minilm-l3,minilm-l6,mpnet-base",
+                       "pairs": "weakest", "losses": "xent", "seeds": 3, "mode": "head", "head": "mlp",
+                       "supervisor": "model,flip:random,flip:rule:length,flip:model",
+                       "supervisor_accuracy": "0.65,0.7"},
+    # the two-head student against naive and the confidence loss, with and without 100 trusted labels
+    "mistake-theory": {"dataset": "rotten_tomatoes,tweet_sentiment", "models": "bow,mpnet-base", "losses": "xent,logconf",
+                       "seeds": 3, "mode": "head", "head": "mlp", "student": "naive,two-head",
+                       "truth_budget": "0,100", "supervisor": "model,flip:random,flip:rule:length",
+                       "supervisor_accuracy": "0.7"},
 }
-LIST_FIELDS = ("dataset", "weak", "strong", "loss", "method")
+LIST_FIELDS = ("dataset", "weak", "strong", "loss", "method", "supervisor", "supervisor_accuracy", "student",
+               "truth_budget")
+# what every cell of a sweep may vary beyond its ladder pair and loss
+SWEEP_LISTS = ("dataset", "method", "supervisor", "supervisor_accuracy", "student", "truth_budget")
+PAIRS = ("all", "weakest")
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -67,14 +82,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     run.set_defaults(func=_cmd_run)
 
     sweep = w2s_sub.add_parser("sweep", help="every weak<strong pair of a model ladder, for every loss")
-    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss", "chain"), lists=("dataset", "method"),
+    add_arguments(sweep, W2SConfig, skip=("weak", "strong", "loss", "chain"), lists=SWEEP_LISTS,
                   notes={"dataset": FILE_HELP}, float_limit=FLOAT_LIMIT)
+    sweep.add_argument("--pairs", default=None, action=StoreGiven, choices=PAIRS,
+                       help="which pairs of the ladder run: all (every weak < strong) or weakest (the first model supervises each other)")
     sweep.add_argument("--models", default=None, action=StoreGiven,
                        help="comma-separated ladder, weakest first (default: the preset's)")
     sweep.add_argument("--losses", default=None, action=StoreGiven, help="comma-separated losses (default: xent,logconf)")
     sweep.add_argument("--preset", default=None, choices=sorted(PRESETS), help="a named sweep; flags given override it")
     _common(sweep)
     sweep.set_defaults(func=_cmd_sweep)
+    register_active(w2s_sub)
 
 
 def flag_list(args: argparse.Namespace, name: str) -> list[str]:
@@ -85,18 +103,40 @@ def flag_list(args: argparse.Namespace, name: str) -> list[str]:
     return values
 
 
+def _grid(args: argparse.Namespace, names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The product of the comma lists of ``names``, each value typed as its field, less the
+    combinations that mean nothing: an accuracy for the weak model itself (it has its own), a
+    two-head student with another loss than xent when xent is in the list (it has its own loss)."""
+    types = {f.name: f.type for f in W2SConfig.__dataclass_fields__.values()}
+    # an accuracy is optional (the weak model has its own): its empty default is one value
+    lists = [[int(v) if types[name] in ("int", int) else v
+              for v in (split_list(args.supervisor_accuracy) or [""] if name == "supervisor_accuracy"
+                        else flag_list(args, name))] for name in names]
+    grid, seen = [], set()
+    for values in itertools.product(*lists):
+        cell = dict(zip(names, values, strict=True))
+        if cell.get("supervisor", "model") == "model" and "supervisor_accuracy" in cell:
+            cell["supervisor_accuracy"] = ""
+        if cell.get("student") == "two-head" and cell.get("loss", "xent") != "xent" and "xent" in lists[names.index("loss")]:
+            continue
+        key = tuple(sorted(cell.items()))
+        if key not in seen:
+            seen.add(key)
+            grid.append(cell)
+    return grid
+
+
 def _cells(args: argparse.Namespace) -> list[list[W2SConfig]]:
     """Expand comma lists into the grid of cells; each cell is its list of per-seed configs."""
     base = {k: v for k, v in vars(args).items()
             if k in W2SConfig.__dataclass_fields__ and k not in (*LIST_FIELDS, "chain")}
-    lists = [flag_list(args, name) for name in LIST_FIELDS]
-    if args.chain.strip() and not any(uses_chain(m) for m in lists[-1]):
+    grid = _grid(args, LIST_FIELDS)
+    if args.chain.strip() and not any(uses_chain(cell["method"]) for cell in grid):
         raise ConfigError("chain", "is used by --method bootstrap only; drop it or add --method bootstrap")
     cells = []
-    for dataset, weak, strong, loss, method in itertools.product(*lists):
-        chain = args.chain if uses_chain(method) else ""
-        cfg = make_config(W2SConfig, dataset=dataset, weak=weak, strong=strong, loss=loss, method=method,
-                          chain=chain, **base)
+    for cell in grid:
+        chain = args.chain if uses_chain(cell["method"]) else ""
+        cfg = make_config(W2SConfig, chain=chain, **cell, **base)
         cells.append(_seeds(cfg, args.seeds or 3))
     return cells
 
@@ -127,15 +167,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     losses = flag_list(args, "losses")
     base = {k: v for k, v in vars(args).items() if k in W2SConfig.__dataclass_fields__ and k not in LIST_FIELDS}
     cells = []
-    pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))]
-    for dataset, (i, j), loss, method in itertools.product(
-            flag_list(args, "dataset"), pairs, losses, flag_list(args, "method")):
+    pairs = [(i, j) for i in range(len(models)) for j in range(i + 1, len(models))
+             if i == 0 or (args.pairs or "all") == "all"]
+    args.loss = ",".join(losses)
+    rest = tuple(name for name in SWEEP_LISTS if name != "dataset")
+    for dataset, (i, j), cell in itertools.product(flag_list(args, "dataset"), pairs, _grid(args, ("loss", *rest))):
         # bootstrap climbs the ladder's rungs between weak and strong; adjacent pairs have none
-        chain = ",".join(models[i + 1:j]) if uses_chain(method) else ""
-        if uses_chain(method) and not chain:
+        chain = ",".join(models[i + 1:j]) if uses_chain(cell["method"]) else ""
+        if uses_chain(cell["method"]) and not chain:
             continue
-        cfg = make_config(W2SConfig, dataset=dataset, weak=models[i], strong=models[j], loss=loss, method=method,
-                          chain=chain, **base)
+        cfg = make_config(W2SConfig, dataset=dataset, weak=models[i], strong=models[j], chain=chain, **cell, **base)
         cells.append(_seeds(cfg, args.seeds or 3))
     if not cells:
         raise ConfigError("method", "bootstrap needs a rung between weak and strong: give --models with 3 or more")

@@ -34,6 +34,8 @@ from oversight.store import ResultsStore
 from oversight.w2s.aggregate import accuracy_text, aggregate_records, arm, summarizable
 from oversight.w2s.config import W2SConfig, migrate_store
 from oversight.w2s.metrics import format_pgr
+from oversight.w2s.report_beyond import BEYOND_FIELDS, is_beyond
+from oversight.w2s.report_beyond import section as beyond_section
 
 # fields every row shows in columns of its own; the others tell variants apart
 SHOWN = ("dataset", "weak", "strong", "loss", "method", "chain", "mode", "head", "seed")
@@ -64,7 +66,9 @@ def collect(store: ResultsStore, skipped: list[str] | None = None) -> list[dict[
         identities[identity] = label
     skipped += [f"row {line}" for line in store.unreadable]
     # a field one cell does not use (alpha_max outside logconf) does not make it a variant
-    differing = varying_fields(list(identities.values()), ignore=(*SHOWN, "data"), missing_is_value=False)
+    # the beyond-the-paper fields are named by the method's label (aggregate.arm), not as a variant
+    differing = varying_fields(list(identities.values()), ignore=(*SHOWN, *BEYOND_FIELDS, "data"),
+                               missing_is_value=False)
     # each dataset has a version of its own: the data tells cells apart only where one dataset has two
     versions: dict[str, set[str]] = defaultdict(set)
     for label in identities.values():
@@ -368,9 +372,12 @@ def skipped_html(skipped: list[str]) -> str:
 
 def section(store: ResultsStore, out_dir: Path) -> str:
     skipped: list[str] = []
-    rows = collect(store, skipped)
+    everything = collect(store, skipped)
+    beyond = beyond_section(everything, out_dir)
+    rows = [r for r in everything if not is_beyond(r)]
     if not rows:
-        return skipped_html(skipped) and "<h2>Weak-to-strong generalization</h2>" + skipped_html(skipped)
+        return (beyond + skipped_html(skipped)) if beyond else (
+            skipped_html(skipped) and "<h2>Weak-to-strong generalization</h2>" + skipped_html(skipped))
     figures = [p for p in (plot_comparison(rows, out_dir), plot_overfitting(rows, store, out_dir)) if p]
     figures += plot(rows, out_dir)
     imgs = "\n".join(f'<img src="{p.name}" alt="{html.escape(p.stem)}">' for p in figures)
@@ -387,4 +394,4 @@ def section(store: ResultsStore, out_dir: Path) -> str:
             "pretrained features and on the features after finetuning on weak labels. <em>undefined</em>: the ceiling is not above "
             "the weak supervisor, so there is no gap to recover (such cells are not averaged); <em>*</em>: the "
             "95% CI of the gap reaches zero, so the PGR is a ratio of noise.</p>"
-            f"{imgs}\n{pgr_table_html(rows)}{skipped_html(skipped)}")
+            f"{imgs}\n{pgr_table_html(rows)}{beyond}{skipped_html(skipped)}")
