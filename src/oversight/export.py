@@ -8,7 +8,8 @@ that `oversight report --from` turns back into the same tables, byte for byte.
 An export is ``NAME.rows.jsonl.gz`` (a first line describing the export, then one JSON record per
 stored run, oldest first: key, kind, config, results with their provenance, created, seconds) and
 ``NAME.arrays.npz`` (the test labels and groups of every weak-to-strong seed and the test
-predictions of every run they name). Nothing else of the store travels: models, features and
+predictions of every run they name; for a kind in :data:`ARRAY_EXPORTERS`, what its module's
+``export_arrays(store, record)`` names). Nothing else of the store travels: models, features and
 checkpoints are not results. Both files are written atomically, the gzip header without a time, so
 exporting the same store twice gives the same bytes.
 """
@@ -16,6 +17,7 @@ exporting the same store twice gives the same bytes.
 from __future__ import annotations
 
 import gzip
+import importlib
 import io
 import json
 from pathlib import Path
@@ -30,6 +32,9 @@ from oversight.store import ResultsStore, artifacts_for, atomic_write_bytes
 FORMAT = 1
 DEFAULT_DIR = "docs/results/data"
 SEP = "::"  # between an artifact's key and its array's name inside the .npz
+# kinds whose module names the arrays its tables read: ``export_arrays(store, record) -> {key: {name: array}}``
+# (imported when such a record is exported, so this module imports no experiment family)
+ARRAY_EXPORTERS = {"w2s_active": "oversight.w2s.active_report"}
 
 
 def export_store(store_path: str | Path, out_dir: str | Path = DEFAULT_DIR, name: str = "results",
@@ -67,6 +72,10 @@ def _table_arrays(store: ResultsStore, records: list[dict[str, Any]]) -> dict[st
     artifacts = artifacts_for(store)
     out: dict[str, np.ndarray] = {}
     for record in records:
+        if record["kind"] in ARRAY_EXPORTERS:
+            named = importlib.import_module(ARRAY_EXPORTERS[record["kind"]]).export_arrays(store, record)
+            out.update({f"{key}{SEP}{n}": a for key, arrays in named.items() for n, a in arrays.items()})
+            continue
         if record["kind"] != "w2s":
             continue
         wanted = {f"labels{record['key']}": ("test", "test_groups")}
