@@ -278,3 +278,6 @@ def test_the_report_draws_the_uncanny_valley_and_the_mistake_table(tiny, tmp_pat
     assert any(p.name.startswith("uncanny_") for p in (tmp_path / "r").iterdir())
     # the main tables keep to the paper's runs: no synthetic supervisor's method table
     assert "method = xent [flip" not in page
+    assert main(["report", "--store", store, "--markdown", str(tmp_path / "md")]) == 0
+    beyond, paper = ((tmp_path / "md" / name).read_text() for name in ("w2s-beyond.md", "w2s.md"))
+    assert "| flip:rule:length |" in beyond and "two-head +20 truth" in beyond and "flip:" not in paper

@@ -20,7 +20,7 @@ from oversight.store import ResultsStore, atomic_write_text, ensure_writable
 
 SECTIONS = ("oversight.w2s.report", "oversight.w2s.active_report", "oversight.amplification.report")
 # modules with ``markdown(store) -> str`` and ``MARKDOWN_FILE``: the results docs, one file each
-MARKDOWN_SECTIONS = ("oversight.w2s.tables", "oversight.w2s.active_report", "oversight.amplification.results")
+MARKDOWN_SECTIONS = ("oversight.w2s.tables", "oversight.w2s.active_report", "oversight.w2s.beyond_tables", "oversight.amplification.results")
 
 # Nothing on the page can be wider than the window: every table takes the page's width with columns
 # of fixed share (table-layout: fixed) whose cells wrap, breaking a word only where it alone is wider

@@ -19,6 +19,7 @@ from oversight.store import ResultsStore
 from oversight.w2s.aggregate import accuracy_text, arm, method_label, summarizable
 from oversight.w2s.metrics import format_pgr
 from oversight.w2s.report import _loss_order, _model_size, collect, comparison_cells, median_pgr, median_text
+from oversight.w2s.report_beyond import is_beyond
 
 MARKDOWN_FILE = "w2s.md"
 CAPTION = ("PGR = (w2s - weak) / (ceiling - weak). Accuracies: mean ± std over seeds (one seed: its standard "
@@ -91,7 +92,7 @@ def family(row: dict[str, Any]) -> str:
 
 
 def markdown(store: ResultsStore) -> str:
-    rows = collect(store)
+    rows = [r for r in collect(store) if not is_beyond(r)]  # those have their own file (beyond_tables)
     if not rows:
         return ""
     groups: dict[tuple[int, str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -129,7 +130,7 @@ def summary(store: ResultsStore) -> list[str]:
     validation-gap pair (with what entered it), and the best single PGR with its interval."""
     groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
     for r in collect(store):
-        if r["select"] == "weak-val":
+        if r["select"] == "weak-val" and not is_beyond(r):
             variant = ", ".join(p for p in (r.get("variant") or "").split(", ") if p and not p.startswith("select="))
             groups[(list(FAMILIES).index(family(r)), variant)].append(r)
     lines = []
