@@ -43,7 +43,7 @@ def test_amplify_measurement_grid_runs_into_the_store_and_flags_the_oracle(tmp_p
     store = tmp_path / "bench.db"
     amplify.main(["--tasks", "union_find", "--small-steps", "2", "--steps", "2", "--seeds", "2", "--store", str(store)])
     table = capsys.readouterr().out
-    assert table.count("| oracle [ORACLE CURRICULUM] |") == 2 and "(2 seeds)" in table
+    assert table.count("| oracle [ORACLE CURRICULUM]") == 2 and "(2 seeds)" in table  # then [DIRTY TREE] if edited
     amplify.main(["--tasks", "union_find", "--small-steps", "2", "--steps", "2", "--seeds", "2", "--store", str(store),
                   "--print-only"])
     assert capsys.readouterr().out == table  # printed again from the store, nothing rerun

@@ -31,7 +31,8 @@ from oversight.w2s.pipeline import _hashable, _settings
 from oversight.w2s.train import TrainSettings, fit
 
 NEW_LOSSES = ("product", "entropy", "window")
-NEW_FIELDS = ("select", "warmup_frac", "threshold_window", "product_beta", "window_radius", "method", "chain")
+NEW_FIELDS = ("select", "warmup_frac", "threshold_window", "product_beta", "window_radius", "method", "chain",
+              "supervisor", "supervisor_accuracy", "student", "truth_budget")
 
 
 def _batch(requires_grad: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

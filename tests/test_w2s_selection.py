@@ -100,7 +100,8 @@ def test_select_last_keeps_the_keys_of_runs_stored_before_selection(tiny):
     cfg = _cfg(tiny, select="last")
     old = {k: v for k, v in asdict(cfg).items() if k not in ("select", "device", "top_k_layers", "alpha_max",
                                                              "warmup_frac", "threshold_window", "product_beta",
-                                                             "window_radius", "method", "chain")}
+                                                             "window_radius", "method", "chain", "supervisor",
+                                                             "supervisor_accuracy", "student", "truth_budget")}
     assert experiment_key(cfg) == config_hash(old, kind="w2s", data_version=data_version(cfg.dataset),
                                               numerics=run_numerics(cfg))
     assert experiment_key(_cfg(tiny, select="weak-val")) != experiment_key(cfg)

@@ -128,9 +128,12 @@ def summary(store: ResultsStore) -> list[str]:
     """The README's results lines for this store: per kind of task, under the default selection
     (``weak-val``) and each variant, every arm's median PGR over datasets at their largest
     validation-gap pair (with what entered it), and the best single PGR with its interval."""
+    rows = collect(store)
+    if any(is_beyond(r) for r in rows):  # a store of the beyond-the-paper presets: its weak-model rows are
+        return []                        # their reference, summarized by beyond_tables with them
     groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in collect(store):
-        if r["select"] == "weak-val" and not is_beyond(r):
+    for r in rows:
+        if r["select"] == "weak-val":
             variant = ", ".join(p for p in (r.get("variant") or "").split(", ") if p and not p.startswith("select="))
             groups[(list(FAMILIES).index(family(r)), variant)].append(r)
     lines = []
