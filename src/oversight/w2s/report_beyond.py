@@ -148,7 +148,8 @@ def mistake_table(rows: list[dict[str, Any]]) -> list[list[Any]]:
             student = ("two-head" if r.get("student") == "two-head" else r["loss"]) + (
                 f" +{r['truth_budget']} truth" if r.get("truth_budget") else "")
             out.append([r["dataset"], f"{r['weak']} → {r['strong']}", supervisor, student, accuracy_text(r, "w2s"),
-                        _pgr(r), _mean(r, "agreement_supervisor_wrong"), _mean(r, "truth_labels_read"), r["seeds"]])
+                        _pgr(r), _mean(r, "agreement_supervisor_wrong"),
+                        "-" if r.get("truth_labels_read") is None else f"{r['truth_labels_read']:.0f}", r["seeds"]])
     return out
 
 
