@@ -279,5 +279,14 @@ def test_the_report_draws_the_uncanny_valley_and_the_mistake_table(tiny, tmp_pat
     # the main tables keep to the paper's runs: no synthetic supervisor's method table
     assert "method = xent [flip" not in page
     assert main(["report", "--store", store, "--markdown", str(tmp_path / "md")]) == 0
-    beyond, paper = ((tmp_path / "md" / name).read_text() for name in ("w2s-beyond.md", "w2s.md"))
-    assert "| flip:rule:length |" in beyond and "two-head +20 truth" in beyond and "flip:" not in paper
+    beyond = (tmp_path / "md" / "w2s-beyond.md").read_text()
+    assert "| flip:rule:length |" in beyond and "two-head +20 truth" in beyond
+    assert not (tmp_path / "md" / "w2s.md").exists()  # a beyond store's reference rows live in its own tables
+    # exported with hard predictions (0/1 bytes), the same tables come back: they read only right or wrong
+    from oversight.export import export_store
+
+    export_store(store, tmp_path / "data", "beyond", hard=True)
+    assert main(["report", "--markdown", str(tmp_path / "again"), "--from", str(tmp_path / "data")]) == 0
+    again = (tmp_path / "again" / "w2s-beyond.md").read_text()
+    assert again.split("\n", 4)[4] == beyond.split("\n", 4)[4]  # after the heading lines
+    assert not (tmp_path / "again" / "w2s.md").exists()

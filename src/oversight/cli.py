@@ -102,7 +102,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from oversight.export import export_store
 
-    for path in export_store(args.store, args.out, args.name, args.subdir):
+    for path in export_store(args.store, args.out, args.name, args.subdir, hard=args.hard_predictions):
         print(f"written {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -136,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", default="docs/results/data", help="folder of the exports (default docs/results/data)")
     export.add_argument("--name", required=True, help="the export's file name stem, e.g. w2s")
     export.add_argument("--subdir", default="", help="folder under the results docs its tables go to (default: none)")
+    export.add_argument("--hard-predictions", action="store_true",
+                        help="store test predictions as right/wrong bytes: exact for accuracy, PGR and intervals, not calibration; far smaller")
     export.set_defaults(func=_cmd_export)
     for module in FAMILY_CLIS:
         try:

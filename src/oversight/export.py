@@ -38,9 +38,11 @@ ARRAY_EXPORTERS = {"w2s_active": "oversight.w2s.active_report"}
 
 
 def export_store(store_path: str | Path, out_dir: str | Path = DEFAULT_DIR, name: str = "results",
-                 subdir: str = "", date: str | None = None) -> list[Path]:
+                 subdir: str = "", date: str | None = None, hard: bool = False) -> list[Path]:
     """Write the export of the store at ``store_path`` as ``out_dir/name.*``; ``subdir`` is the folder
-    (under the results docs) its tables are written to. Returns the two paths."""
+    (under the results docs) its tables are written to. ``hard``: test predictions as 0/1 bytes (the
+    side of 0.5 they fall on), which every accuracy, PGR and interval reads exactly, and calibration
+    (ECE, Brier) does not: for exports whose tables show none. Returns the two paths."""
     import time
 
     store_path = Path(store_path)
@@ -52,6 +54,8 @@ def export_store(store_path: str | Path, out_dir: str | Path = DEFAULT_DIR, name
     meta = {"format": FORMAT, "name": name, "subdir": subdir, "store": str(store_path),
             "exported": date or time.strftime("%Y-%m-%d"), "exported_at_commit": code_commit() or "unknown",
             "rows_path": str(out / f"{name}.rows.jsonl.gz"), "runs": len(records)}
+    if hard:
+        meta["predictions"] = "hard"
     lines = [json.dumps({"export": meta}, sort_keys=True)]
     lines += [json.dumps(r, sort_keys=True) for r in records]
     buf = io.BytesIO()
@@ -60,6 +64,9 @@ def export_store(store_path: str | Path, out_dir: str | Path = DEFAULT_DIR, name
     rows_path, arrays_path = out / f"{name}.rows.jsonl.gz", out / f"{name}.arrays.npz"
     atomic_write_bytes(rows_path, buf.getvalue())
     arrays = _table_arrays(store, records)
+    if hard:  # labels and groups stay as they are: only what a role predicted becomes right-or-wrong sides
+        arrays = {k: (a > 0.5).astype(np.uint8) if k.endswith(f"{SEP}test") and not k.startswith("labels")
+                  and a.dtype.kind == "f" else a for k, a in arrays.items()}
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(arrays_path, buf.getvalue())

@@ -338,7 +338,10 @@ def export_arrays(store: ResultsStore, record: dict[str, Any]) -> dict[str, dict
     test labels, groups and per-round predictions, and its supervisor's and ceiling's test predictions."""
     artifacts = artifacts_for(store)
     run = artifacts.load_arrays(record["key"])
-    out = {record["key"]: {n: a for n, a in run.items() if n in ("test", "test_groups") or n.startswith("test_round")}}
+    # a round's predictions are read only as right or wrong (> 0.5): stored as 0/1 bytes, they are
+    # exact for every number the tables show and compress to a fraction of their float size
+    out = {record["key"]: {**{n: run[n] for n in ("test", "test_groups")},
+                           **{n: (a > 0.5).astype(np.uint8) for n, a in run.items() if n.startswith("test_round")}}}
     for role in ("supervisor", "ceiling"):
         key = record["results"]["run_keys"][role]
         out[key] = {"test": artifacts.load_arrays(key)["test"]}
