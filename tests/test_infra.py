@@ -122,3 +122,33 @@ def test_registry_errors_list_names():
         reg.get("c")
     with pytest.raises(ValueError):
         reg.add("a", 3)
+
+
+def test_a_store_memo_recomputes_when_the_store_or_an_artifact_changes(tmp_path):
+    import os
+    import time
+
+    from oversight.store import StoreMemo, artifacts_for
+
+    store = ResultsStore(tmp_path / "r.db")
+    store.put("k1", "w2s", {"a": 1}, {"acc": 0.5})
+    arts = artifacts_for(store)
+    arts.save_arrays("p", {"x": np.zeros(3)})
+    memo, calls = StoreMemo(), []
+
+    def value():
+        calls.append(1)
+        return {"rows": len(store.records()), "x": float(arts.load_arrays("p")["x"].sum())}
+
+    def get():
+        return memo.get(store, ("k1", arts.stamp(["p"])), value)
+
+    first = get()
+    first["rows"] = 99  # a caller's change does not reach the memo
+    assert get() == {"rows": 1, "x": 0.0} and len(calls) == 1
+    store.put("k2", "w2s", {"a": 2}, {"acc": 0.6})  # a new row: a new version
+    assert get()["rows"] == 2 and len(calls) == 2
+    time.sleep(0.01)
+    arts.save_arrays("p", {"x": np.ones(3)})  # a rewritten artifact: a new stamp
+    os.utime(arts.path("p"))
+    assert get()["x"] == 3.0 and len(calls) == 3

@@ -124,7 +124,8 @@ def materialize(rows_path: Path, into: Path) -> tuple[dict[str, Any], ResultsSto
     artifacts = artifacts_for(store)
     for key, named in arrays.items():
         artifacts.save_arrays(key, named)
-    return meta, store
+    # read as the report reads any store: read-only, so nothing (a migration's marker) changes it
+    return meta, ResultsStore(store.path, read_only=True)
 
 
 def exports_in(folder: str | Path) -> list[Path]:

@@ -23,6 +23,7 @@ is one :class:`StoreError` line. What a reader skipped is in ``unreadable`` (row
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import json
@@ -32,6 +33,7 @@ import tempfile
 import time
 import zipfile
 import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,6 +191,13 @@ class ResultsStore:
     def _wal(self) -> Path:
         return self.path.with_name(self.path.name + "-wal")
 
+    def version(self) -> tuple[Any, ...]:
+        """What changes whenever the store's contents may have: its file's and its log's size and
+        time. Equal versions of one path hold the same rows (what :class:`StoreMemo` keys on)."""
+        wal = self._wal()
+        log_stat = (wal.stat().st_mtime_ns, wal.stat().st_size) if wal.exists() else None
+        return str(self.path.resolve()), *self._stamp()[:2], log_stat
+
     def _stamp(self) -> tuple[int, int, bool]:
         stat = self.path.stat()
         return stat.st_mtime_ns, stat.st_size, self._wal().exists()
@@ -344,6 +353,18 @@ class ArtifactStore:
     def path(self, key: str) -> Path:
         return self.root / key[:2] / f"{key}.npz"
 
+    def stamp(self, keys: Iterator[str] | list[str]) -> tuple[Any, ...]:
+        """Per key, its file's time and size (None if missing): with the store's version, what a
+        cached aggregate of these artifacts is keyed on, so a damaged or rewritten file is seen."""
+        out = []
+        for key in keys:
+            try:
+                stat = self.path(key).stat()
+                out.append((key, stat.st_mtime_ns, stat.st_size))
+            except OSError:
+                out.append((key, None))
+        return tuple(out)
+
     def has(self, key: str) -> bool:
         return self.path(key).exists()
 
@@ -416,3 +437,23 @@ def artifacts_for(store: ResultsStore) -> ArtifactStore:
     """The store's own artifacts folder beside it (``runs/x.db`` -> ``runs/x.artifacts/``; stores made
     before that keep the shared ``runs/artifacts/``); what fails to load is noted in the store."""
     return ArtifactStore(store.path.parent / store.artifacts_dir, on_unreadable=store.note_unreadable_artifact)
+
+
+class StoreMemo:
+    """Values computed from a store's rows and artifacts, kept in this process per (store version,
+    key): a report reads one store several times (its tables, then the README's summary), and each
+    aggregation runs thousands of bootstrap draws. A changed store has a new version, so nothing
+    stale is returned; callers get a copy they may change."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self.maxsize, self._items = maxsize, OrderedDict()
+
+    def get(self, store: ResultsStore, key: Any, compute: Callable[[], Any]) -> Any:
+        full = (store.version(), key)
+        if full in self._items:
+            self._items.move_to_end(full)
+        else:
+            self._items[full] = compute()
+            while len(self._items) > self.maxsize:
+                self._items.popitem(last=False)
+        return copy.deepcopy(self._items[full])

@@ -56,7 +56,7 @@ from oversight.config import (
 from oversight.errors import ArtifactError, ConfigError
 from oversight.progress import log, set_quiet
 from oversight.runtime import code_commit, provenance, resolve_device, set_threads
-from oversight.store import ResultsStore, artifacts_for, ensure_writable
+from oversight.store import ResultsStore, StoreMemo, artifacts_for, ensure_writable
 from oversight.w2s import active_select as select
 from oversight.w2s import metrics, pairs, supervisors
 from oversight.w2s.config import HEADS, W2SConfig, data_version, run_numerics
@@ -363,9 +363,19 @@ def arm_label(cfg: dict[str, Any]) -> str:
     return cfg["strategy"] + (f" +{k} {cfg['truth_placement']} truth" if k else "")
 
 
+_AGGREGATES = StoreMemo()
+
+
 def aggregate(records: list[dict[str, Any]], store: ResultsStore, n_boot: int = 1000) -> list[dict[str, Any]]:
     """One row per round of one arm over its seeds' stored records: mean test accuracy, and the PGR
-    with a 95% CI from a bootstrap over seeds, then test groups within each."""
+    with a 95% CI from a bootstrap over seeds, then test groups within each (once per store version)."""
+    files = [r["key"] for r in records] + [r["results"]["run_keys"][role] for r in records
+                                           for role in ("supervisor", "ceiling") if role in r["results"].get("run_keys", {})]
+    key = (tuple(r["key"] for r in records), n_boot, artifacts_for(store).stamp(files))
+    return _AGGREGATES.get(store, key, lambda: _aggregate(records, store, n_boot))
+
+
+def _aggregate(records: list[dict[str, Any]], store: ResultsStore, n_boot: int) -> list[dict[str, Any]]:
     if not records:
         raise RuntimeError("no finished runs to aggregate")
     seeds = [r["config"]["seed"] for r in records]

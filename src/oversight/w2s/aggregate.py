@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from oversight.config import label_fields
-from oversight.store import ResultsStore, artifacts_for
+from oversight.store import ResultsStore, StoreMemo, artifacts_for
 from oversight.w2s import metrics
 from oversight.w2s.config import W2SConfig, experiment_key
 
@@ -98,10 +98,21 @@ def aggregate(cfgs: list[W2SConfig], store: ResultsStore, n_boot: int = 1000) ->
     return aggregate_records([(c, r) for c, r in found if r is not None], store, n_boot)
 
 
+_AGGREGATES = StoreMemo()
+
+
 def aggregate_records(items: list[tuple[W2SConfig, dict[str, Any]]], store: ResultsStore,
                       n_boot: int = 1000) -> dict[str, Any]:
     """:func:`aggregate` of stored seed rows (config, record), one per seed: what a report reads,
-    by the keys the rows were stored under, whatever host reads them."""
+    by the keys the rows were stored under, whatever host reads them. Computed once per store version."""
+    files = [f"labels{record['key']}" for _, record in items]
+    files += [k for _, record in items for k in (record["results"].get("run_keys") or {}).values()]
+    key = (tuple(record["key"] for _, record in items), n_boot, artifacts_for(store).stamp(files))
+    return _AGGREGATES.get(store, key, lambda: _aggregate_records(items, store, n_boot))
+
+
+def _aggregate_records(items: list[tuple[W2SConfig, dict[str, Any]]], store: ResultsStore,
+                       n_boot: int) -> dict[str, Any]:
     if not items:
         raise RuntimeError("no finished runs to aggregate")
     seeds = [c.seed for c, _ in items]

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Any
 
 from oversight.store import ResultsStore
-from oversight.w2s.metrics import format_pgr
 from oversight.w2s.report import collect
 from oversight.w2s.report_beyond import (
     MISTAKE_COLUMNS,
@@ -69,30 +68,42 @@ def markdown(store: ResultsStore) -> str:
     return "\n".join(out) + "\n"
 
 
-def _pgr(r: dict[str, Any]) -> str:
-    return format_pgr(r["pgr"], r["pgr_ci_low"], r["pgr_ci_high"], r["gap_ci_low"])
-
-
 def summary(store: ResultsStore) -> list[str]:
-    """README lines: per dataset and supervisor accuracy, at the largest student, each kind of
-    error's PGR and imitation; per dataset and supervisor, the two-head student against naive."""
+    """README lines, one per dataset of each experiment: at the largest student, each kind of
+    error's PGR (imitation) at each supervisor accuracy; per supervisor, the PGR of each student
+    without and with its truth budget. Intervals are in the tables."""
     rows = collect(store)
     lines = []
     for (dataset, weak, _mode), group in sorted(uncanny_groups(rows).items()):
-        seeds = sorted({r["seeds"] for r in group})
-        for accuracy in sorted({r["supervisor_accuracy"] for r in group if r.get("supervisor_accuracy")}):
-            mine = [r for r in group if r.get("supervisor_accuracy") == accuracy]
-            largest = max((r["strong"] for r in mine), key=lambda s: max(r.get("ceiling_acc") or 0 for r in mine
-                                                                            if r["strong"] == s))
-            parts = [f"{r['supervisor']} {_pgr(r)} (imitation {r['agreement_supervisor_wrong']:.2f})"
-                     for r in sorted(mine, key=lambda r: r["supervisor"]) if r["strong"] == largest
-                     and r.get("agreement_supervisor_wrong") is not None]
-            lines.append(f"- **Uncanny valley, {dataset}** ({'/'.join(map(str, seeds))} seeds, supervisor accuracy "
-                         f"{accuracy}, {weak} -> {largest}): PGR by kind of error: {'; '.join(parts)}.")
-    groups: dict[tuple[str, str, str], list[list[Any]]] = {}
+        synthetic = [r for r in group if r.get("supervisor_accuracy")]
+        accuracies = sorted({r["supervisor_accuracy"] for r in synthetic})
+        largest = max((r["strong"] for r in synthetic), key=lambda s: max(r["ceiling_acc"] for r in synthetic
+                                                                           if r["strong"] == s))
+        cells = {(r["supervisor"], r["supervisor_accuracy"]): r for r in synthetic if r["strong"] == largest}
+        parts = [f"{kind} " + " / ".join(_point(cells.get((kind, a))) for a in accuracies)
+                 for kind in sorted({k for k, _ in cells})]
+        seeds = "/".join(map(str, sorted({r["seeds"] for r in group})))
+        lines.append(f"- **Uncanny valley, {dataset}** ({seeds} seeds, {weak} -> {largest}, supervisor accuracy "
+                     f"{' / '.join(accuracies)}): PGR (imitation) by kind of error: {'; '.join(parts)}.")
+    by_dataset: dict[str, dict[str, list[list[Any]]]] = {}
     for cells in mistake_table(rows):
-        groups.setdefault((cells[0], cells[1], cells[2]), []).append(cells)
-    for (dataset, pair, supervisor), group in sorted(groups.items()):
-        parts = "; ".join(f"{c[3]} {c[5]}" for c in group)
-        lines.append(f"- **Mistake theory, {dataset}** ({pair}, supervisor {supervisor}): PGR {parts}.")
+        by_dataset.setdefault(cells[0], {}).setdefault(cells[2], []).append(cells)
+    for dataset, supervisors in sorted(by_dataset.items()):
+        parts = []
+        for supervisor, group in sorted(supervisors.items()):
+            pgr = {c[3]: c[5].split(" [")[0] for c in group}
+            students = [name for name in pgr if " +" not in name]
+            parts.append(f"{supervisor}: " + ", ".join(
+                f"{name} {pgr[name]}" + "".join(f" / {pgr[k]}" for k in pgr if k.startswith(name + " +"))
+                for name in students))
+        budgets = sorted({c[3].split(" +")[1] for g in supervisors.values() for c in g if " +" in c[3]})
+        lines.append(f"- **Mistake theory, {dataset}** (PGR without / with +{', '.join(budgets)}): {'; '.join(parts)}.")
     return lines
+
+
+def _point(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "-"
+    pgr = "undefined" if r["pgr"] is None else f"{r['pgr']:.2f}"
+    imitation = r.get("agreement_supervisor_wrong")
+    return pgr + ("" if imitation is None else f" ({imitation:.2f})")

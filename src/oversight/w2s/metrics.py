@@ -111,8 +111,9 @@ def bootstrap_accuracies(correct: list[list[np.ndarray]], n_boot: int, rng: np.r
         seeds = rng.integers(0, n_seeds, n_seeds) if over_seeds else range(n_seeds)
         for s in seeds:
             rights, sizes = totals[s]
-            idx = rng.integers(0, len(sizes), len(sizes))
-            accs[b] += rights[idx].sum(axis=0) / sizes[idx].sum()
+            # how often each group is drawn, times its totals: sums of whole counts, so exact in any order
+            drawn = np.bincount(rng.integers(0, len(sizes), len(sizes)), minlength=len(sizes)).astype(np.float64)
+            accs[b] += (drawn @ rights) / (drawn @ sizes)
     return accs / n_seeds
 
 
