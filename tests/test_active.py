@@ -17,7 +17,7 @@ from tiny_models import save_tiny_bert, write_sentiment_jsonl  # noqa: E402
 from oversight.config import make_config  # noqa: E402
 from oversight.errors import ConfigError  # noqa: E402
 from oversight.store import ResultsStore, artifacts_for  # noqa: E402
-from oversight.w2s import active, pipeline  # noqa: E402
+from oversight.w2s import active, active_cli, pipeline  # noqa: E402
 from oversight.w2s import active_select as sel  # noqa: E402
 from oversight.w2s.active import ActiveConfig, LabelOracle, OracleError, run_active  # noqa: E402
 from oversight.w2s.datasets import load_dataset  # noqa: E402
@@ -226,7 +226,7 @@ def test_aggregate_over_seeds_with_a_frontier_and_where_arms_match_all(tiny):
     last = rows[-1]
     assert last["test_acc"] == pytest.approx(np.mean([r["results"]["test_acc"] for r in records["uncertainty"]]))
     assert "2 seeds, then test groups" in last["ci_covers"]
-    text = active.table(rows)
+    text = active_cli.table(rows)
     assert "Frontier" in text and "PGR [95% CI]: 95% CI, bootstrap over 2 seeds, then test groups within each" in text and "all's - 0.01" in text
     # frontier and matches on made-up rows: the rule, not the run
     made = [dict(rows[0], arm=a, strategy=s, labels=n, truth_labels=0, test_acc=acc) for a, s, n, acc in (
@@ -238,7 +238,7 @@ def test_aggregate_over_seeds_with_a_frontier_and_where_arms_match_all(tiny):
 
 def test_the_cli_runs_arms_over_seeds_and_prints_json_rows(tiny, tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    active.register(parser.add_subparsers())
+    active_cli.register(parser.add_subparsers())
     args = parser.parse_args(["active", "--dataset", f"file:{tiny['data']}", "--weak", "bow", "--strong",
                               f"hf:{tiny['strong']}", "--strategy", "all,random", "--budget", "30", "--rounds", "2",
                               "--epochs", "3", "--seeds", "2", "--device", "cpu", "--store", str(tmp_path / "o.db"),
@@ -252,12 +252,12 @@ def test_the_cli_runs_arms_over_seeds_and_prints_json_rows(tiny, tmp_path, capsy
 
 def test_a_preset_fills_only_the_flags_not_given():
     parser = argparse.ArgumentParser()
-    active.register(parser.add_subparsers())
+    active_cli.register(parser.add_subparsers())
     args = parser.parse_args(["active", "--preset", "active", "--rounds", "3"])
-    passes = active.apply_preset(args)
+    passes = active_cli.apply_preset(args)
     assert (args.dataset, args.rounds, args.seeds) == ("rotten_tomatoes,tweet_sentiment", 3, 3)
     assert passes == ((0, "random"), (100, "random"), (100, "targeted"))
     args = parser.parse_args(["active", "--preset", "active", "--truth-budget", "5"])
-    assert active.apply_preset(args) == ((5, "random"),)
-    assert [(c.dataset, c.strategy, c.truth_budget) for c in active.arms(args, ((5, "random"),))][:2] == [
+    assert active_cli.apply_preset(args) == ((5, "random"),)
+    assert [(c.dataset, c.strategy, c.truth_budget) for c in active_cli.arms(args, ((5, "random"),))][:2] == [
         ("rotten_tomatoes", "all", 5), ("rotten_tomatoes", "random", 5)]

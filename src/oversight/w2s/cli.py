@@ -33,7 +33,7 @@ from oversight.progress import log, set_quiet
 from oversight.runtime import resolve_device
 from oversight.store import ResultsStore, artifacts_for, ensure_writable
 from oversight.sweep import EXECUTORS, run_jobs
-from oversight.w2s.active import register as register_active
+from oversight.w2s.active_cli import register as register_active
 from oversight.w2s.aggregate import accuracy_text, aggregate, method_label, seed_configs
 from oversight.w2s.config import W2SConfig, migrate_store, uses_chain
 from oversight.w2s.files import FILE_HELP, file_path
