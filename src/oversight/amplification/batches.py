@@ -14,6 +14,9 @@ target for every question. The modes differ ONLY in where the targets come from:
   the primitive subquestions and the teacher (an EMA copy of X, one batched no-grad pass per
   round over fact encodings computed once per batch) answers the others. Every question costs one
   expert call;
+- ``weak-to-strong``: the weak supervisor W's own answers (``weak.py``), counted in ``weak_answers``;
+- ``amplified-weak``: Amplify^H(W): as ``amplify`` with the frozen W answering the subquestions;
+  ``amplified-weak+self``: the same until the loop switches to X's teacher (``use_self``);
 - ``amplify-learned``: Amplify^{H'}(X): the learned expert H' (``expert.py``) decomposes instead of
   H. H runs only on the few questions the loop's ``HPrimePlan`` asks for, to make H' training
   transcripts (under Amplify^H(X)); while X waits for H' the batch has no targets.
@@ -32,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from oversight.amplification.config import AmplifyConfig
+from oversight.amplification.config import WEAK_MODES, AmplifyConfig
 from oversight.amplification.curriculum import question_access
 from oversight.amplification.env import Instance, Task, run_expert
 from oversight.amplification.expert import (
@@ -93,6 +96,7 @@ class Batch:
     expert_calls: int = 0
     primitive_answers: int = 0
     teacher_answers: int = 0
+    weak_answers: int = 0  # questions the weak supervisor W answered (a target or a subquestion)
     gt_labels: int = 0  # ground-truth answers of non-primitive questions
     transcripts: TranscriptBatch | None = None  # amplify-learned: H's transcripts, for H' to learn from
     decisions_cached: int = 0  # amplify-learned: H' decisions looked up / computed
@@ -124,11 +128,13 @@ def draw_questions(task: Task, cfg: AmplifyConfig, size: int, level: int,
 def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: FactSetLearner,
                ground_truth: GroundTruthLedger, rng: np.random.Generator, device: str,
                hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None,
-               decisions: DecisionCache | None = None) -> Batch:
+               decisions: DecisionCache | None = None, weak: FactSetLearner | None = None,
+               use_self: bool = False) -> Batch:
     """A fresh batch at stage (size, level) with its targets: the ground truth (supervised),
     Amplify^H(X) (amplify: H decomposes, the facts answer primitive subquestions, the teacher the rest),
-    or Amplify^{H'}(X) (amplify-learned, as ``plan`` says: H transcripts for H' to learn from, and
-    H' decomposing every question unless X is waiting for H')."""
+    Amplify^{H'}(X) (amplify-learned, as ``plan`` says: H transcripts for H' to learn from, and
+    H' decomposing every question unless X is waiting for H'), W's answers (weak-to-strong) or
+    Amplify^H(W) (amplified-weak; with ``use_self``, Amplify^H(X) in amplified-weak+self)."""
     instances, ctx_index, questions = draw_questions(task, cfg, size, level, rng)
     facts = stack_facts(instances, device)
     if cfg.mode == "supervised":
@@ -136,9 +142,23 @@ def make_batch(task: Task, cfg: AmplifyConfig, size: int, level: int, teacher: F
         targets = ground_truth.labels(instances, ctx_index, questions)
         return Batch(facts, ctx_index, questions, targets, instances,
                      gt_labels=ground_truth.non_primitive_labels - before)
+    answerer = teacher
+    if cfg.mode in WEAK_MODES and not use_self:
+        if weak is None:
+            raise ValueError(f"mode {cfg.mode} makes its targets with a weak supervisor: pass weak=")
+        answerer = weak
     with torch.no_grad(), autocast(device, cfg.bf16):
-        teacher_memory = teacher.encode_facts(facts)  # once per context, shared by all of H's rounds
-    teacher_answers = make_answer_fn(teacher, task, teacher_memory, facts, device, cfg.bf16)
+        teacher_memory = answerer.encode_facts(facts)  # once per context, shared by all of H's rounds
+    teacher_answers = make_answer_fn(answerer, task, teacher_memory, facts, device, cfg.bf16)
+    if cfg.mode == "weak-to-strong":
+        return Batch(facts, ctx_index, questions, teacher_answers(ctx_index, questions), instances,
+                     weak_answers=len(questions))
+    if cfg.mode in WEAK_MODES:
+        run = run_expert(task, instances, ctx_index, questions, teacher_answers, rng)
+        by_weak = 0 if use_self else run.n_learner_questions
+        return Batch(facts, ctx_index, questions, run.answers, instances, expert_calls=len(questions),
+                     primitive_answers=run.n_primitive, teacher_answers=run.n_learner_questions - by_weak,
+                     weak_answers=by_weak)
     if cfg.mode == "amplify":
         run = run_expert(task, instances, ctx_index, questions, teacher_answers, rng)
         return Batch(facts, ctx_index, questions, run.answers, instances, expert_calls=len(questions),

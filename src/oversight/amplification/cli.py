@@ -30,7 +30,7 @@ import torch
 
 from oversight.amplification.batches import make_answer_fn, stack_facts
 from oversight.amplification.checkpoint import checkpoint_path
-from oversight.amplification.config import MODES, AmplifyConfig
+from oversight.amplification.config import BASE_MODES, MODES, WEAK_MODES, AmplifyConfig
 from oversight.amplification.env import (
     TASKS,
     Instance,
@@ -46,6 +46,7 @@ from oversight.amplification.learner import FactSetLearner
 from oversight.amplification.results import diverged_flag
 from oversight.amplification.runs import KIND, migrate_store, run_key, stored_config
 from oversight.amplification.train import TrainedRun, build_hprime, build_learner, train
+from oversight.amplification.weak import weak_config
 from oversight.config import (
     add_arguments,
     add_output_flags,
@@ -83,7 +84,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     sweep = amplify_sub.add_parser("sweep", help="every task x mode (x seed) into the results store; resumes")
     add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
     sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
-    sweep.add_argument("--modes", default=",".join(MODES), help=f"comma-separated modes (default: {','.join(MODES)})")
+    sweep.add_argument("--modes", default=",".join(BASE_MODES),
+                       help=f"comma-separated modes of {','.join(MODES)} (default: {','.join(BASE_MODES)}; weak ones need --weak)")
     sweep.add_argument("--seeds", type=count, default=DEFAULT_SEEDS,
                        help=f"seeds per cell, 0..N-1 (at least 1; more = tighter means; default: {DEFAULT_SEEDS}, as w2s)")
     sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray (default: local)")
@@ -119,12 +121,24 @@ def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) 
         log(f"  run {key} is in the store but its model file {artifacts_for(store).path(key)} is missing or was "
             "moved aside as damaged: training it again to rebuild it")
     check_writable(store, cfg)
+    weak = trained_weak(cfg, store) if cfg.mode in WEAK_MODES else None
     checkpoint = checkpoint_path(artifacts_for(store).root, key)
-    trained = train(cfg, checkpoint=checkpoint)  # resumes from the checkpoint of an interrupted run
+    trained = train(cfg, checkpoint=checkpoint, weak=weak)  # resumes from the checkpoint of an interrupted run
     save_models(store, key, trained)
     store.put(key, KIND, config_to_dict(cfg.with_task_defaults()), trained.results, seconds=trained.results["seconds"])
     checkpoint.unlink(missing_ok=True)  # the row is written: nothing left to resume
     return trained.results
+
+
+def trained_weak(cfg: AmplifyConfig, store: ResultsStore) -> FactSetLearner:
+    """The weak supervisor W of a weak-mode run: its own stored supervised run (``weak.weak_config``),
+    trained first if the store does not hold it, loaded frozen."""
+    weak_cfg = weak_config(cfg)
+    log(f"  weak supervisor W = {cfg.weak} (a supervised run of its own, seed {weak_cfg.seed})")
+    run_and_store(weak_cfg, store)
+    record = store.get(run_key(weak_cfg))
+    assert record is not None
+    return load_models(store, record)[2].requires_grad_(False)
 
 
 def check_writable(store: ResultsStore, cfg: AmplifyConfig | None = None) -> None:
@@ -272,7 +286,7 @@ def _pick_record(store: ResultsStore, task_name: str, mode: str | None) -> dict[
         raise OversightError(f"no trained X for task {task_name!r}{' in mode ' + mode if mode else ''} in "
                              f"{store.path}; train one first: oversight amplify run --task {task_name} "
                              f"--mode amplify-learned --size 8 --minutes 5")
-    preference = {"amplify-learned": 0, "amplify": 1, "supervised": 2}
+    preference = {"amplify-learned": 0, "amplify": 1, "supervised": 2} | {m: 3 for m in WEAK_MODES}
     return sorted(records, key=lambda r: (preference[r["config"]["mode"]], -r["created"]))[0]
 
 

@@ -5,7 +5,7 @@
     cfg.validate()                    # a ConfigError naming the field, for a config that cannot run
     cfg = cfg.with_task_defaults()    # lr, questions_per_context and target_workers as the run uses them
     cfg.test_sizes                    # [8]: the sizes X is tested at
-    fields_the_mode_uses(dataclasses.asdict(cfg))   # less hprime_* outside amplify-learned, teacher_ema in supervised
+    fields_the_mode_uses(dataclasses.asdict(cfg))   # less hprime_* outside amplify-learned, weak outside the weak modes
 
 Every field is a flag of ``oversight amplify run``, its ``help`` the flag's help. ``identity: False``
 marks the fields that do not change a run's numbers, and ``key_neutral`` the value at which a field
@@ -24,7 +24,10 @@ from oversight.amplification.env import TASKS, Task, make_task
 from oversight.config import check_finite
 from oversight.errors import ConfigError
 
-MODES = ("supervised", "amplify", "amplify-learned")
+BASE_MODES = ("supervised", "amplify", "amplify-learned")
+# the bridge to weak-to-strong (``bridge.py``): X's targets come from a weak supervisor W (``weak.py``)
+WEAK_MODES = ("weak-to-strong", "amplified-weak", "amplified-weak+self")
+MODES = BASE_MODES + WEAK_MODES
 # each target worker is a process with its pipes and a copy of X: a thousand exhaust the open files
 MAX_TARGET_WORKERS = 64
 STANDARD_TEST_SIZES = (8, 16, 32, 64)
@@ -36,6 +39,7 @@ class AmplifyConfig:
 
     task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
     mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
+    weak: str = field(default="", metadata={"help": "weak modes: the weak supervisor W as AXIS:VALUE, small-size:M (trained at size <= M), small-model:L[xD] (L+L layers, width D), budget:K (K steps); a stronger W gives better targets", "key_neutral": ""})
     size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64; larger = harder questions, slower steps)"})
     steps: int = field(default=5000, metadata={"help": "training steps: the budget results are keyed and compared by (more = longer training)"})
     minutes: float = field(default=0.0, metadata={"help": "also stop after this much training wall time, for benchmarks (0 = none); such a run is marked not reproducible"})
@@ -95,6 +99,7 @@ class AmplifyConfig:
         check_finite(self)  # nan / inf in any float field (a config built without make_config too)
         if self.mode not in MODES:
             raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
+        self._validate_weak()
         for name in ("size", "start_size"):
             if not 2 <= getattr(self, name) <= 64:
                 raise ConfigError(name, f"must be in 2..64, got {getattr(self, name)}")
@@ -112,6 +117,12 @@ class AmplifyConfig:
             raise ConfigError("curriculum_min_size", f"must be in 2..64, got {self.curriculum_min_size}")
         self._validate_counts()
         self._validate_rates()
+
+    def _validate_weak(self) -> None:
+        if self.mode in WEAK_MODES:
+            if not self.weak:
+                raise ConfigError("weak", f"mode {self.mode} needs a weak supervisor, e.g. --weak budget:300")
+            parse_weak(self.weak, self.size)
 
     def _validate_counts(self) -> None:
         if self.n_heads < 1:
@@ -190,6 +201,53 @@ class AmplifyConfig:
         return sorted({s for s in STANDARD_TEST_SIZES if min(self.start_size, self.size) <= s <= self.size} | {self.size})
 
 
+WEAK_AXES = ("small-size", "small-model", "budget")
+
+
+@dataclass(frozen=True)
+class WeakSpec:
+    """A weak supervisor W: X's recipe weakened along one named axis (``weak.py`` builds its config)."""
+
+    axis: str  # small-size: trained at sizes <= size; small-model: layers x width; budget: steps
+    size: int = 0
+    layers: int = 0
+    width: int = 0  # 0: X's width
+    steps: int = 0
+
+    def __str__(self) -> str:
+        if self.axis == "small-size":
+            return f"small-size:{self.size}"
+        if self.axis == "small-model":
+            return f"small-model:{self.layers}" + (f"x{self.width}" if self.width else "")
+        return f"budget:{self.steps}"
+
+
+def parse_weak(spec: str, size: int = 64) -> WeakSpec:
+    """``--weak`` as a WeakSpec; a ConfigError naming ``weak`` for an unknown axis or a bad value
+    (small-size must be below the target ``size``)."""
+    axis, _, value = spec.partition(":")
+    if axis not in WEAK_AXES:
+        raise ConfigError("weak", f"axis {axis!r} is not one of {', '.join(WEAK_AXES)} (e.g. budget:300)")
+    try:
+        if axis == "small-model":
+            layers, _, width = value.partition("x")
+            parsed = WeakSpec(axis, layers=int(layers), width=int(width) if width else 0)
+            ok = parsed.layers >= 1 and (not width or parsed.width >= 4 and parsed.width % 4 == 0)
+        elif axis == "small-size":
+            parsed = WeakSpec(axis, size=int(value))
+            ok = 2 <= parsed.size < size
+        else:
+            parsed = WeakSpec(axis, steps=int(value))
+            ok = parsed.steps >= 1
+    except ValueError:
+        ok = False
+    if not ok:
+        want = {"small-size": f"an instance size in 2..{size - 1}", "small-model": "LAYERS or LAYERSxWIDTH (width a multiple of 4)",
+                "budget": "a step count >= 1"}[axis]
+        raise ConfigError("weak", f"{spec!r}: {axis} takes {want}")
+    return parsed
+
+
 def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
     """``fields`` of an AmplifyConfig less those its mode ignores: H''s (``hprime_*``) outside
     amplify-learned, and the teacher's EMA in supervised mode."""
@@ -200,6 +258,8 @@ def fields_the_mode_uses(fields: dict[str, Any]) -> dict[str, Any]:
 def unused_by_mode(mode: str | None, names: Iterable[str]) -> set[str]:
     """Those of ``names`` (AmplifyConfig fields) that ``mode`` ignores."""
     unused = {k for k in names if k.startswith("hprime_")} if mode != "amplify-learned" else set()
-    if mode == "supervised":
+    if mode in ("supervised", "weak-to-strong", "amplified-weak"):  # no EMA teacher answers anything
         unused.add("teacher_ema")
-    return unused
+    if mode not in WEAK_MODES:
+        unused.add("weak")
+    return unused & set(names)

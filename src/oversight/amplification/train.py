@@ -54,7 +54,7 @@ from oversight.amplification.batches import (
     make_batch,
     stack_facts,
 )
-from oversight.amplification.config import MODES, AmplifyConfig, fields_the_mode_uses
+from oversight.amplification.config import MODES, WEAK_MODES, AmplifyConfig, fields_the_mode_uses
 from oversight.amplification.curriculum import Curriculum
 from oversight.amplification.env import DONT_KNOW, Task, make_task
 from oversight.amplification.evaluation import (
@@ -77,6 +77,7 @@ from oversight.amplification.pacing import (
     make_optimizer,
 )
 from oversight.amplification.truth import GroundTruthLabelsUsed, policy_for
+from oversight.amplification.weak import self_consistency
 from oversight.amplification.workers import TargetWorker
 from oversight.progress import log
 from oversight.runtime import (
@@ -103,6 +104,7 @@ __all__ = [
 ]
 
 IGNORE = -100  # targets X is not trained on
+SWITCH_VOTES = 2  # amplified-weak+self: evaluations in a row X's teacher must out-compose W to take over
 
 
 @dataclass
@@ -114,6 +116,10 @@ class Accounting:
     gt_labels_used: int = 0  # ground-truth answers of non-primitive questions used for training
     primitive_answers: int = 0  # subquestions answered by the environment from the facts
     teacher_answers: int = 0  # subquestions answered by X's teacher copy
+    weak_answers: int = 0  # weak modes: targets and subquestions answered by the weak supervisor W
+    self_from_step: int = 0  # amplified-weak+self: the step X's teacher took over from W (0: not yet)
+    switch_expert_calls: int = 0  # amplified-weak+self: H's decompositions spent deciding that switch
+    switch_votes: int = 0  # amplified-weak+self: evaluations in a row at which X's teacher composed better than W
     hprime_updates: int = 0
     hprime_warmup_steps: int = 0  # amplify-learned: steps spent training H' before X started
     dont_know_targets: int = 0  # amplify modes: questions Amplify(X) answered DONT_KNOW (not trained on)
@@ -158,6 +164,8 @@ class TrainState:
     curve: list[dict[str, Any]] = field(default_factory=list)
     last_correct: dict[int, np.ndarray] = field(default_factory=dict)  # the latest evaluation, question by question
     pacing: HPrimePacing | None = None  # amplify-learned: H' and the pace of H and H'
+    weak: FactSetLearner | None = None  # weak modes: the frozen weak supervisor W (never trained here)
+    weak_consistency: float | None = None  # amplified-weak+self: W's self-consistency on validation
     passes_left: int = 0  # steps left on ``current`` (target_passes > 1)
     current: Batch | None = None  # the batch of targets X trains on
     wall_before: float = 0.0  # wall seconds the run had taken before it was resumed
@@ -192,11 +200,35 @@ def checkpoint_identity(cfg: AmplifyConfig) -> dict[str, Any]:
     return fields_the_mode_uses(values)
 
 
+def maybe_switch_to_self(state: TrainState, cfg: AmplifyConfig, task: Task, val_set: EvalSet, device: str) -> None:
+    """amplified-weak+self: X's teacher takes over from W, for good, once the curriculum is at its
+    final stage and at SWITCH_VOTES evaluations in a row its answers composed under H more often than
+    W's did (``weak.self_consistency`` on the validation instances at the target size: no true answer
+    read, H's work counted). Before the final stage X has not trained on the questions it is scored on."""
+    if cfg.mode != "amplified-weak+self" or state.acct.self_from_step or not state.curriculum.final:
+        return
+    assert state.weak is not None
+    if state.weak_consistency is None:  # W is frozen: once (H's own draws, apart from the batches', the same after a resume)
+        state.weak_consistency = self_consistency(state.weak, task, val_set, device, np.random.default_rng([cfg.seed, 0]),
+                                                  cfg.bf16)
+        state.acct.switch_expert_calls += len(val_set.questions)
+    own = self_consistency(state.teacher, task, val_set, device, np.random.default_rng([cfg.seed, state.acct.steps]),
+                           cfg.bf16)
+    state.acct.switch_expert_calls += len(val_set.questions)
+    state.acct.switch_votes = state.acct.switch_votes + 1 if own > state.weak_consistency else 0
+    if state.acct.switch_votes >= SWITCH_VOTES:
+        state.acct.self_from_step = state.acct.steps
+        log(f"  step {state.acct.steps:6d}  X's teacher answers the subquestions from now on (self-consistency "
+            f"{own:.3f} > W's {state.weak_consistency:.3f})")
+
+
 def record_eval(state: TrainState, cfg: AmplifyConfig, task: Task, val_sets: dict[int, EvalSet], device: str,
                 on_eval: Callable[[dict[str, Any]], None] | None) -> dict[str, Any]:
     """Evaluate X on every validation set; append the point to the learning curve (and log it)."""
     acct, curriculum, hprime_loss = state.acct, state.curriculum, state.hprime_loss
     state.last_correct.update(evaluate(state.model, task, val_sets, device, cfg.bf16))
+    with policy_for(cfg.mode):  # the switch reads no true answer
+        maybe_switch_to_self(state, cfg, task, val_sets[cfg.size], device)
     acc = {size: float(correct.mean()) for size, correct in state.last_correct.items()}
     point = {"step": acct.steps, "seconds": round(acct.seconds, 3), "questions": acct.questions_trained,
              "expert_calls": acct.expert_calls, "gt_labels": acct.gt_labels_used,
@@ -217,6 +249,7 @@ def _count_batch(acct: Accounting, batch: Batch) -> None:
     acct.expert_calls += batch.expert_calls
     acct.primitive_answers += batch.primitive_answers
     acct.teacher_answers += batch.teacher_answers
+    acct.weak_answers += batch.weak_answers
     acct.gt_labels_used += batch.gt_labels
     acct.decisions_cached += batch.decisions_cached
     acct.decisions_computed += batch.decisions_computed
@@ -232,11 +265,13 @@ def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
     if pacing is not None:
         plan, pace_loss = pacing.plan(cfg, state.acct.hprime_updates)
     hprime = None if pacing is None else pacing.hprime
+    use_self = state.acct.self_from_step > 0
     if worker is not None:
-        batch = worker.next_batch(curriculum.size, curriculum.level, state.teacher, device, hprime, plan)
+        batch = worker.next_batch(curriculum.size, curriculum.level, state.teacher, device, hprime, plan, use_self)
     else:
         batch = make_batch(task, cfg, curriculum.size, curriculum.level, state.teacher, state.ground_truth,
-                           state.rng, device, hprime, plan, None if pacing is None else pacing.decisions)
+                           state.rng, device, hprime, plan, None if pacing is None else pacing.decisions,
+                           state.weak, use_self)
     _count_batch(state.acct, batch)
     if pacing is not None and pace_loss is not None:
         pacing.learn(cfg, task, device, batch, pace_loss, state.acct)
@@ -322,13 +357,14 @@ def _save(checkpoint: Path, state: TrainState, cfg: AmplifyConfig, worker: Targe
 
 
 def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[str, Any]], None] | None = None,
-          checkpoint: str | Path | None = None) -> TrainedRun:
+          checkpoint: str | Path | None = None, weak: FactSetLearner | None = None) -> TrainedRun:
     """Train X in ``cfg.mode``; returns the results (accounting, validation curve, final test
     accuracy) and models. In the amplify modes no true answer is read outside evaluation and the
     oracle curriculum (``truth.py``: any other read raises).
 
     ``checkpoint``: a file to save the run to every ``cfg.checkpoint_every`` steps and, if it is there
-    when the run starts, to resume from (to the same numbers as a run never stopped)."""
+    when the run starts, to resume from (to the same numbers as a run never stopped). ``weak``: the
+    trained weak supervisor W of a weak mode (``weak.py``), frozen."""
     cfg.validate()
     code_commit()  # the commit this run's code came from, before HEAD can move
     wall_start = time.perf_counter()
@@ -338,7 +374,10 @@ def train(cfg: AmplifyConfig, task: Task | None = None, on_eval: Callable[[dict[
     set_threads(cfg.threads or None)
     seed_everything(cfg.seed)
     checkpoint = Path(checkpoint) if checkpoint is not None else None
+    if (cfg.mode in WEAK_MODES) != (weak is not None):
+        raise ValueError(f"mode {cfg.mode}: weak= must be given exactly in the weak modes ({', '.join(WEAK_MODES)})")
     state, saved = _resume(new_state(cfg, task, device), cfg, task, device, checkpoint)
+    state.weak = None if weak is None else weak.to(device).eval().requires_grad_(False)
     val_sets = make_eval_sets(task, cfg.test_sizes, cfg.val_contexts, cfg.test_questions, split="validation")
     log(f"amplify: task={cfg.task} mode={cfg.mode} size={cfg.size} device={device} curriculum={cfg.curriculum} "
         f"X params={count_parameters(state.model):,} stages={len(state.curriculum.stages)}")
@@ -361,7 +400,7 @@ def _loop(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, val_se
     acct, largest = state.acct, str(cfg.size)
     # the batches and their targets are made ahead on another core
     worker = (TargetWorker(cfg, task, state.teacher, device, state.hprime, resume=saved and saved["workers"],
-                           hprime_version=acct.hprime_updates) if cfg.overlap_targets else None)
+                           hprime_version=acct.hprime_updates, weak=state.weak) if cfg.overlap_targets else None)
     try:
         while True:
             if cfg.steps and acct.steps >= cfg.steps:
@@ -407,8 +446,19 @@ def final_test(model: FactSetLearner, cfg: AmplifyConfig, task: Task, device: st
             "test_acc_by_size": {str(s): round(a, 4) for s, (a, _) in by_size.items()},
             "test_acc_se_by_size": {str(s): round(e, 4) for s, (_, e) in by_size.items()},
             "test_questions": int(len(correct[cfg.size])),
+            # question by question at the largest size (test_questions per instance, in order): intervals
+            # over instances and seeds (``bridge.py``), as bits
+            "test_correct_hex": np.packbits(correct[cfg.size]).tobytes().hex(),
             # where X fails: accuracy at the largest size per question difficulty (curriculum level)
             "test_acc_by_level": accuracy_by_level(task, test_sets[cfg.size], correct[cfg.size])}
+
+
+def weak_test(weak: FactSetLearner | None, cfg: AmplifyConfig, task: Task, device: str) -> dict[str, Any]:
+    """A weak mode's W on the same test set at the target size (``weak_`` fields; none outside the weak modes)."""
+    if weak is None:
+        return {}
+    scores = final_test(weak, cfg, task, device)
+    return {f"weak_{k}": scores[k] for k in ("test_acc", "test_acc_se", "test_correct_hex")}
 
 
 def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, stopped_by: str) -> dict[str, Any]:
@@ -429,10 +479,13 @@ def run_results(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, 
         # a wall-clock budget depends on the machine's load: such a run is not reproducible
         "reproducible": not cfg.minutes,
         **final_test(state.model, cfg, task, device),
+        **weak_test(state.weak, cfg, task, device),
         "val_acc": curve[-1]["val_acc"][str(largest)],
         "questions_trained": acct.questions_trained, "expert_calls": acct.expert_calls,
         "gt_labels_used": acct.gt_labels_used, "primitive_answers": acct.primitive_answers,
         "teacher_answers": acct.teacher_answers, "hprime_updates": acct.hprime_updates,
+        "weak": cfg.weak or None, "weak_answers": acct.weak_answers, "self_from_step": acct.self_from_step or None,
+        "switch_expert_calls": acct.switch_expert_calls,
         "hprime_warmup_steps": acct.hprime_warmup_steps, "dont_know_targets": acct.dont_know_targets,
         "hprime_loss": None if not math.isfinite(state.hprime_loss) else state.hprime_loss,
         "hprime_cached_decisions": round(acct.decisions_cached / max(1, acct.decisions_cached + acct.decisions_computed), 4),

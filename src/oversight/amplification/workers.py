@@ -59,7 +59,7 @@ class TargetWorker:
 
     def __init__(self, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, device: str,
                  hprime: LearnedExpert | None = None, resume: dict[str, Any] | None = None,
-                 hprime_version: int = 0) -> None:
+                 hprime_version: int = 0, weak: FactSetLearner | None = None) -> None:
         # fork on CPU (as DataLoader workers do; spawn would re-run an unguarded calling script);
         # CUDA cannot be forked once initialised, so there the worker is spawned
         methods = torch.multiprocessing.get_all_start_methods()
@@ -71,7 +71,8 @@ class TargetWorker:
         try:
             for index in range(cfg.target_workers):
                 seed = cfg.seed if cfg.target_workers == 1 else [cfg.seed, index]
-                self.workers.append(_Worker(context, cfg, task, teacher, hprime, seed, saved[index], hprime_version))
+                self.workers.append(_Worker(context, cfg, task, teacher, hprime, seed, saved[index], hprime_version,
+                                            weak))
         except BaseException:
             self.close()
             raise
@@ -79,16 +80,17 @@ class TargetWorker:
         self.started = False if resume is None else resume["started"]
 
     def next_batch(self, size: int, level: int, teacher: FactSetLearner, device: str,
-                   hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None) -> Batch:
+                   hprime: LearnedExpert | None = None, plan: HPrimePlan | None = None,
+                   use_self: bool = False) -> Batch:
         """The batch asked for k steps ago (at first: asked for now, from every worker), and a request
         to the same worker for the batch k steps ahead."""
         if not self.started:
             for worker in self.workers:
-                worker.request(size, level, teacher, hprime, plan)
+                worker.request(size, level, teacher, hprime, plan, use_self)
             self.started = True
         worker = self.workers[self.turn]
         batch = worker.take()
-        worker.request(size, level, teacher, hprime, plan)
+        worker.request(size, level, teacher, hprime, plan, use_self)
         self.turn = (self.turn + 1) % len(self.workers)
         return dataclasses.replace(batch, facts=torch.from_numpy(batch.facts).to(device))
 
@@ -107,7 +109,7 @@ class _Worker:
 
     def __init__(self, context: Any, cfg: AmplifyConfig, task: Task, teacher: FactSetLearner,
                  hprime: LearnedExpert | None, seed: int | list[int], saved: dict[str, Any] | None = None,
-                 hprime_version: int = 0) -> None:
+                 hprime_version: int = 0, weak: FactSetLearner | None = None) -> None:
         self.snapshot = copy.deepcopy(teacher).cpu().share_memory()
         self.hprime_snapshot = None if hprime is None else copy.deepcopy(hprime).cpu().share_memory()
         self.hprime_version = hprime_version  # the H' weights in the snapshot (H' is updated rarely once it imitates H)
@@ -116,7 +118,7 @@ class _Worker:
         self.conn, child = context.Pipe()
         self.process = context.Process(target=_target_worker,
                                        args=(cfg, task, self.snapshot, self.hprime_snapshot, seed, child,
-                                             os.getpid(), generator, hprime_version),
+                                             os.getpid(), generator, hprime_version, weak),
                                        name="oversight-targets", daemon=True)
         self.process.start()
         child.close()
@@ -124,13 +126,13 @@ class _Worker:
         self.receive()  # "ready": the worker's start-up is setup time, not training time
 
     def request(self, size: int, level: int, teacher: FactSetLearner, hprime: LearnedExpert | None,
-                plan: HPrimePlan | None) -> None:
+                plan: HPrimePlan | None, use_self: bool = False) -> None:
         ema_update(self.snapshot, teacher, 0.0)  # decay 0: a copy
         if self.hprime_snapshot is not None and hprime is not None and plan is not None \
                 and plan.hprime_version != self.hprime_version:
             ema_update(self.hprime_snapshot, hprime, 0.0)
             self.hprime_version = plan.hprime_version
-        self.conn.send((size, level, plan))
+        self.conn.send((size, level, plan, use_self))
         self.in_flight = True
 
     def take(self) -> Batch:
@@ -196,7 +198,7 @@ def _die_with_parent(parent: int) -> None:
 
 def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hprime: LearnedExpert | None,
                    seed: int | list[int], conn: Any, parent: int, saved: dict[str, Any] | None = None,
-                   hprime_version: int = 0) -> None:
+                   hprime_version: int = 0, weak: FactSetLearner | None = None) -> None:
     """The worker process of ``TargetWorker``: answers (size, level, plan) requests with batches,
     "state" with its generator and decision cache (for a checkpoint), None stops it."""
     import traceback
@@ -216,11 +218,12 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
             load_cache_state(decisions, saved["decisions"])
         local = teacher if device == "cpu" else copy.deepcopy(teacher).to(device)
         local_hprime = hprime if device == "cpu" or hprime is None else copy.deepcopy(hprime).to(device)
+        local_weak = weak if device == "cpu" or weak is None else copy.deepcopy(weak).to(device)  # frozen: sent once
         loaded_version = hprime_version  # H''s updates reflected in local_hprime
         conn.send("ready")
         with policy_for(cfg.mode):  # an amplify mode reads no true answer here either
             _serve(conn, task, cfg, teacher, hprime, local, local_hprime, ground_truth, rng, device, decisions,
-                   loaded_version)
+                   loaded_version, local_weak)
     except KeyboardInterrupt:
         pass
     except BaseException:  # noqa: BLE001 - whatever it was, the trainer must hear of it
@@ -231,7 +234,8 @@ def _target_worker(cfg: AmplifyConfig, task: Task, teacher: FactSetLearner, hpri
 
 def _serve(conn: Any, task: Task, cfg: AmplifyConfig, teacher: FactSetLearner, hprime: LearnedExpert | None,
            local: FactSetLearner, local_hprime: LearnedExpert | None, ground_truth: GroundTruthLedger,
-           rng: np.random.Generator, device: str, decisions: DecisionCache, loaded_version: int) -> None:
+           rng: np.random.Generator, device: str, decisions: DecisionCache, loaded_version: int,
+           weak: FactSetLearner | None = None) -> None:
     """Answer requests until the trainer sends None (see ``_target_worker``)."""
     from oversight.amplification.checkpoint import cache_state
 
@@ -239,12 +243,13 @@ def _serve(conn: Any, task: Task, cfg: AmplifyConfig, teacher: FactSetLearner, h
         if request == "state":
             conn.send({"rng": rng.bit_generator.state, "decisions": cache_state(decisions)})
             continue
-        size, level, plan = request
+        size, level, plan, use_self = request
         if local is not teacher:
             local.load_state_dict(teacher.state_dict())
         if local_hprime is not hprime and plan.hprime_version != loaded_version:
             local_hprime.load_state_dict(hprime.state_dict())
             loaded_version = plan.hprime_version
-        batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions)
+        batch = make_batch(task, cfg, size, level, local, ground_truth, rng, device, local_hprime, plan, decisions,
+                           weak, use_self)
         # numpy, not a tensor: torch would pass a tensor through a shared-memory file per batch
         conn.send(dataclasses.replace(batch, facts=batch.facts.cpu().numpy(), instances=[]))
