@@ -18,9 +18,11 @@ from oversight.errors import ConfigError, OversightError, StoreError
 from oversight.progress import warn
 from oversight.store import ResultsStore, atomic_write_text, ensure_writable
 
-SECTIONS = ("oversight.w2s.report", "oversight.w2s.active_report", "oversight.amplification.report")
+SECTIONS = ("oversight.w2s.report", "oversight.w2s.active_report", "oversight.amplification.report",
+            "oversight.amplification.bridge")
 # modules with ``markdown(store) -> str`` and ``MARKDOWN_FILE``: the results docs, one file each
-MARKDOWN_SECTIONS = ("oversight.w2s.tables", "oversight.w2s.active_report", "oversight.w2s.beyond_tables", "oversight.amplification.results")
+MARKDOWN_SECTIONS = ("oversight.w2s.tables", "oversight.w2s.active_report", "oversight.w2s.beyond_tables",
+                     "oversight.amplification.results", "oversight.amplification.bridge")
 
 # Nothing on the page can be wider than the window: every table takes the page's width with columns
 # of fixed share (table-layout: fixed) whose cells wrap, breaking a word only where it alone is wider

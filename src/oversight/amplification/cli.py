@@ -4,6 +4,7 @@
     oversight amplify run --task union_find --mode supervised --steps 2000 --json   # final JSON object on stdout
     oversight amplify sweep --size 16 --steps 4000          # all tasks x modes x 3 seeds into the store (resumes)
     oversight amplify show --task permutation_powering      # one question's decomposition tree
+    oversight amplify bridge --task union_find --size 8 --weak budget:300   # six arms against a weak W (bridge.py)
 
 Every run is keyed by the hash of its full config in the SQLite results store shared with the w2s
 experiments (``--store``); a finished run is not repeated (``--force`` reruns it). X (and H') are
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 
 from oversight.amplification.batches import make_answer_fn, stack_facts
+from oversight.amplification.bridge import ARMS, bridge_configs, bridge_rows, collect, format_group
 from oversight.amplification.checkpoint import checkpoint_path
 from oversight.amplification.config import BASE_MODES, MODES, WEAK_MODES, AmplifyConfig
 from oversight.amplification.env import (
@@ -92,6 +94,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(sweep)
     sweep.set_defaults(func=_cmd_sweep)
 
+    bridge = amplify_sub.add_parser("bridge", help="six arms on one task and size, from ground truth to a weak "
+                                    "supervisor amplified by H; prints accuracy and PGR with intervals")
+    add_arguments(bridge, AmplifyConfig, skip=("mode", "seed"))
+    bridge.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default: all of {','.join(ARMS)})")
+    bridge.add_argument("--seeds", type=count, default=DEFAULT_SEEDS,
+                        help=f"seeds per arm, 0..N-1 (more = tighter intervals; default: {DEFAULT_SEEDS})")
+    bridge.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray (default: local)")
+    _common(bridge)
+    bridge.set_defaults(func=_cmd_bridge)
+
     show = amplify_sub.add_parser("show", help="print one question's decomposition tree with a stored X (and H')")
     show.add_argument("--task", required=True, help="environment name")
     show.add_argument("--size", type=int, default=None, help="instance size (default: the stored run's size)")
@@ -124,6 +136,11 @@ def run_and_store(cfg: AmplifyConfig, store: ResultsStore, force: bool = False) 
     weak = trained_weak(cfg, store) if cfg.mode in WEAK_MODES else None
     checkpoint = checkpoint_path(artifacts_for(store).root, key)
     trained = train(cfg, checkpoint=checkpoint, weak=weak)  # resumes from the checkpoint of an interrupted run
+    if weak is not None:  # what W cost and which run it is, for the bridge's W row
+        weak_record = store.get(run_key(weak_config(cfg)))
+        assert weak_record is not None
+        trained.results["weak_run"] = {"key": weak_record["key"], "seed": weak_record["config"]["seed"],
+                                       **{k: weak_record["results"][k] for k in ("steps", "gt_labels_used", "test_acc")}}
     save_models(store, key, trained)
     store.put(key, KIND, config_to_dict(cfg.with_task_defaults()), trained.results, seconds=trained.results["seconds"])
     checkpoint.unlink(missing_ok=True)  # the row is written: nothing left to resume
@@ -203,6 +220,32 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     log(f"{len(configs)} runs; store {args.store}")
     results = run_jobs(run_and_store, configs, store_path=args.store, executor=args.executor)
     _print(results, args.json)
+    return 0
+
+
+def _cmd_bridge(args: argparse.Namespace) -> int:
+    if args.quiet:
+        set_quiet(True)
+    arms = tuple(dict.fromkeys(split_list(args.arms)))
+    unknown = [a for a in arms if a not in ARMS]
+    if not arms or unknown:
+        raise ConfigError("arms", f"{', '.join(unknown) or 'none given'}: give some of {', '.join(ARMS)}")
+    if not args.weak:
+        raise ConfigError("weak", "the bridge needs a weak supervisor, e.g. --weak budget:300 (axes: small-size:M, "
+                                  "small-model:L[xD], budget:K)")
+    base = {k: v for k, v in vars(args).items() if k in AmplifyConfig.__dataclass_fields__}
+    configs = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), args.seeds, arms)
+    store = ResultsStore(args.store)
+    check_writable(store, configs[0])
+    log(f"bridge: {len(configs)} runs ({len(arms)} arms x {args.seeds} seeds) and {args.seeds} weak supervisors; "
+        f"store {args.store}")
+    # W is trained by the first weak arm of its seed that runs (with --executor ray, two may both train it: same numbers)
+    run_jobs(run_and_store, configs, store_path=args.store, executor=args.executor)
+    shared = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), 1, ("weak-to-strong",))[0]
+    for group in collect(store.records(kind=KIND)):
+        if group["task"] == shared.task and group["size"] == shared.size and group["weak"] == shared.weak \
+                and group["steps"] == shared.steps:
+            print(format_group(group) if not args.json else json.dumps(bridge_rows(group), default=str))
     return 0
 
 

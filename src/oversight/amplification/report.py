@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from oversight.amplification.evaluation import curve_accuracy, format_acc_by_level, stored_test_set  # noqa: E402
-from oversight.amplification.results import diverged_flag  # noqa: E402
+from oversight.amplification.results import base_runs, diverged_flag  # noqa: E402
 from oversight.amplification.runs import identity_of, migrate_store, stored_config  # noqa: E402
 from oversight.config import varying_fields  # noqa: E402
 
@@ -59,8 +59,8 @@ def variants(records: list[dict[str, Any]]) -> dict[int, str]:
 def _records(source: Any) -> list[dict[str, Any]]:
     if hasattr(source, "records"):
         migrate_store(source)
-        return source.records(kind="amplify")
-    return [r for r in source if r.get("kind", "amplify") == "amplify"]
+        return base_runs(source.records(kind="amplify"))
+    return base_runs([r for r in source if r.get("kind", "amplify") == "amplify"])
 
 
 def _panel_size(runs: list[dict[str, Any]]) -> int:

@@ -20,8 +20,10 @@ import statistics
 from collections import defaultdict
 from typing import Any
 
+from oversight.amplification.config import WEAK_MODES
 from oversight.amplification.evaluation import TEST_SET, stored_test_set
 from oversight.amplification.runs import identity_of, stored_config
+from oversight.amplification.weak import is_weak_run
 from oversight.config import canonical_json, label_fields, varying_fields
 
 MODE_ORDER = ("supervised", "amplify", "amplify-learned")
@@ -104,6 +106,11 @@ def format_accuracy(row: dict[str, Any]) -> str:
     return f"{row['test_acc_mean']:.3f} (SE {row['test_acc_se']:.3f}){flag}"
 
 
+def base_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of the base modes: neither a weak-mode run nor a weak supervisor's (``bridge.py`` reports those)."""
+    return [r for r in records if r["config"].get("mode") not in WEAK_MODES and not is_weak_run(r["config"])]
+
+
 def on_current_test_set(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The rows measured on today's test set (``evaluation.TEST_SET``)."""
     return [r for r in records if stored_test_set(r["results"]) == TEST_SET]
@@ -146,7 +153,7 @@ def markdown(store: Any) -> str:
     from oversight.amplification.runs import migrate_store
 
     migrate_store(store)
-    records = store.records(kind="amplify")
+    records = base_runs(store.records(kind="amplify"))
     if not records:
         return ""
     rows = aggregate_runs(on_current_test_set(records))
@@ -163,6 +170,8 @@ def summary(store: Any) -> list[str]:
     """The README's results line: per task, the test accuracy of amplify (label-free curriculum)
     at each size where it has 3 or more seeds, beside the oracle-curriculum ablation where run."""
     records = store.records(kind="amplify")
+    if len(base_runs(records)) < len(records):  # a bridge's store: the bridge's own line speaks for it
+        return []
     rows = [r for r in aggregate_runs(on_current_test_set(records)) if r["mode"] == "amplify" and len(r["seeds"]) >= 3
             and not r["variant"]]
     parts = []
