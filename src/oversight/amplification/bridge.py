@@ -34,8 +34,8 @@ from oversight.config import canonical_json
 from oversight.w2s.metrics import hierarchical_bootstrap_pgr, interval_covers, pgr
 
 ARMS = ("supervised", "weak-to-strong", "amplify", "amplify-learned", "amplified-weak", "amplified-weak+self")
-# what a group of bridge runs shares: their config less the arm, W and seed (and what one arm ignores)
-NOT_SHARED = ("mode", "weak", "seed", "teacher_ema")
+# what a group of bridge runs shares: their config less the arm, W and seed (and what one mode sets its own way)
+NOT_SHARED = ("mode", "weak", "seed", "teacher_ema", "target_workers")
 N_BOOT = 1000
 
 

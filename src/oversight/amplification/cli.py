@@ -87,7 +87,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_arguments(sweep, AmplifyConfig, skip=("task", "mode", "seed"))
     sweep.add_argument("--tasks", default="all", help="comma-separated tasks (default: all)")
     sweep.add_argument("--modes", default=",".join(BASE_MODES),
-                       help=f"comma-separated modes of {','.join(MODES)} (default: {','.join(BASE_MODES)}; weak ones need --weak)")
+                       help=f"comma-separated modes; the weak ones ({','.join(WEAK_MODES)}) need --weak "
+                            f"(default: {','.join(BASE_MODES)})")
     sweep.add_argument("--seeds", type=count, default=DEFAULT_SEEDS,
                        help=f"seeds per cell, 0..N-1 (at least 1; more = tighter means; default: {DEFAULT_SEEDS}, as w2s)")
     sweep.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray (default: local)")
