@@ -250,3 +250,28 @@ def test_bridge_refuses_unknown_arms_and_a_missing_w(capsys: pytest.CaptureFixtu
     assert cli_main(["amplify", "bridge", "--task", "union_find", "--store", store]) != 0
     assert "weak" in capsys.readouterr().err
     assert not Path(store).exists()
+
+
+def test_x_takes_over_from_w_after_two_evaluations_in_a_row_at_the_final_stage(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """amplified-weak+self: W answers the subquestions until X's teacher composes better than W at
+    two evaluations in a row (a dip resets the count); from then on X's teacher answers them."""
+    import oversight.amplification.train as train_module
+
+    task = make_task("union_find")
+    weak = train(AmplifyConfig(task="union_find", mode="supervised", steps=2, **{**TINY, "size": 4}), task=task).model
+    scores = iter([0.6, 0.4, 0.6, 0.7] + [0.9] * 20)
+    calls: list[str] = []
+
+    def consistency(model: Any, *args: Any, **kw: Any) -> float:
+        calls.append("weak" if model is weak else "x")
+        return 0.5 if model is weak else next(scores)
+
+    monkeypatch.setattr(train_module, "self_consistency", consistency)
+    cfg = AmplifyConfig(task="union_find", mode="amplified-weak+self", weak="budget:2", steps=8, eval_every=1,
+                        **{**{k: v for k, v in TINY.items() if k != "eval_every"}, "size": 4})
+    results = train(cfg, task=task, weak=weak).results
+    assert results["self_from_step"] == 4
+    assert calls == ["weak", "x", "x", "x", "x"]  # W once (frozen), then X until it took over
+    assert results["weak_answers"] > 0 and results["teacher_answers"] > 0
+    assert results["switch_expert_calls"] == 5 * cfg.val_contexts * cfg.test_questions

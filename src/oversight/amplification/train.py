@@ -205,7 +205,8 @@ def maybe_switch_to_self(state: TrainState, cfg: AmplifyConfig, task: Task, val_
     final stage and at SWITCH_VOTES evaluations in a row its answers composed under H more often than
     W's did (``weak.self_consistency`` on the validation instances at the target size: no true answer
     read, H's work counted). Before the final stage X has not trained on the questions it is scored on."""
-    if cfg.mode != "amplified-weak+self" or state.acct.self_from_step or not state.curriculum.final:
+    if cfg.mode != "amplified-weak+self" or state.acct.self_from_step or not state.curriculum.final \
+            or state.acct.steps == 0:
         return
     assert state.weak is not None
     if state.weak_consistency is None:  # W is frozen: once (H's own draws, apart from the batches', the same after a resume)
