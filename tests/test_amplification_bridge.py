@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from oversight.amplification.batches import GroundTruthLedger, draw_questions, make_batch
-from oversight.amplification.bridge import ARMS, bridge_rows, collect, correct_bits, markdown
+from oversight.amplification.bridge import ARMS, bridge_rows, collect, correct_bits, markdown, section
 from oversight.amplification.cli import run_and_store
 from oversight.amplification.config import WEAK_MODES, AmplifyConfig, parse_weak
 from oversight.amplification.env import DONT_KNOW, VOCAB_SIZE, Task, make_task
@@ -237,6 +237,8 @@ def test_the_bridge_command_runs_every_arm_and_tabulates_them(tmp_path: Path, ca
     doc = markdown(ResultsStore(store))
     assert "### union_find, n=5, W = budget:8, 24 steps" in doc and "amplified-weak+self" in doc
     assert len(correct_bits(group["arms"]["amplify"][0])) == 16 * 4
+    page = section(ResultsStore(store), tmp_path)
+    assert page.count("<tr>") == 1 + 7 and (tmp_path / "bridge_0_union_find_5_budget_8.png").stat().st_size > 1000
     assert cli_main(["amplify", "bridge", *flags, "--json"]) == 0  # all stored: nothing reruns
     assert json.loads(capsys.readouterr().out.splitlines()[-1])[0]["arm"] == "W (budget:8)"
     assert len(ResultsStore(store).records(kind="amplify")) == len(records)

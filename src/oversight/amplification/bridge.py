@@ -174,6 +174,10 @@ CAPTION = ("Six ways to train the same X (same architecture, initialisation, cur
            "training read any). Each a mean over seeds.")
 
 
+FIGURE_CAPTION = ("Bars: test accuracy at the target size, mean over seeds; whiskers: 95% CI over seeds, then test "
+                  "instances; dashed: W. Gray reads ground truth, orange learns from W, blue from H and X alone.")
+
+
 def _ci(value: float, low: float, high: float, digits: int = 3) -> str:
     if value != value:  # nan
         return "undefined"
@@ -256,7 +260,10 @@ def plot_group(group: dict[str, Any], path: Any) -> Any:
     xs = np.arange(len(arms))
     acc = np.array([r["acc"] for r in arms])
     err = np.array([[r["acc"] - r["acc_low"], r["acc_high"] - r["acc"]] for r in arms]).T
-    ax.bar(xs, acc, yerr=np.nan_to_num(err), capsize=3, color="tab:blue", alpha=0.8)
+    # the ceiling reads ground truth, the weak arms learn from W, the amplify arms from H and X alone
+    colors = ["tab:gray" if r["arm"] == "supervised" else "tab:orange" if r["arm"] in WEAK_MODES else "tab:blue"
+              for r in arms]
+    ax.bar(xs, acc, yerr=np.nan_to_num(err), capsize=3, color=colors, alpha=0.85)
     ax.axhline(rows[0]["acc"], color="tab:red", ls="--", label=rows[0]["arm"])
     ax.set_xticks(xs, [r["arm"] for r in arms], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy")
@@ -287,5 +294,6 @@ def section(store: Any, out_dir: Any) -> str:
                        for r in bridge_rows(g))
         parts.append(f"<h3>{html.escape(group_title(g))}</h3><p>{html.escape(provenance(g))}</p>"
                      f'<img src="{html.escape(path.name)}" alt="{html.escape(group_title(g))}">'
+                     f"<p><em>{html.escape(FIGURE_CAPTION)}</em></p>"
                      f"<table><tr>{head}</tr>{body}</table>")
     return "\n".join(parts)
