@@ -127,6 +127,8 @@ def test_weak_specs_parse_and_bad_ones_name_the_field() -> None:
             parse_weak(bad, 8)
     with pytest.raises(ConfigError, match="weak"):
         AmplifyConfig(task="union_find", mode="amplified-weak", size=8).validate()
+    with pytest.raises(ConfigError, match="w2s_loss"):
+        AmplifyConfig(task="union_find", mode="weak-to-strong", weak="budget:3", w2s_loss="product").validate()
     base = AmplifyConfig(task="union_find", mode="amplified-weak", size=8, seed=2, weak="small-size:4")
     w = weak_config(base)
     assert (w.mode, w.size, w.seed, w.weak) == ("supervised", 4, 2 + WEAK_SEED_OFFSET, "")
@@ -221,24 +223,25 @@ def test_the_bridge_command_runs_every_arm_and_tabulates_them(tmp_path: Path, ca
              "--hprime-ready-loss", "100", "--quiet", "--store", str(store)]
     assert cli_main(["amplify", "bridge", *flags]) == 0
     out = capsys.readouterr().out
-    for arm in (*ARMS, "W (budget:8)"):
+    for arm in (*ARMS, "W (budget:8)", "weak-to-strong (logconf)"):
         assert arm in out
     records = ResultsStore(store).records(kind="amplify")
-    assert len(records) == 2 * (len(ARMS) + 1)  # six arms and W, per seed
+    assert len(records) == 2 * (len(ARMS) + 2)  # six arms, weak-to-strong's second loss and W, per seed
     assert len(base_runs(records)) == 2 * 3
     (group,) = collect(records)
     rows = {r["arm"]: r for r in bridge_rows(group, n_boot=50)}
     assert rows["supervised"]["gt_labels"] > 0 and rows["W (budget:8)"]["steps"] == 8
     for arm in ("weak-to-strong", "amplified-weak", "amplified-weak+self", "amplify", "amplify-learned"):
         assert rows[arm]["gt_labels"] == 0 and rows[arm]["pgr_seeds"] == [0, 1]
-    for arm in ("weak-to-strong", "amplified-weak", "amplified-weak+self"):
+    for arm in ("weak-to-strong", "weak-to-strong (logconf)", "amplified-weak", "amplified-weak+self"):
         assert rows[arm]["weak_answers"] > 0
+    assert rows["weak-to-strong"]["acc"] != rows["weak-to-strong (logconf)"]["acc"]
     assert rows["weak-to-strong"]["expert_calls"] == 0 and rows["amplified-weak"]["expert_calls"] > 0
     doc = markdown(ResultsStore(store))
     assert "### union_find, n=5, W = budget:8, 24 steps" in doc and "amplified-weak+self" in doc
     assert len(correct_bits(group["arms"]["amplify"][0])) == 16 * 4
     page = section(ResultsStore(store), tmp_path)
-    assert page.count("<tr>") == 1 + 7 and (tmp_path / "bridge_0_union_find_5_budget_8.png").stat().st_size > 1000
+    assert page.count("<tr>") == 1 + 8 and (tmp_path / "bridge_0_union_find_5_budget_8.png").stat().st_size > 1000
     assert cli_main(["amplify", "bridge", *flags, "--json"]) == 0  # all stored: nothing reruns
     assert json.loads(capsys.readouterr().out.splitlines()[-1])[0]["arm"] == "W (budget:8)"
     assert len(ResultsStore(store).records(kind="amplify")) == len(records)
@@ -277,3 +280,15 @@ def test_x_takes_over_from_w_after_two_evaluations_in_a_row_at_the_final_stage(
     assert calls == ["weak", "x", "x", "x", "x"]  # W once (frozen), then X until it took over
     assert results["weak_answers"] > 0 and results["teacher_answers"] > 0
     assert results["switch_expert_calls"] == 5 * cfg.val_contexts * cfg.test_questions
+
+
+def test_logconf_loss_moves_from_w_to_x_own_answers_as_alpha_grows() -> None:
+    from oversight.amplification.train import IGNORE, logconf_loss
+
+    log_probs = torch.log_softmax(torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]]), dim=1)
+    w = torch.tensor([1, IGNORE])
+    own = log_probs.argmax(1)
+    assert logconf_loss(log_probs, w, 0.0) == pytest.approx(float(-log_probs[0, 1]))
+    assert logconf_loss(log_probs, w, 1.0) == pytest.approx(float(-log_probs[torch.arange(2), own].mean()))
+    mid = logconf_loss(log_probs, w, 0.25)
+    assert mid == pytest.approx(0.75 * float(-log_probs[0, 1]) + 0.25 * float(-log_probs[torch.arange(2), own].mean()))

@@ -9,7 +9,7 @@
         bridge_rows(group)      # per arm: accuracy and PGR with intervals, expert and W calls, labels
 
 The arms (``ARMS``), each X trained from the same initialisation, curriculum and step budget:
-``supervised`` (ground truth: the ceiling), ``weak-to-strong`` (W's answers), ``amplify`` (H with
+``supervised`` (ground truth: the ceiling), ``weak-to-strong`` (W's answers; with ``--w2s-loss xent`` and, a row of its own, ``logconf``), ``amplify`` (H with
 X's EMA), ``amplify-learned`` (H'), ``amplified-weak`` (Amplify^H(W), W frozen) and
 ``amplified-weak+self`` (W until X's teacher composes better, ``train.maybe_switch_to_self``). W is
 the weak supervisor of ``weak.py``; no arm but the ceiling and W's own training reads a true answer
@@ -35,20 +35,31 @@ from oversight.w2s.metrics import hierarchical_bootstrap_pgr, interval_covers, p
 
 ARMS = ("supervised", "weak-to-strong", "amplify", "amplify-learned", "amplified-weak", "amplified-weak+self")
 # what a group of bridge runs shares: their config less the arm, W and seed (and what one mode sets its own way)
-NOT_SHARED = ("mode", "weak", "seed", "teacher_ema", "target_workers")
+NOT_SHARED = ("mode", "weak", "seed", "teacher_ema", "target_workers", "w2s_loss")
+LOGCONF_ARM = "weak-to-strong (logconf)"  # weak-to-strong with --w2s-loss logconf: a row of its own
+ROW_ORDER = ("supervised", "weak-to-strong", LOGCONF_ARM, *ARMS[2:])
 N_BOOT = 1000
 
 
-def bridge_configs(base: AmplifyConfig, seeds: int, arms: tuple[str, ...] = ARMS) -> list[AmplifyConfig]:
-    """Every run of a bridge: arms x seeds 0..seeds-1, ``base.weak`` on the weak arms only (so the
-    base arms are the very runs ``amplify run`` and ``amplify sweep`` store and reuse)."""
+def bridge_configs(base: AmplifyConfig, seeds: int, arms: tuple[str, ...] = ARMS,
+                   w2s_losses: tuple[str, ...] = ("xent", "logconf")) -> list[AmplifyConfig]:
+    """Every run of a bridge: arms x seeds 0..seeds-1 (weak-to-strong once per loss of ``w2s_losses``),
+    ``base.weak`` on the weak arms only (so the base arms are the very runs ``amplify run`` and
+    ``amplify sweep`` store and reuse)."""
     out = []
     for arm in arms:
-        for seed in range(seeds):
-            cfg = dataclasses.replace(base, mode=arm, seed=seed, weak=base.weak if arm in WEAK_MODES else "")
-            cfg.validate()
-            out.append(cfg)
+        for loss in w2s_losses if arm == "weak-to-strong" else ("xent",):
+            for seed in range(seeds):
+                cfg = dataclasses.replace(base, mode=arm, seed=seed, weak=base.weak if arm in WEAK_MODES else "",
+                                          w2s_loss=loss)
+                cfg.validate()
+                out.append(cfg)
     return out
+
+
+def arm_of(config: dict[str, Any]) -> str:
+    """A run's row in the bridge: its mode, and weak-to-strong's loss where it is not xent."""
+    return LOGCONF_ARM if config["mode"] == "weak-to-strong" and config.get("w2s_loss") == "logconf" else config["mode"]
 
 
 def is_bridge_record(record: dict[str, Any]) -> bool:
@@ -78,7 +89,7 @@ def collect(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (shared, spec), runs in sorted(weak.items(), key=lambda item: (item[1][0]["config"]["task"], item[0][1])):
         arms: dict[str, dict[int, dict[str, Any]]] = defaultdict(dict)
         for r in base[shared] + runs:
-            arms[r["config"]["mode"]][int(r["config"]["seed"])] = r["results"]
+            arms[arm_of(r["config"])][int(r["config"]["seed"])] = r["results"]
         first = runs[0]["config"]
         groups.append({"task": first["task"], "size": first["size"], "steps": first["steps"], "weak": spec,
                        "per_instance": int(first.get("test_questions", 8)), "arms": dict(arms)})
@@ -112,7 +123,7 @@ def bridge_rows(group: dict[str, Any], n_boot: int = N_BOOT) -> list[dict[str, A
     weak = weak_correct(group)
     ceiling = {s: correct_bits(r) for s, r in group["arms"].get("supervised", {}).items()}
     rows = [_weak_row(group, weak, n_boot)]
-    for arm in ARMS:
+    for arm in ROW_ORDER:
         runs = group["arms"].get(arm)
         if not runs:
             continue

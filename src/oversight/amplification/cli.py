@@ -32,7 +32,7 @@ import torch
 from oversight.amplification.batches import make_answer_fn, stack_facts
 from oversight.amplification.bridge import ARMS, bridge_configs, bridge_rows, collect, format_group
 from oversight.amplification.checkpoint import checkpoint_path
-from oversight.amplification.config import BASE_MODES, MODES, WEAK_MODES, AmplifyConfig
+from oversight.amplification.config import BASE_MODES, MODES, W2S_LOSSES, WEAK_MODES, AmplifyConfig
 from oversight.amplification.env import (
     TASKS,
     Instance,
@@ -97,8 +97,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bridge = amplify_sub.add_parser("bridge", help="six arms on one task and size, from ground truth to a weak "
                                     "supervisor amplified by H; prints accuracy and PGR with intervals")
-    add_arguments(bridge, AmplifyConfig, skip=("mode", "seed"))
+    add_arguments(bridge, AmplifyConfig, skip=("mode", "seed", "w2s_loss"))
     bridge.add_argument("--arms", default=",".join(ARMS), help=f"comma-separated arms (default: all of {','.join(ARMS)})")
+    bridge.add_argument("--w2s-losses", default="xent,logconf",
+                        help="losses of the weak-to-strong arm, one row each (default: xent,logconf)")
     bridge.add_argument("--seeds", type=count, default=DEFAULT_SEEDS,
                         help=f"seeds per arm, 0..N-1 (more = tighter intervals; default: {DEFAULT_SEEDS})")
     bridge.add_argument("--executor", default="local", choices=sorted(EXECUTORS), help="local or ray (default: local)")
@@ -235,7 +237,10 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
         raise ConfigError("weak", "the bridge needs a weak supervisor, e.g. --weak budget:300 (axes: small-size:M, "
                                   "small-model:L[xD], budget:K)")
     base = {k: v for k, v in vars(args).items() if k in AmplifyConfig.__dataclass_fields__}
-    configs = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), args.seeds, arms)
+    losses = tuple(dict.fromkeys(split_list(args.w2s_losses)))
+    if not losses or any(loss not in W2S_LOSSES for loss in losses):
+        raise ConfigError("w2s_losses", f"{args.w2s_losses!r}: give some of {', '.join(W2S_LOSSES)}")
+    configs = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), args.seeds, arms, losses)
     store = ResultsStore(args.store)
     check_writable(store, configs[0])
     log(f"bridge: {len(configs)} runs ({len(arms)} arms x {args.seeds} seeds) and {args.seeds} weak supervisors; "

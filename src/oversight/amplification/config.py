@@ -28,6 +28,7 @@ BASE_MODES = ("supervised", "amplify", "amplify-learned")
 # the bridge to weak-to-strong (``bridge.py``): X's targets come from a weak supervisor W (``weak.py``)
 WEAK_MODES = ("weak-to-strong", "amplified-weak", "amplified-weak+self")
 MODES = BASE_MODES + WEAK_MODES
+W2S_LOSSES = ("xent", "logconf")  # weak-to-strong mode's losses (the w2s family's names)
 # each target worker is a process with its pipes and a copy of X: a thousand exhaust the open files
 MAX_TARGET_WORKERS = 64
 STANDARD_TEST_SIZES = (8, 16, 32, 64)
@@ -40,6 +41,7 @@ class AmplifyConfig:
     task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
     mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
     weak: str = field(default="", metadata={"help": "weak modes: the weak supervisor W as AXIS:VALUE, small-size:M (trained at size <= M), small-model:L[xD] (L+L layers, width D), budget:K (K steps); a stronger W gives better targets", "key_neutral": ""})
+    w2s_loss: str = field(default="xent", metadata={"help": "weak-to-strong mode: xent imitates W's answers; logconf mixes in X's own answers (weight 0 -> 0.75 over the first 20% of steps, Burns et al.), so X can overrule W where it is confident", "choices": W2S_LOSSES, "key_neutral": "xent"})
     size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64; larger = harder questions, slower steps)"})
     steps: int = field(default=5000, metadata={"help": "training steps: the budget results are keyed and compared by (more = longer training)"})
     minutes: float = field(default=0.0, metadata={"help": "also stop after this much training wall time, for benchmarks (0 = none); such a run is marked not reproducible"})
@@ -119,6 +121,8 @@ class AmplifyConfig:
         self._validate_rates()
 
     def _validate_weak(self) -> None:
+        if self.w2s_loss not in W2S_LOSSES:
+            raise ConfigError("w2s_loss", f"{self.w2s_loss!r} is not one of {', '.join(W2S_LOSSES)}")
         if self.mode in WEAK_MODES:
             if not self.weak:
                 raise ConfigError("weak", f"mode {self.mode} needs a weak supervisor, e.g. --weak budget:300")
@@ -262,4 +266,6 @@ def unused_by_mode(mode: str | None, names: Iterable[str]) -> set[str]:
         unused.add("teacher_ema")
     if mode not in WEAK_MODES:
         unused.add("weak")
+    if mode != "weak-to-strong":
+        unused.add("w2s_loss")
     return unused & set(names)

@@ -89,6 +89,7 @@ from oversight.runtime import (
     seed_everything,
     set_threads,
 )
+from oversight.w2s.losses import confidence_alpha
 
 # The loop's own names, and (second group) those tests and benchmarks import from here that live in
 # the modules the loop uses; ``evaluate``, ``make_test_sets`` and ``accuracy_by_level`` are looked up
@@ -104,6 +105,7 @@ __all__ = [
 ]
 
 IGNORE = -100  # targets X is not trained on
+ALPHA_MAX = 0.75  # weak-to-strong --w2s-loss logconf: the weight X's own answers reach (the w2s family's default)
 SWITCH_VOTES = 2  # amplified-weak+self: evaluations in a row X's teacher must out-compose W to take over
 
 
@@ -279,6 +281,13 @@ def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
     return batch
 
 
+def logconf_loss(log_probs: torch.Tensor, targets: torch.Tensor, alpha: float) -> torch.Tensor:
+    """Burns et al.'s auxiliary confidence loss for one-token answers: (1 - alpha) x cross-entropy on
+    the supervisor's answers (IGNORE left out) + alpha x cross-entropy on X's own greedy answers."""
+    own = log_probs.detach().argmax(1)
+    return (1 - alpha) * F.nll_loss(log_probs, targets, ignore_index=IGNORE) + alpha * F.nll_loss(log_probs, own)
+
+
 def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh_batch: bool) -> float:
     """One gradient step of X on the current batch's targets, the teacher's EMA update and the
     accounting; returns X's accuracy against the targets (a DONT_KNOW target counts as wrong). A
@@ -295,7 +304,10 @@ def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh
     if cfg.mode != "supervised":  # "don't know" (a malformed decomposition) carries nothing to imitate
         target_t = torch.where(target_t == DONT_KNOW, IGNORE, target_t)
         acct.dont_know_targets += int((targets == DONT_KNOW).sum()) if fresh_batch else 0
-    loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
+    if cfg.mode == "weak-to-strong" and cfg.w2s_loss == "logconf":  # X's own confident answers, mixed in
+        loss = logconf_loss(log_probs.float(), target_t, confidence_alpha(acct.steps, cfg.steps, ALPHA_MAX))
+    else:
+        loss = F.nll_loss(log_probs.float(), target_t, ignore_index=IGNORE)
     state.optimizer.zero_grad(set_to_none=True)
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_(state.model.parameters(), cfg.grad_clip)
