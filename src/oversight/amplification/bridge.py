@@ -9,9 +9,10 @@
         bridge_rows(group)      # per arm: accuracy and PGR with intervals, expert and W calls, labels
 
 The arms (``ARMS``), each X trained from the same initialisation, curriculum and step budget:
-``supervised`` (ground truth: the ceiling), ``weak-to-strong`` (W's answers; with ``--w2s-loss xent`` and, a row of its own, ``logconf``), ``amplify`` (H with
-X's EMA), ``amplify-learned`` (H'), ``amplified-weak`` (Amplify^H(W), W frozen) and
-``amplified-weak+self`` (W until X's teacher composes better, ``train.maybe_switch_to_self``). W is
+``supervised`` (ground truth: the ceiling), ``weak-to-strong`` (W's answers, with ``--w2s-loss
+xent`` and, a row of its own, ``logconf``), ``amplify`` (H with X's EMA), ``amplify-learned`` (H'),
+``amplified-weak`` (Amplify^H(W), W frozen) and ``amplified-weak+self`` (W until X's teacher
+composes better, ``train.maybe_switch_to_self``). W is
 the weak supervisor of ``weak.py``; no arm but the ceiling and W's own training reads a true answer
 of a non-primitive question. PGR of an arm = (arm - W) / (ceiling - W) on the test set at the
 target size; intervals are 95% bootstrap intervals over seeds and then test instances within each
