@@ -136,6 +136,8 @@ def bridge_rows(group: dict[str, Any], n_boot: int = N_BOOT) -> list[dict[str, A
                "gt_labels": statistics.fmean(r["gt_labels_used"] for r in runs.values()),
                "steps": statistics.fmean(r["steps"] for r in runs.values()),
                "self_from_step": [r.get("self_from_step") for r in runs.values()] if arm == "amplified-weak+self" else None,
+               # +self: seeds whose curriculum reached its final stage, where X's teacher is compared with W
+               "compared": sum(bool(r.get("switch_expert_calls")) for r in runs.values()),
                "pgr": float("nan"), "pgr_low": float("nan"), "pgr_high": float("nan"),
                "acc_low": float("nan"), "acc_high": float("nan"), "pgr_seeds": seeds}
         if seeds:
@@ -159,7 +161,7 @@ def _weak_row(group: dict[str, Any], weak: dict[int, np.ndarray], n_boot: int) -
     by_seed = {w["seed"]: w for w in own}
     row = {"arm": f"W ({group['weak']})", "seeds": seeds, "acc": float("nan"), "acc_low": float("nan"),
            "acc_high": float("nan"), "expert_calls": 0.0, "weak_answers": 0.0, "pgr": 0.0, "pgr_low": float("nan"),
-           "pgr_high": float("nan"), "self_from_step": None, "pgr_seeds": seeds,
+           "pgr_high": float("nan"), "self_from_step": None, "compared": 0, "pgr_seeds": seeds,
            "gt_labels": statistics.fmean(w["gt_labels_used"] for w in by_seed.values()) if by_seed else float("nan"),
            "steps": statistics.fmean(w["steps"] for w in by_seed.values()) if by_seed else float("nan")}
     if seeds:
@@ -183,7 +185,9 @@ CAPTION = ("Six ways to train the same X (same architecture, initialisation, cur
            "ceiling); 'undefined' where the ceiling is not above W. Expert calls: questions H decomposed (in "
            "amplified-weak+self, also those spent deciding the switch); W answers: targets and subquestions W "
            "answered; GT labels: ground-truth answers of non-primitive questions (only the ceiling and W's own "
-           "training read any). Each a mean over seeds.")
+           "training read any). Each a mean over seeds. amplified-weak+self compares X's teacher with W only once "
+           "its curriculum reaches the final stage ('compared in' counts those seeds); where it never takes over it "
+           "is amplified-weak.")
 
 
 FIGURE_CAPTION = ("Bars: test accuracy at the target size, mean over seeds; whiskers: 95% CI over seeds, then test "
@@ -202,8 +206,9 @@ def row_cells(row: dict[str, Any]) -> list[str]:
     arm = row["arm"]
     if row.get("self_from_step") is not None:
         switched = [s for s in row["self_from_step"] if s]
-        arm += f" (X took over in {len(switched)}/{len(row['self_from_step'])} seeds" + (
-            f", at step {', '.join(map(str, switched))})" if switched else ")")
+        arm += (f" (X took over in {len(switched)}/{len(row['self_from_step'])} seeds"
+                + (f" at step {', '.join(map(str, switched))}" if switched else "")
+                + f"; compared in {row['compared']})")
     pgr_text = "-" if arm.startswith("W (") else _ci(row["pgr"], row["pgr_low"], row["pgr_high"], 2)
     num = (lambda v: "-" if v != v else f"{v:,.0f}")  # noqa: E731
     return [arm, _ci(row["acc"], row["acc_low"], row["acc_high"]), pgr_text, num(row["expert_calls"]),
