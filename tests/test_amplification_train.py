@@ -378,7 +378,7 @@ def test_run_key_ignores_only_fields_the_mode_does_not_use() -> None:
     from oversight.config import config_hash, config_to_dict
     without = {k: v for k, v in config_to_dict(AmplifyConfig(mode="amplify").with_task_defaults()).items()
                if k not in ("lr_decay_steps", "mix_sizes_from", "target_passes", "target_workers", "encoder_loops",
-                            "checkpoint_every", "device", "threads", "curriculum_min_size", "size_step", "weak")
+                            "checkpoint_every", "device", "threads", "curriculum_min_size", "size_step", "weak", "w2s_loss")
                    and not k.startswith("hprime_")}
     assert without["lr"] == 1e-3  # the learning rate stored runs were made with, before it became the task's
     # the key is the identity's hash with the test set the run is measured on (v1's rows: a key of their own)
