@@ -38,10 +38,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from oversight.amplification.config import BASE_MODES
 from oversight.amplification.env import Task, make_task, run_expert
 from oversight.amplification.expert import LearnedExpert, TranscriptBatch, decide_unique, encode_transcripts
 from oversight.amplification.train import (
-    MODES,
     AmplifyConfig,
     build_learner,
     make_answer_fn,
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> None:
         cells = [task_name, args.size] + [f"{p[k]:.1f}" for k in ("generate", "truth", "teacher encode", "H + teacher",
                                                                    "teacher decode", "X step")]
         decisions = p["H' decisions"]
-        overlapped = {mode: time_train_step(task_name, args.size, args.steps, mode) for mode in MODES}
+        overlapped = {mode: time_train_step(task_name, args.size, args.steps, mode) for mode in BASE_MODES}
         learned_one_process = time_train_step(task_name, args.size, args.steps, "amplify-learned", overlap=False)
         cells += [f"{supervised:.1f}", f"{amplify:.1f}", f"{amplify / supervised:.2f}", f"{overlapped['supervised']:.1f}",
                   f"{overlapped['amplify']:.1f}", f"{overlapped['amplify'] / overlapped['supervised']:.2f}",
