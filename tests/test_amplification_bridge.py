@@ -283,7 +283,7 @@ def test_x_takes_over_from_w_after_two_evaluations_in_a_row_at_the_final_stage(
 
 
 def test_logconf_loss_moves_from_w_to_x_own_answers_as_alpha_grows() -> None:
-    from oversight.amplification.train import IGNORE, logconf_loss
+    from oversight.amplification.losses import IGNORE, logconf_loss
 
     log_probs = torch.log_softmax(torch.tensor([[2.0, 0.0, -1.0], [0.0, 1.0, 3.0]]), dim=1)
     w = torch.tensor([1, IGNORE])

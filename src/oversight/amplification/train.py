@@ -69,6 +69,7 @@ from oversight.amplification.evaluation import (
 )
 from oversight.amplification.expert import LearnedExpert
 from oversight.amplification.learner import FactSetLearner, count_parameters, ema_update
+from oversight.amplification.losses import ALPHA_MAX, IGNORE, logconf_loss
 from oversight.amplification.pacing import (
     HPrimePacing,
     build_hprime,
@@ -104,8 +105,6 @@ __all__ = [
     "make_eval_sets", "stack_facts",
 ]
 
-IGNORE = -100  # targets X is not trained on
-ALPHA_MAX = 0.75  # weak-to-strong --w2s-loss logconf: the weight X's own answers reach (the w2s family's default)
 SWITCH_VOTES = 2  # amplified-weak+self: evaluations in a row X's teacher must out-compose W to take over
 
 
@@ -279,13 +278,6 @@ def next_targets(state: TrainState, cfg: AmplifyConfig, task: Task, device: str,
     if pacing is not None and pace_loss is not None:
         pacing.learn(cfg, task, device, batch, pace_loss, state.acct)
     return batch
-
-
-def logconf_loss(log_probs: torch.Tensor, targets: torch.Tensor, alpha: float) -> torch.Tensor:
-    """Burns et al.'s auxiliary confidence loss for one-token answers: (1 - alpha) x cross-entropy on
-    the supervisor's answers (IGNORE left out) + alpha x cross-entropy on X's own greedy answers."""
-    own = log_probs.detach().argmax(1)
-    return (1 - alpha) * F.nll_loss(log_probs, targets, ignore_index=IGNORE) + alpha * F.nll_loss(log_probs, own)
 
 
 def x_step(state: TrainState, cfg: AmplifyConfig, task: Task, device: str, fresh_batch: bool) -> float:
