@@ -28,7 +28,7 @@ from oversight.amplification.env import Task
 from oversight.amplification.expert import DecisionCache, LearnedExpert, RollingLoss, TranscriptBuffer
 
 if TYPE_CHECKING:
-    from oversight.amplification.train import Accounting
+    from oversight.amplification.accounting import Accounting
 
 
 def hprime_schedule(hprime_loss: float) -> float:
