@@ -32,6 +32,7 @@ from oversight.amplification.config import WEAK_MODES, AmplifyConfig
 from oversight.amplification.runs import stored_config
 from oversight.amplification.weak import is_weak_run
 from oversight.config import canonical_json
+from oversight.store import StoreMemo
 from oversight.w2s.metrics import hierarchical_bootstrap_pgr, interval_covers, pgr
 
 ARMS = ("supervised", "weak-to-strong", "amplify", "amplify-learned", "amplified-weak", "amplified-weak+self")
@@ -194,6 +195,15 @@ FIGURE_CAPTION = ("Bars: test accuracy at the target size, mean over seeds; whis
                   "instances; dashed: W. Gray reads ground truth, orange learns from W, blue from H and X alone.")
 
 
+_TABLES = StoreMemo()
+
+
+def store_tables(store: Any) -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each bridge group of a store with its rows, computed once per store version (the doc, the
+    README line and the report all read them)."""
+    return _TABLES.get(store, "bridge", lambda: [(g, bridge_rows(g)) for g in collect(store.records(kind="amplify"))])
+
+
 def _ci(value: float, low: float, high: float, digits: int = 3) -> str:
     if value != value:  # nan
         return "undefined"
@@ -230,20 +240,20 @@ def provenance(group: dict[str, Any]) -> str:
 
 def markdown(store: Any) -> str:
     """The bridge's results doc (:data:`MARKDOWN_FILE`): per task, size and W a table ("" without bridge runs)."""
-    groups = collect(store.records(kind="amplify"))
-    if not groups:
+    tables = store_tables(store)
+    if not tables:
         return ""
     out = [f"## {TITLE}", "", CAPTION]
-    for g in groups:
+    for g, rows in tables:
         out += ["", f"### {group_title(g)}", "", provenance(g), "",
                 "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-        out += ["| " + " | ".join(row_cells(row)) + " |" for row in bridge_rows(g)]
+        out += ["| " + " | ".join(row_cells(row)) + " |" for row in rows]
     return "\n".join(out) + "\n"
 
 
-def format_group(group: dict[str, Any]) -> str:
-    """A bridge group as plain text, for the terminal."""
-    lines = [list(COLUMNS)] + [row_cells(row) for row in bridge_rows(group)]
+def format_group(group: dict[str, Any], rows: list[dict[str, Any]]) -> str:
+    """A bridge group and its rows as plain text, for the terminal."""
+    lines = [list(COLUMNS)] + [row_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in lines) for i in range(len(COLUMNS))]
     text = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) for line in lines]
     return "\n".join([group_title(group), text[0], "  ".join("-" * w for w in widths), *text[1:]])
@@ -252,8 +262,8 @@ def format_group(group: dict[str, Any]) -> str:
 def summary(store: Any) -> list[str]:
     """The README's line: per group with 3+ seeds, the PGR of weak-to-strong beside amplified-weak."""
     parts = []
-    for g in collect(store.records(kind="amplify")):
-        rows = {r["arm"]: r for r in bridge_rows(g)}
+    for g, table in store_tables(store):
+        rows = {r["arm"]: r for r in table}
         pair = [rows.get(a) for a in ("weak-to-strong", "amplified-weak")]
         if any(r is None or len(r["pgr_seeds"]) < 3 for r in pair):
             continue
@@ -264,14 +274,13 @@ def summary(store: Any) -> list[str]:
     return [f"- **Bridge** (3 seeds, 95% CIs over seeds and test instances): {'; '.join(parts)}."]
 
 
-def plot_group(group: dict[str, Any], path: Any) -> Any:
+def plot_group(group: dict[str, Any], rows: list[dict[str, Any]], path: Any) -> Any:
     """The bridge figure of one group: each arm's test accuracy with its interval, W and the ceiling as lines."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = bridge_rows(group)
     arms = [r for r in rows if not r["arm"].startswith("W (")]
     fig, ax = plt.subplots(figsize=(7, 3.2))
     xs = np.arange(len(arms))
@@ -299,16 +308,16 @@ def section(store: Any, out_dir: Any) -> str:
     import re
     from pathlib import Path
 
-    groups = collect(store.records(kind="amplify"))
-    if not groups:
+    tables = store_tables(store)
+    if not tables:
         return ""
     parts = [f"<h2>{html.escape(TITLE)}</h2><p>{html.escape(CAPTION)}</p>"]
-    for n, g in enumerate(groups):
+    for n, (g, rows) in enumerate(tables):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"bridge_{n}_{g['task']}_{g['size']}_{g['weak']}")[:80] + ".png"
-        path = plot_group(g, Path(out_dir) / name)
+        path = plot_group(g, rows, Path(out_dir) / name)
         head = "".join(f"<th>{html.escape(c)}</th>" for c in COLUMNS)
         body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row_cells(r)) + "</tr>"
-                       for r in bridge_rows(g))
+                       for r in rows)
         parts.append(f"<h3>{html.escape(group_title(g))}</h3><p>{html.escape(provenance(g))}</p>"
                      f'<img src="{html.escape(path.name)}" alt="{html.escape(group_title(g))}">'
                      f"<p><em>{html.escape(FIGURE_CAPTION)}</em></p>"

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from oversight.amplification.batches import make_answer_fn, stack_facts
-from oversight.amplification.bridge import ARMS, bridge_configs, bridge_rows, collect, format_group
+from oversight.amplification.bridge import ARMS, bridge_configs, format_group, store_tables
 from oversight.amplification.checkpoint import checkpoint_path
 from oversight.amplification.config import BASE_MODES, MODES, W2S_LOSSES, WEAK_MODES, AmplifyConfig
 from oversight.amplification.env import (
@@ -240,18 +240,18 @@ def _cmd_bridge(args: argparse.Namespace) -> int:
     losses = tuple(dict.fromkeys(split_list(args.w2s_losses)))
     if not losses or any(loss not in W2S_LOSSES for loss in losses):
         raise ConfigError("w2s_losses", f"{args.w2s_losses!r}: give some of {', '.join(W2S_LOSSES)}")
-    configs = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), args.seeds, arms, losses)
+    shared = make_config(AmplifyConfig, mode="weak-to-strong", **base)
+    configs = bridge_configs(shared, args.seeds, arms, losses)
     store = ResultsStore(args.store)
     check_writable(store, configs[0])
     log(f"bridge: {len(configs)} runs ({len(arms)} arms x {args.seeds} seeds) and {args.seeds} weak supervisors; "
         f"store {args.store}")
     # W is trained by the first weak arm of its seed that runs (with --executor ray, two may both train it: same numbers)
     run_jobs(run_and_store, configs, store_path=args.store, executor=args.executor)
-    shared = bridge_configs(make_config(AmplifyConfig, mode="weak-to-strong", **base), 1, ("weak-to-strong",))[0]
-    for group in collect(store.records(kind=KIND)):
-        if group["task"] == shared.task and group["size"] == shared.size and group["weak"] == shared.weak \
-                and group["steps"] == shared.steps:
-            print(format_group(group) if not args.json else json.dumps(bridge_rows(group), default=str))
+    for group, rows in store_tables(store):
+        if (group["task"], group["size"], group["weak"], group["steps"]) == (shared.task, shared.size, shared.weak,
+                                                                             shared.steps):
+            print(format_group(group, rows) if not args.json else json.dumps(rows, default=str))
     return 0
 
 

@@ -40,8 +40,8 @@ class AmplifyConfig:
 
     task: str = field(default="permutation_powering", metadata={"help": "environment (see oversight.amplification.tasks)"})
     mode: str = field(default="amplify", metadata={"help": "where X's targets come from", "choices": MODES})
-    weak: str = field(default="", metadata={"help": "weak modes: the weak supervisor W as AXIS:VALUE, small-size:M (trained at size <= M), small-model:L[xD] (L+L layers, width D), budget:K (K steps); a stronger W gives better targets", "key_neutral": ""})
-    w2s_loss: str = field(default="xent", metadata={"help": "weak-to-strong mode: xent imitates W's answers; logconf mixes in X's own answers (weight 0 -> 0.75 over the first 20% of steps, Burns et al.), so X can overrule W where it is confident", "choices": W2S_LOSSES, "key_neutral": "xent"})
+    weak: str = field(default="", metadata={"help": "weak modes: W as small-size:M, small-model:L[xD] or budget:K (larger values = a stronger W)", "key_neutral": ""})
+    w2s_loss: str = field(default="xent", metadata={"help": "weak-to-strong mode: xent copies W's answers; logconf mixes in X's own answers (more X, less W)", "choices": W2S_LOSSES, "key_neutral": "xent"})
     size: int = field(default=16, metadata={"help": "largest instance size n trained and tested (2..64; larger = harder questions, slower steps)"})
     steps: int = field(default=5000, metadata={"help": "training steps: the budget results are keyed and compared by (more = longer training)"})
     minutes: float = field(default=0.0, metadata={"help": "also stop after this much training wall time, for benchmarks (0 = none); such a run is marked not reproducible"})
