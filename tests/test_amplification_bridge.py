@@ -254,6 +254,9 @@ def test_bridge_refuses_unknown_arms_and_a_missing_w(capsys: pytest.CaptureFixtu
     assert "arms" in capsys.readouterr().err
     assert cli_main(["amplify", "bridge", "--task", "union_find", "--store", store]) != 0
     assert "weak" in capsys.readouterr().err
+    for command in ("bridge", "run"):
+        assert cli_main(["amplify", command, "--task", "nope", "--weak", "budget:3", "--store", store]) != 0
+        assert "unknown task 'nope'; available: permutation_powering" in capsys.readouterr().err
     assert not Path(store).exists()
 
 

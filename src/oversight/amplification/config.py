@@ -99,6 +99,7 @@ class AmplifyConfig:
     def validate(self) -> None:
         """Refuse a config that cannot run as asked, naming the field (the CLI prints it as one line)."""
         check_finite(self)  # nan / inf in any float field (a config built without make_config too)
+        make_task(self.task)  # an unknown task: one line listing the tasks, before any store is opened
         if self.mode not in MODES:
             raise ConfigError("mode", f"{self.mode!r} is not one of {', '.join(MODES)}")
         self._validate_weak()
